@@ -1,0 +1,389 @@
+"""The one APSW adapter: every TableSpec becomes an eponymous, read-only virtual table.
+
+``Database`` is the query engine the CLI and the daemon share: a SQLite connection with
+every registered table, an authorizer that refuses writes, and a per-query time limit.
+
+Constraint pushdown (habits of osquery's virtual_table.cpp):
+
+* ``=`` and ``IN`` on ``index``/``required``/``additional`` columns reach generate() as
+  sets of values; ``LIKE`` on them arrives as patterns (``file``/``hash`` use it);
+  ``<``, ``<=``, ``>``, ``>=`` on ``additional`` columns arrive as ranges (event ``time``).
+* ``colUsed`` tells generate() which columns the query reads.
+* A required column with no constraint at all raises :class:`MissingRequiredConstraint`;
+  one constrained but unusable in this join order makes BestIndex return False so
+  SQLite plans another order.
+* SQLite re-checks every constraint (``omit`` stays false): generate() may over-return.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import apsw
+
+from .spec import HostPaths, QueryContext, QueryDeadline, Row, TableError, TableSpec
+
+__all__ = [
+    "Database",
+    "MissingRequiredConstraint",
+    "QueryError",
+    "QueryResult",
+    "QueryTimeout",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIME_LIMIT = 10.0
+
+_OPS = {
+    apsw.SQLITE_INDEX_CONSTRAINT_EQ: "eq",
+    apsw.SQLITE_INDEX_CONSTRAINT_LIKE: "like",
+    apsw.SQLITE_INDEX_CONSTRAINT_GT: "gt",
+    apsw.SQLITE_INDEX_CONSTRAINT_GE: "ge",
+    apsw.SQLITE_INDEX_CONSTRAINT_LT: "lt",
+    apsw.SQLITE_INDEX_CONSTRAINT_LE: "le",
+}
+_RANGE_OPS = frozenset({"gt", "ge", "lt", "le"})
+
+#: PRAGMAs that only read schema information (osquery allows a similar short list).
+_READ_PRAGMAS = frozenset(
+    {"table_info", "table_xinfo", "function_list", "collation_list", "module_list", "pragma_list", "table_list"}
+)
+_ALLOWED_ACTIONS = frozenset(
+    {apsw.SQLITE_SELECT, apsw.SQLITE_READ, apsw.SQLITE_FUNCTION, apsw.SQLITE_RECURSIVE}
+)
+
+
+class QueryError(Exception):
+    """A query failed: bad SQL, a refused action, a table error or the time limit."""
+
+
+class QueryTimeout(QueryError):
+    """The query ran past its time limit and was interrupted."""
+
+
+class MissingRequiredConstraint(apsw.ConstraintError):
+    """A table with required columns was queried without constraining any of them."""
+
+
+@dataclass(slots=True)
+class QueryResult:
+    """Column names in SELECT order and rows as tuples."""
+
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+
+    def dicts(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.columns, r)) for r in self.rows]
+
+
+@dataclass(slots=True)
+class _Run:
+    """Per-query state the cursors read: the deadline and who is asking."""
+
+    deadline: float = float("inf")
+    time_limit: float = DEFAULT_TIME_LIMIT
+    consumer: str | None = None
+
+
+# ---------------------------------------------------------------------------
+# The virtual table module, generic over TableSpec
+# ---------------------------------------------------------------------------
+
+
+class _Module:
+    def __init__(self, spec: TableSpec, db: Database) -> None:
+        self.spec = spec
+        self.db = db
+
+    def Create(self, connection: apsw.Connection, modulename: str, dbname: str, tablename: str, *args: Any):
+        return self.spec.create_sql(), _Table(self.spec, self.db)
+
+    Connect = Create
+
+
+class _Table:
+    def __init__(self, spec: TableSpec, db: Database) -> None:
+        self.spec = spec
+        self.db = db
+        self.names = spec.column_names
+
+    def BestIndexObject(self, info: apsw.IndexInfo) -> bool:
+        columns = self.spec.columns
+        pushed: list[tuple[str, str]] = []
+        mentioned: set[str] = set()
+        argv = 0
+        for i in range(info.nConstraint):
+            col_index = info.get_aConstraint_iColumn(i)
+            if col_index < 0:
+                continue  # rowid
+            col = columns[col_index]
+            op = _OPS.get(info.get_aConstraint_op(i))
+            if op is None or not col.pushdown:
+                continue
+            if op in _RANGE_OPS and not col.additional:
+                continue
+            mentioned.add(col.name)
+            if not info.get_aConstraint_usable(i):
+                continue
+            argv += 1
+            info.set_aConstraintUsage_argvIndex(i, argv)
+            if op == "eq" and info.get_aConstraintUsage_in(i):
+                info.set_aConstraintUsage_in(i, True)  # IN (...) arrives in Filter as one set
+            pushed.append((col.name, op))
+
+        required = self.spec.required_columns
+        if required:
+            satisfied = any(n == c.name and op in ("eq", "like") for n, op in pushed for c in required)
+            if not satisfied:
+                if any(c.name in mentioned for c in required):
+                    return False  # constrained, but not usable in this join order: try another
+                names = " or ".join(c.name for c in required)
+                raise MissingRequiredConstraint(
+                    f"Table {self.spec.name} was queried without a required column in the WHERE clause: "
+                    f"constrain {names} with = , IN or LIKE, e.g. "
+                    f"SELECT * FROM {self.spec.name} WHERE {required[0].name} = '...'"
+                )
+
+        used = info.colUsed
+        n = len(columns)
+        used_names = sorted(columns[i].name for i in used if i < n) if not any(i >= n for i in used) else None
+        info.idxStr = json.dumps({"pushed": pushed, "used": used_names})
+        eq_pushed = any(op == "eq" for _, op in pushed)
+        if eq_pushed:
+            info.estimatedCost, info.estimatedRows = 10.0, 10
+        elif pushed:
+            info.estimatedCost, info.estimatedRows = 1e4, 1_000
+        else:
+            info.estimatedCost, info.estimatedRows = 1e6, 100_000
+        return True
+
+    def Open(self) -> _Cursor:
+        return _Cursor(self)
+
+    def Disconnect(self) -> None:
+        pass
+
+    Destroy = Disconnect
+
+
+class _Cursor:
+    __slots__ = ("table", "names", "rows", "row", "rowid", "run")
+
+    def __init__(self, table: _Table) -> None:
+        self.table = table
+        self.names = table.names
+        self.rows: Iterator[Row] = iter(())
+        self.row: Row | None = None
+        self.rowid = 0
+        self.run = table.db._run
+
+    def Filter(self, idx_num: int, idx_str: str | None, args: tuple[Any, ...]) -> None:
+        self.Close()  # SQLite may re-Filter one cursor (the inner side of a JOIN)
+        spec = self.table.spec
+        plan = json.loads(idx_str) if idx_str else {"pushed": [], "used": None}
+        eq: dict[str, set[Any]] = {}
+        like: dict[str, set[str]] = {}
+        ranges: dict[str, list[tuple[str, Any]]] = {}
+        for (name, op), arg in zip(plan["pushed"], args, strict=True):
+            col_type = spec.column(name).type
+            if op == "eq":
+                values = arg if isinstance(arg, set) else (arg,)
+                eq.setdefault(name, set()).update(_coerce(v, col_type) for v in values)
+            elif op == "like":
+                like.setdefault(name, set()).add(str(arg))
+            else:
+                ranges.setdefault(name, []).append((op, _coerce(arg, col_type)))
+        used = plan["used"]
+        context = QueryContext(
+            table=spec.name,
+            constraints={k: frozenset(v) for k, v in eq.items()},
+            columns_used=frozenset(used) if used is not None else None,
+            paths=self.table.db.paths,
+            consumer=self.run.consumer,
+            services=self.table.db.services,
+            likes={k: frozenset(v) for k, v in like.items()},
+            ranges=ranges,
+            deadline=self.run.deadline,
+        )
+        self.rows = iter(spec.generate(context))
+        self.rowid = 0
+        self.Next()
+
+    def Next(self) -> None:
+        if time.monotonic() > self.run.deadline:
+            raise QueryTimeout(f"query exceeded the time limit of {self.run.time_limit:g} s and was interrupted")
+        self.row = next(self.rows, None)
+        self.rowid += 1
+
+    def Eof(self) -> bool:
+        return self.row is None
+
+    def Column(self, which: int) -> Any:
+        if which == -1:
+            return self.rowid
+        return self.row.get(self.names[which])  # type: ignore[union-attr]
+
+    def Rowid(self) -> int:
+        return self.rowid
+
+    def Close(self) -> None:
+        close = getattr(self.rows, "close", None)
+        if close is not None:
+            close()  # run the generator's finally blocks now (LIMIT, errors)
+        self.rows = iter(())
+
+
+def _coerce(value: Any, sql_type: str) -> Any:
+    """Give generate() values of the column's type: ``WHERE pid = '1'`` means pid 1."""
+    if sql_type in ("INTEGER", "BIGINT", "UNSIGNED_BIGINT") and isinstance(value, (str, float)):
+        try:
+            return int(value)
+        except ValueError:
+            return value
+    if sql_type == "DOUBLE" and isinstance(value, (str, int)):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    if sql_type == "TEXT" and isinstance(value, (int, float)):
+        return str(value)
+    return value
+
+
+# ---------------------------------------------------------------------------
+# The query engine
+# ---------------------------------------------------------------------------
+
+
+class Database:
+    """A read-only SQLite connection over registered table specs.
+
+    Args:
+        specs: tables to register (usually :func:`tables.registry.all_specs`).
+        paths: where /proc, /sys and the host's files are (tests use fixture trees).
+        time_limit: seconds a query may run before it is interrupted.
+        services: runtime objects generate() may need (event stores, agent status),
+            handed to every QueryContext; tables/ never imports who provides them.
+    """
+
+    def __init__(
+        self,
+        specs: Iterable[TableSpec] = (),
+        *,
+        paths: HostPaths | None = None,
+        time_limit: float = DEFAULT_TIME_LIMIT,
+        services: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.paths = paths or HostPaths()
+        self.time_limit = time_limit
+        self.services: dict[str, Any] = dict(services or {})
+        self.specs: dict[str, TableSpec] = {}
+        self._run = _Run(time_limit=time_limit)
+        self.connection = apsw.Connection(":memory:")
+        self.connection.authorizer = self._authorize
+        self.connection.set_progress_handler(self._progress, 1000)
+        for spec in specs:
+            self.register(spec)
+
+    def register(self, spec: TableSpec) -> None:
+        """Make ``spec`` queryable by its name (eponymous: no CREATE VIRTUAL TABLE)."""
+        if spec.name in self.specs:
+            raise ValueError(f"table {spec.name} is registered twice")
+        self.specs[spec.name] = spec
+        self.connection.create_module(
+            spec.name,
+            _Module(spec, self),  # type: ignore[arg-type]  # duck-typed, as apsw.ext does
+            use_bestindex_object=True,
+            eponymous=True,
+            eponymous_only=True,
+            read_only=True,
+        )
+
+    def tables(self) -> list[str]:
+        return sorted(self.specs)
+
+    def execute(
+        self,
+        sql: str,
+        bindings: Sequence[Any] | Mapping[str, Any] = (),
+        *,
+        consumer: str | None = None,
+        time_limit: float | None = None,
+    ) -> QueryResult:
+        """Run ``sql`` and return every row; raise :class:`QueryError` with a clear message.
+
+        ``consumer`` names the scheduled query asking, so event tables return only the
+        events it has not seen yet; ad-hoc queries pass None and see the whole buffer.
+        """
+        limit = self.time_limit if time_limit is None else time_limit
+        self._run.time_limit = limit
+        self._run.deadline = time.monotonic() + limit if limit and limit > 0 else float("inf")
+        self._run.consumer = consumer
+        columns: list[str] = []
+
+        def trace(cursor: apsw.Cursor, statement: str, _bindings: Any) -> bool:
+            columns[:] = [d[0] for d in cursor.get_description()]
+            return True
+
+        cursor = self.connection.cursor()
+        cursor.exec_trace = trace
+        try:
+            rows = list(cursor.execute(sql, bindings))
+        except QueryError:
+            raise
+        except QueryDeadline:
+            raise QueryTimeout(
+                f"query exceeded the time limit of {limit:g} s and was interrupted"
+            ) from None
+        except apsw.InterruptError:
+            raise QueryTimeout(
+                f"query exceeded the time limit of {limit:g} s and was interrupted"
+            ) from None
+        except apsw.AuthError as exc:
+            raise QueryError(f"{_message(exc)} (queries are read-only)") from None
+        except (apsw.Error, TableError) as exc:
+            raise QueryError(_message(exc)) from None
+        except TypeError as exc:  # apsw: wrong number/type of bindings
+            raise QueryError(str(exc)) from None
+        finally:
+            self._run.deadline = float("inf")
+            self._run.consumer = None
+        return QueryResult(columns, rows)
+
+    def interrupt(self) -> None:
+        """Abort the running query from another thread (the watchdog uses this)."""
+        self.connection.interrupt()
+
+    def close(self) -> None:
+        self.connection.close()
+
+    # -- SQLite callbacks --------------------------------------------------
+
+    def _progress(self) -> bool:
+        return time.monotonic() > self._run.deadline  # True interrupts the statement
+
+    @staticmethod
+    def _authorize(action: int, p1: str | None, p2: str | None, dbname: str | None, trigger: str | None) -> int:
+        if action in _ALLOWED_ACTIONS:
+            if action == apsw.SQLITE_FUNCTION and p2 and p2.lower() == "load_extension":
+                return apsw.SQLITE_DENY
+            return apsw.SQLITE_OK
+        if action == apsw.SQLITE_PRAGMA and p1 and p1.lower() in _READ_PRAGMAS:
+            return apsw.SQLITE_OK
+        log.debug("authorizer refused action %d (%s, %s)", action, p1, p2)
+        return apsw.SQLITE_DENY
+
+
+def _message(exc: BaseException) -> str:
+    """SQLite's message without APSW's ``ErrorName:`` prefix."""
+    text = str(exc)
+    for prefix in ("SQLError: ", "AuthError: ", "ConstraintError: ", "ExecutionCompleteError: "):
+        if text.startswith(prefix):
+            return text[len(prefix) :]
+    return text
