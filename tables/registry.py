@@ -12,7 +12,7 @@ from .spec import TableSpec
 __all__ = ["all_specs", "get_spec"]
 
 #: Modules of the package that hold machinery, not tables.
-_INFRASTRUCTURE = frozenset({"spec", "sqlite", "registry", "events"})
+_INFRASTRUCTURE = frozenset({"spec", "sqlite", "registry", "events", "functions", "catalog"})
 
 
 @cache

@@ -26,6 +26,7 @@ from typing import Any
 
 import apsw
 
+from .functions import register_functions
 from .spec import HostPaths, QueryContext, QueryDeadline, Row, TableError, TableSpec
 
 __all__ = [
@@ -288,6 +289,7 @@ class Database:
         self.connection = apsw.Connection(":memory:")
         self.connection.authorizer = self._authorize
         self.connection.set_progress_handler(self._progress, 1000)
+        register_functions(self.connection)
         for spec in specs:
             self.register(spec)
 

@@ -1,0 +1,341 @@
+"""agent-cli: ad-hoc queries (like osqueryi), the table catalogue, a shell, and a daemon's status.
+
+    agent-cli query "SELECT pid, name FROM processes WHERE pid = 1"   # in-process, like osqueryi
+    agent-cli query --json "SELECT * FROM users"
+    agent-cli tables | agent-cli schema processes | agent-cli shell
+    agent-cli --connect /var/lib/agentd/agentd.sock query "SELECT * FROM process_events"
+    agent-cli --connect /var/lib/agentd/agentd.sock status
+    agent-cli watch process_events [--json] [--duration S] [--audit-log FILE]
+
+A failed query prints ``Error: <message>`` to stderr and exits 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from tables.registry import all_specs
+from tables.spec import TableSpec
+from tables.sqlite import DEFAULT_TIME_LIMIT, Database, QueryError
+
+from .output import MODES, render
+
+__all__ = ["main"]
+
+PROMPT = "agent> "
+CONTINUATION = "  ...> "
+HISTORY_FILE = os.path.join(os.path.expanduser("~"), ".agent_cli_history")
+
+HELP = """\
+Welcome to the agent-cli shell. Please explore your host with SQL.
+  .all TABLE         SELECT * FROM TABLE
+  .help              show this help
+  .mode MODE         set the output mode: pretty json csv line
+  .quit, .exit       leave the shell (Ctrl-D works too)
+  .schema [TABLE]    CREATE TABLE statements (all tables, or one)
+  .tables [PREFIX]   list the tables (optionally those starting with PREFIX)
+  .timer on|off      print how long each query took
+Statements end with ';' (a single line without ';' runs as is).
+"""
+
+
+class Engine(Protocol):
+    """Where queries run: in this process, or inside a running agentd."""
+
+    def execute(self, sql: str) -> tuple[list[str], list[Sequence[Any]]]: ...
+
+
+class LocalEngine:
+    """The agent's tables in this process (event tables are empty here: no sources run)."""
+
+    def __init__(self, time_limit: float) -> None:
+        self.db = Database(all_specs(), time_limit=time_limit)
+
+    def execute(self, sql: str) -> tuple[list[str], list[Sequence[Any]]]:
+        result = self.db.execute(sql)
+        return result.columns, result.rows
+
+
+class RemoteEngine:
+    """Queries run inside agentd over its control socket (event tables included)."""
+
+    def __init__(self, socket_path: str, time_limit: float) -> None:
+        self.socket_path = socket_path
+        self.time_limit = time_limit
+
+    def execute(self, sql: str) -> tuple[list[str], list[Sequence[Any]]]:
+        from .control import remote_query
+
+        columns, rows = remote_query(self.socket_path, sql, timeout=self.time_limit + 5)
+        return list(columns), list(rows)
+
+
+class UserError(Exception):
+    """Something the user asked for cannot be done; printed as ``Error: ...``."""
+
+
+def _specs() -> dict[str, TableSpec]:
+    return {s.name: s for s in all_specs()}
+
+
+def _engine(args: argparse.Namespace) -> Engine:
+    if args.connect:
+        return RemoteEngine(args.connect, args.time_limit)
+    return LocalEngine(args.time_limit)
+
+
+def _error(message: str) -> None:
+    print(f"Error: {message}", file=sys.stderr)
+
+
+# -- commands ---------------------------------------------------------------
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    columns, rows = engine.execute(args.sql)
+    sys.stdout.write(render(args.mode, columns, rows))
+    return 0
+
+
+def cmd_tables(args: argparse.Namespace) -> int:
+    for spec in all_specs():
+        if spec.name.startswith(args.prefix or ""):
+            kind = "event" if spec.event else "snapshot"
+            print(f"{spec.name:<24} {kind:<8} {spec.description}")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    spec = _specs().get(args.table)
+    if spec is None:
+        raise UserError(f"no such table: {args.table}")
+    print(spec.create_sql() + ";")
+    print(f"-- {spec.description}")
+    rows = []
+    for c in spec.columns:
+        options = [o for o in ("index", "required", "hidden", "additional") if getattr(c, o)]
+        rows.append((c.name, c.type, ",".join(options), c.description))
+    sys.stdout.write(render("pretty", ["column", "type", "options", "description"], rows))
+    for example in spec.examples:
+        print(f"-- e.g. {example}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    if not args.connect:
+        raise UserError("status needs a running agentd: agent-cli --connect SOCKET status")
+    from .control import format_status, remote_status
+
+    print(format_status(remote_status(args.connect)), end="")
+    return 0
+
+
+def cmd_shell(args: argparse.Namespace) -> int:
+    return Shell(_engine(args), interactive=sys.stdin.isatty()).run()
+
+
+# -- the shell --------------------------------------------------------------
+
+
+class Shell:
+    """An osqueryi-like shell: SQL statements and dot-commands, with history."""
+
+    def __init__(self, engine: Engine, *, interactive: bool, mode: str = "pretty") -> None:
+        self.engine = engine
+        self.interactive = interactive
+        self.mode = mode
+        self.timer = False
+        self.errors = 0
+        self.done = False
+
+    def run(self) -> int:
+        readline = self._setup_history() if self.interactive else None
+        if self.interactive:
+            print('Using a virtual database. Need help, type ".help"')
+        buffer: list[str] = []
+        lineno = 0
+        try:
+            while not self.done:
+                try:
+                    line = input(CONTINUATION if buffer else PROMPT) if self.interactive else sys.stdin.readline()
+                except EOFError:
+                    break
+                except KeyboardInterrupt:
+                    print()
+                    buffer.clear()
+                    continue
+                if not self.interactive:
+                    if line == "":
+                        break
+                    line = line.rstrip("\n")
+                lineno += 1
+                if not buffer and line.strip().startswith("."):
+                    self.meta(line.strip(), lineno)
+                    continue
+                if not buffer and not line.strip():
+                    continue
+                buffer.append(line)
+                sql = "\n".join(buffer)
+                if self._complete(sql) or (self.interactive and len(buffer) == 1 and not sql.rstrip().endswith(";")
+                                           and self._complete(sql + ";")):
+                    buffer.clear()
+                    self.query(sql, lineno)
+            if buffer:
+                self.query("\n".join(buffer), lineno)
+        finally:
+            if readline is not None:
+                try:
+                    readline.write_history_file(HISTORY_FILE)
+                except OSError:
+                    pass
+        return 1 if self.errors and not self.interactive else 0
+
+    @staticmethod
+    def _complete(sql: str) -> bool:
+        import apsw
+
+        return apsw.complete(sql)
+
+    @staticmethod
+    def _setup_history() -> Any:
+        try:
+            import readline
+        except ImportError:  # pragma: no cover - readline is part of CPython on Linux
+            return None
+        try:
+            readline.read_history_file(HISTORY_FILE)
+        except OSError:
+            pass
+        readline.set_history_length(1000)
+        names = sorted(_specs())
+        keywords = ["SELECT", "FROM", "WHERE", "JOIN", "ORDER BY", "GROUP BY", "LIMIT", "COUNT(*)"]
+
+        def complete(text: str, state: int) -> str | None:
+            options = [n for n in names + keywords if n.lower().startswith(text.lower())]
+            return options[state] if state < len(options) else None
+
+        readline.set_completer(complete)
+        readline.parse_and_bind("tab: complete")
+        return readline
+
+    def _fail(self, message: str, lineno: int) -> None:
+        self.errors += 1
+        _error(message if self.interactive else f"near line {lineno}: {message}")
+
+    def query(self, sql: str, lineno: int) -> None:
+        started = time.perf_counter()
+        try:
+            columns, rows = self.engine.execute(sql)
+        except (QueryError, UserError, OSError) as exc:
+            self._fail(str(exc), lineno)
+            return
+        sys.stdout.write(render(self.mode, columns, rows))
+        if self.timer:
+            print(f"Run Time: {time.perf_counter() - started:.3f} s")
+
+    def meta(self, line: str, lineno: int) -> None:
+        command, _, rest = line.partition(" ")
+        arg = rest.strip()
+        specs = _specs()
+        if command in (".quit", ".exit", ".q"):
+            self.done = True
+        elif command == ".help":
+            sys.stderr.write(HELP)
+        elif command in (".tables", ".list"):
+            for name in sorted(specs):
+                if name.startswith(arg):
+                    print(f"  => {name}")
+        elif command == ".schema":
+            chosen = [specs[arg]] if arg in specs else [s for n, s in sorted(specs.items()) if n.startswith(arg)]
+            if arg and not chosen:
+                self._fail(f"no such table: {arg}", lineno)
+            for spec in chosen:
+                print(spec.create_sql() + ";")
+        elif command == ".mode":
+            if arg not in MODES:
+                self._fail(f"mode should be one of: {' '.join(MODES)}", lineno)
+            else:
+                self.mode = arg
+        elif command == ".all":
+            if arg not in specs:
+                self._fail(f"no such table: {arg}", lineno)
+            else:
+                self.query(f"SELECT * FROM {arg}", lineno)
+        elif command == ".timer":
+            self.timer = arg.lower() in ("on", "1", "true", "yes")
+        else:
+            self._fail(f'unknown command or invalid arguments: "{line}". Enter ".help" for help', lineno)
+
+
+# -- argument parsing -------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="agent-cli",
+        description="Query the host as SQL tables (osquery-compatible), in-process or inside a running agentd.",
+    )
+    parser.add_argument("--connect", metavar="SOCKET", help="run inside the agentd listening on this control socket")
+    parser.add_argument(
+        "--time-limit", type=float, default=DEFAULT_TIME_LIMIT, metavar="SECONDS",
+        help=f"interrupt a query running longer than this (default {DEFAULT_TIME_LIMIT:g})",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    q = sub.add_parser("query", help="run one SQL statement and print the result")
+    q.add_argument("sql", metavar="SQL")
+    fmt = q.add_mutually_exclusive_group()
+    fmt.set_defaults(mode="pretty")
+    for mode in MODES:
+        fmt.add_argument(f"--{mode}", dest="mode", action="store_const", const=mode, help=f"{mode} output")
+    q.set_defaults(func=cmd_query)
+
+    t = sub.add_parser("tables", help="list the tables")
+    t.add_argument("prefix", nargs="?", default="")
+    t.set_defaults(func=cmd_tables)
+
+    s = sub.add_parser("schema", help="show a table's columns")
+    s.add_argument("table")
+    s.set_defaults(func=cmd_schema)
+
+    sh = sub.add_parser("shell", help="an interactive SQL shell")
+    sh.set_defaults(func=cmd_shell)
+
+    st = sub.add_parser("status", help="a running agentd's schedule, event sources and buffers (needs --connect)")
+    st.set_defaults(func=cmd_status)
+
+    try:
+        from . import watch
+    except ImportError:
+        watch = None  # type: ignore[assignment]
+    if watch is not None:
+        watch.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (QueryError, UserError) as exc:
+        _error(str(exc))
+        return 1
+    except OSError as exc:  # e.g. the control socket is not there
+        _error(str(exc))
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # pragma: no cover - `agent-cli ... | head`
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

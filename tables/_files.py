@@ -1,0 +1,79 @@
+"""Reading the host's small config files, and osquery's ``pid_with_namespace`` roots.
+
+Shared by the file-backed tables (users, groups, etc_hosts, os_version, deb_packages,
+crontab, ...).  Missing files read as None; the caller decides what "missing" means.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import replace
+
+from .spec import HostPaths, QueryContext
+
+__all__ = [
+    "list_files",
+    "mount_namespace_id",
+    "namespace_views",
+    "read_bytes",
+    "read_text",
+]
+
+
+def read_bytes(path: str) -> bytes | None:
+    """The file's bytes, or None when it is missing, unreadable or not a regular file."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError):
+        return None
+
+
+def read_text(path: str) -> str | None:
+    """The file as text (undecodable bytes replaced), or None when it cannot be read."""
+    data = read_bytes(path)
+    return None if data is None else data.decode("utf-8", "replace")
+
+
+def list_files(directory: str) -> list[str]:
+    """Regular files directly in ``directory``, sorted by name; [] when it is missing."""
+    try:
+        entries = sorted(os.scandir(directory), key=lambda e: e.name)
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return []
+    out = []
+    for entry in entries:
+        try:
+            if entry.is_file():
+                out.append(entry.path)
+        except OSError:
+            continue
+    return out
+
+
+def mount_namespace_id(paths: HostPaths, pid: int | str = "self") -> str | None:
+    """The inode of ``pid``'s mount namespace (``mnt:[4026531840]`` -> ``4026531840``)."""
+    try:
+        link = os.readlink(os.path.join(paths.proc, str(pid), "ns", "mnt"))
+    except OSError:
+        return None
+    start, end = link.find("["), link.rfind("]")
+    return link[start + 1 : end] if 0 <= start < end else None
+
+
+def namespace_views(context: QueryContext) -> Iterator[tuple[int, HostPaths]]:
+    """(pid_with_namespace, paths) pairs the query asks for, osquery style.
+
+    Without a ``pid_with_namespace`` constraint: one view, ``(0, context.paths)``.
+    With one: for each pid, the files as that process sees them (``/proc/<pid>/root``);
+    pids that do not exist are skipped.
+    """
+    pids = context.values("pid_with_namespace")
+    if not pids:
+        yield 0, context.paths
+        return
+    for pid in sorted(p for p in pids if isinstance(p, int) and p > 0):
+        root = os.path.join(context.paths.proc, str(pid), "root")
+        if os.path.isdir(root):
+            yield pid, replace(context.paths, root=root)
