@@ -1,0 +1,156 @@
+"""tables._procfs: pure parsers on canned /proc text, and the readers on real /proc."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import psutil
+import pytest
+
+from tables import _procfs as pf
+
+STAT_TRICKY = (
+    b"4242 (a) b (c)) S 1 4242 4242 0 -1 4194560 125 0 0 0 7 3 0 0 20 5 2 0 "
+    b"1234 8192000 300 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n"
+)
+
+
+def test_parse_stat_splits_on_last_paren():
+    name, f = pf.parse_stat(STAT_TRICKY)
+    assert name == "a) b (c)"
+    assert f[pf.STAT_STATE] == b"S"
+    assert int(f[pf.STAT_PPID]) == 1
+    assert int(f[pf.STAT_PGRP]) == 4242
+    assert int(f[pf.STAT_UTIME]) == 7
+    assert int(f[pf.STAT_STIME]) == 3
+    assert int(f[pf.STAT_NICE]) == 5
+    assert int(f[pf.STAT_NUM_THREADS]) == 2
+    assert int(f[pf.STAT_STARTTIME]) == 1234
+    assert int(f[pf.STAT_VSIZE]) == 8192000
+    assert int(f[pf.STAT_RSS]) == 300
+
+
+def test_parse_stat_spaces_and_empty_comm():
+    name, f = pf.parse_stat(b"7 (my proc ) R 2 0 0 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 5 0 0\n")
+    assert name == "my proc "
+    assert f[pf.STAT_STATE] == b"R"
+    name, _ = pf.parse_stat(b"8 () S 1 0 0 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 5 0 0\n")
+    assert name == ""
+
+
+def test_parse_stat_rejects_garbage():
+    with pytest.raises(ValueError, match="malformed stat"):
+        pf.parse_stat(b"no parens here")
+
+
+def test_parse_stat_matches_real_self():
+    name, f = pf.parse_stat(pf.read_file(f"/proc/{os.getpid()}/stat"))
+    me = psutil.Process()
+    assert int(f[pf.STAT_PPID]) == os.getppid()
+    assert name == pf.read_file(f"/proc/{os.getpid()}/comm").decode().rstrip("\n")
+    assert int(f[pf.STAT_NUM_THREADS]) == me.num_threads()
+
+
+STATUS = b"""Name:\tsleep
+Umask:\t0022
+State:\tS (sleeping)
+Tgid:\t99
+Uid:\t1000\t1001\t1002\t1003
+Gid:\t2000\t2001\t2002\t2003
+VmRSS:\t    1024 kB
+Threads:\t1
+"""
+
+
+def test_parse_status_ids():
+    uids, gids = pf.parse_status_ids(STATUS)
+    assert uids == [1000, 1001, 1002, 1003]
+    assert gids == [2000, 2001, 2002, 2003]
+    with pytest.raises(ValueError, match="Uid"):
+        pf.parse_status_ids(b"Name:\tx\n")
+
+
+def test_parse_status_ids_real_self():
+    uids, gids = pf.parse_status_ids(pf.read_file(f"/proc/{os.getpid()}/status"))
+    assert tuple(uids[:3]) == tuple(os.getresuid())
+    assert tuple(gids[:3]) == tuple(os.getresgid())
+
+
+def test_parse_cmdline():
+    assert pf.parse_cmdline(b"sleep\x00300\x00") == "sleep 300"
+    assert pf.parse_cmdline(b"a b\x00c\x00\x00") == "a b c"
+    assert pf.parse_cmdline(b"") == ""
+    assert pf.parse_cmdline(b"\xff\x00x\x00") == "\ufffd x"
+
+
+def test_parse_io():
+    io = pf.parse_io(b"rchar: 10\nwchar: 20\nread_bytes: 4096\nwrite_bytes: 8192\ncancelled_write_bytes: 4096\n")
+    assert io == {"rchar": 10, "wchar": 20, "read_bytes": 4096, "write_bytes": 8192, "cancelled_write_bytes": 4096}
+
+
+def test_parse_cgroup_path():
+    v1 = b"12:pids:/user.slice\n4:memory:/user.slice/x\n0::/user.slice/session-1.scope\n"
+    assert pf.parse_cgroup_path(v1) == "/user.slice/session-1.scope"
+    assert pf.parse_cgroup_path(b"5:cpu:/a/b\n3:memory:/c\n") == "/a/b"
+    assert pf.parse_cgroup_path(b"") == ""
+
+
+def test_parse_boot_time():
+    assert pf.parse_boot_time(b"cpu  1 2 3\nintr 5\nbtime 1700000000\nprocesses 9\n") == 1700000000
+    with pytest.raises(ValueError, match="btime"):
+        pf.parse_boot_time(b"cpu 1 2 3\n")
+
+
+def test_boot_time_matches_psutil():
+    assert pf.boot_time("/proc") == int(psutil.boot_time())
+    assert pf.boot_time("/nonexistent-proc-root") is None
+
+
+def test_parse_links():
+    assert pf.parse_ns_inode("net:[4026531840]") == 4026531840
+    assert pf.parse_ns_inode("garbage") is None
+    assert pf.parse_socket_inode("socket:[12345]") == 12345
+    assert pf.parse_socket_inode("pipe:[12345]") is None
+    assert pf.parse_socket_inode("socket:[x]") is None
+
+
+def test_read_file_reads_past_one_buffer(tmp_path):
+    big = os.urandom(100_000)
+    (tmp_path / "big").write_bytes(big)
+    assert pf.read_file(str(tmp_path / "big")) == big
+    with pytest.raises(FileNotFoundError):
+        pf.read_file(str(tmp_path / "missing"))
+
+
+def test_read_link(tmp_path):
+    os.symlink("/some/target", tmp_path / "l")
+    assert pf.read_link(str(tmp_path / "l")) == "/some/target"
+    assert pf.read_link(str(tmp_path / "missing")) == ""  # gone / no target
+    (tmp_path / "plain").write_text("x")
+    assert pf.read_link(str(tmp_path / "plain")) is None  # not a link: unknown
+
+
+def test_list_pids_and_select(tmp_path):
+    for name in ("1", "42", "7", "self", "net", "12a"):
+        (tmp_path / name).mkdir()
+    assert pf.list_pids(str(tmp_path)) == [1, 7, 42]
+    assert pf.select_pids(str(tmp_path), None) == [1, 7, 42]
+    assert pf.select_pids(str(tmp_path), frozenset({42, "7", -3, 0, "x", 3.5})) == [7, 42]
+    with pytest.raises(FileNotFoundError, match="proc root"):
+        pf.list_pids(str(tmp_path / "nope"))
+
+
+def test_list_pids_real_contains_self_and_psutil_overlap():
+    before = set(psutil.pids())
+    pids = set(pf.list_pids("/proc"))
+    after = set(psutil.pids())
+    assert os.getpid() in pids
+    # every process alive across both psutil snapshots is in ours
+    assert (before & after) <= pids
+
+
+def test_clock_constants():
+    assert pf.CLK_TCK == os.sysconf("SC_CLK_TCK") > 0
+    assert pf.PAGE_SIZE == os.sysconf("SC_PAGE_SIZE") > 0
+    assert time.time() > pf.boot_time("/proc")
