@@ -69,9 +69,12 @@ class RemoteEngine:
         self.time_limit = time_limit
 
     def execute(self, sql: str) -> tuple[list[str], list[Sequence[Any]]]:
-        from .control import remote_query
+        from .control import ControlError, remote_query
 
-        columns, rows = remote_query(self.socket_path, sql, timeout=self.time_limit + 5)
+        try:
+            columns, rows = remote_query(self.socket_path, sql, timeout=self.time_limit + 5)
+        except ControlError as exc:
+            raise UserError(str(exc)) from None
         return list(columns), list(rows)
 
 
@@ -130,9 +133,13 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     if not args.connect:
         raise UserError("status needs a running agentd: agent-cli --connect SOCKET status")
-    from .control import format_status, remote_status
+    from .control import ControlError, format_status, remote_status
 
-    print(format_status(remote_status(args.connect)), end="")
+    try:
+        status = remote_status(args.connect)
+    except ControlError as exc:
+        raise UserError(str(exc)) from None
+    print(format_status(status), end="")
     return 0
 
 

@@ -25,7 +25,7 @@ def test_query_pretty_finds_this_process() -> None:
     out = cli("query", f"SELECT pid, parent FROM processes WHERE pid = {me}")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert lines[1].split("|")[1:3] == [" pid ", " parent "]
+    assert [c.strip() for c in lines[1].split("|")[1:3]] == ["pid", "parent"]
     assert lines[3].split("|")[1].strip() == str(me)
     assert lines[3].split("|")[2].strip() == str(os.getppid())
 
