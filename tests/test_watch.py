@@ -1,0 +1,192 @@
+"""agent-cli watch: live rows from a real source, an audit log replay, errors, Ctrl-C, --connect."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.cli import main
+from agent.control import ControlServer, FunctionHandler
+from agent.events import EventManager, EventOptions
+from tables.registry import all_specs
+from tables.sqlite import Database
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _hex(text: str) -> str:
+    return text.encode().hex().upper()
+
+
+AUDIT_LOG = [
+    'type=SYSCALL msg=audit(1700000000.123:100): arch=c000003e syscall=59 success=yes exit=0 a0=55d0 a1=55d1 '
+    'a2=55d2 a3=0 items=2 ppid=1000 pid=1001 auid=1000 uid=1000 gid=1000 euid=1000 suid=1000 fsuid=1000 '
+    'egid=1000 sgid=1000 fsgid=1000 tty=pts0 ses=1 comm="true" exe="/usr/bin/true" key="zeek-agent"',
+    f'type=EXECVE msg=audit(1700000000.123:100): argc=3 a0="/bin/true" a1="hello" a2={_hex("big world")}',
+    'type=CWD msg=audit(1700000000.123:100): cwd="/home/user"',
+    'type=PATH msg=audit(1700000000.123:100): item=0 name="/bin/true" inode=123 dev=08:01 mode=0100755 '
+    'ouid=0 ogid=0 rdev=00:00 nametype=NORMAL cap_fp=0 cap_fi=0 cap_fe=0 cap_fver=0',
+    'this line is not an audit record at all',
+    f'type=PROCTITLE msg=audit(1700000000.123:100): proctitle={_hex("/bin/true")}',
+    'type=EOE msg=audit(1700000000.123:100):',
+]
+
+
+def _cli(*args: str, **kw) -> subprocess.Popen[str]:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.Popen([sys.executable, "-m", "agent.cli", *args], cwd=REPO, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+
+
+def test_unknown_table_is_an_error(capsys) -> None:
+    assert main(["watch", "no_such_events"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Error: no event table named 'no_such_events'") and "process_events" in err
+    assert main(["watch", "processes"]) == 1  # a table, but not an event table
+    assert main(["watch", "process_events", "--columns", "pid,bogus"]) == 1
+    assert "no column bogus" in capsys.readouterr().err
+
+
+def test_audit_log_replay_prints_rows_and_a_summary(tmp_path: Path, capsys) -> None:
+    log = tmp_path / "audit.log"
+    log.write_text("\n".join(AUDIT_LOG) + "\n")
+    assert main(["watch", "process_events", "--json", "--audit-log", str(log)]) == 0
+    out, err = capsys.readouterr()
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row["pid"], row["parent"], row["path"], row["cmdline"], row["cwd"], row["uid"]) == (
+        1001, 1000, "/usr/bin/true", "/bin/true hello big world", "/home/user", 1000)
+    assert "7 lines read" in err and "1 malformed lines" in err
+    assert "malformed line 5:" in err
+
+    assert main(["watch", "process_events", "--audit-log", str(log)]) == 0  # text view
+    out, _ = capsys.readouterr()
+    header, line = out.splitlines()
+    assert header.split()[:3] == ["time", "pid", "parent"]
+    assert "1001" in line and line.endswith("/bin/true hello big world")
+
+
+def test_audit_log_errors(tmp_path: Path, capsys) -> None:
+    assert main(["watch", "process_events", "--audit-log", str(tmp_path / "missing.log")]) == 1
+    assert "Error: cannot read the audit log" in capsys.readouterr().err
+    assert main(["watch", "process_events", "--audit-log", str(tmp_path)]) == 1  # a directory
+    assert "Error: cannot read the audit log" in capsys.readouterr().err
+    assert main(["watch", "hardware_events", "--audit-log", str(tmp_path)]) == 1
+    assert "--audit-log yields" in capsys.readouterr().err
+
+
+def _await_line(stream, prefix: str, seconds: float = 30.0) -> str:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        line = stream.readline()
+        if not line:
+            break
+        if line.startswith(prefix):
+            return line
+    raise AssertionError(f"no line starting with {prefix!r}")
+
+
+def _rows_until(stream, pred, seconds: float = 30.0) -> list[dict]:
+    """JSON rows read from ``stream`` until one matches ``pred`` (bounded wait)."""
+    rows: list[dict] = []
+    buf = b""
+    fd = stream.fileno()  # raw reads: a buffered readline would hide lines from select()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if not ready:
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        buf += chunk
+        *lines, buf = buf.split(b"\n")
+        for line in lines:
+            rows.append(json.loads(line))
+            if pred(rows[-1]):
+                return rows
+    raise AssertionError(f"no matching row among {len(rows)} rows")
+
+
+def test_watch_prints_rows_from_the_proc_connector_until_ctrl_c(tmp_path: Path) -> None:
+    watcher = _cli("watch", "process_events", "--json", "--source", "proc_connector")
+    try:
+        ready = watcher.stderr.readline()
+        if not ready.startswith("watching"):
+            watcher.kill()
+            pytest.skip(f"no process source here: {ready.strip()} {watcher.stderr.read().strip()}")
+        # A process that lives long enough for /proc to be read at exec time.
+        child = subprocess.run(["/bin/sleep", "0.2"], cwd=tmp_path)
+        rows = _rows_until(watcher.stdout, lambda r: r["cmdline"] == "/bin/sleep 0.2" and r["cwd"] == str(tmp_path))
+        watcher.send_signal(signal.SIGINT)
+        out, err = watcher.communicate(timeout=30)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+    assert watcher.returncode == 0, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert rows[-1]["path"] == os.path.realpath("/bin/sleep") and rows[-1]["parent"] == os.getpid()
+    assert child.returncode == 0
+
+
+def test_duration_ends_watch(tmp_path: Path) -> None:
+    watcher = _cli("watch", "hardware_events", "--duration", "0")
+    out, err = watcher.communicate(timeout=60)
+    if "Error:" in err:
+        pytest.skip(f"no uevent source here: {err.strip()}")
+    assert watcher.returncode == 0 and out == "" and "Traceback" not in err
+
+
+def test_ctrl_c_ends_watch_quietly() -> None:
+    watcher = _cli("watch", "hardware_events")
+    try:
+        ready = watcher.stderr.readline()
+        if not ready.startswith("watching"):
+            watcher.kill()
+            pytest.skip(f"no uevent source here: {ready.strip()}")
+        watcher.send_signal(signal.SIGINT)
+        out, err = watcher.communicate(timeout=30)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+    assert watcher.returncode == 0
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+
+
+async def test_watch_through_a_running_agents_control_socket(tmp_path: Path, capsys) -> None:
+    """--connect polls the daemon for rows newer than the last printed (a ControlServer like agentd's)."""
+    manager = EventManager(EventOptions(disable_events=True))
+    specs = [s for s in all_specs() if s.name == "hardware_events"]
+    db = Database(specs, services=manager.services)
+
+    async def query(sql: str):
+        result = db.execute(sql)
+        return result.columns, result.rows
+
+    server = ControlServer(str(tmp_path / "agentd.sock"), FunctionHandler(query, lambda: {}))
+    await server.start()
+    try:
+        manager.sink("hardware_events", {"action": "add", "vendor_id": "0001"})  # before watch: not shown
+        watching = asyncio.create_task(asyncio.to_thread(
+            main, ["--connect", str(tmp_path / "agentd.sock"), "watch", "hardware_events", "--json",
+                   "--count", "2", "--duration", "120"]))
+        deadline = time.monotonic() + 30
+        while "watching" not in capsys.readouterr().err and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        manager.sink("hardware_events", {"action": "add", "vendor_id": "046d", "model_id": "c52b"})
+        manager.sink("hardware_events", {"action": "remove", "vendor_id": "046d", "model_id": "c52b"})
+        assert await watching == 0
+    finally:
+        await server.close()
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["action"], r["vendor_id"]) for r in rows] == [("add", "046d"), ("remove", "046d")]
