@@ -1,0 +1,268 @@
+"""osquery result-log lines and the rotating files they go to.
+
+Key order follows osquery/core/query.cpp: the legacy fields (name, hostIdentifier,
+calendarTime, unixTime, epoch, counter, numerics, decorations) then ``columns`` and
+``action`` for the event format; ``diffResults`` first for the batch format;
+``snapshot`` and ``action`` first for the snapshot format.  "removed" rows come before
+"added" ones, as osquery serializes them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+__all__ = [
+    "ResultLog",
+    "ResultWriter",
+    "calendar_time",
+    "encode_lines",
+    "format_batch",
+    "format_event_lines",
+    "format_snapshot",
+    "format_snapshot_lines",
+]
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+Row = Mapping[str, Any]
+
+
+def calendar_time(unix_time: float) -> str:
+    """osquery's calendarTime: ``"Mon May  2 22:27:32 2016 UTC"`` (asctime in UTC)."""
+    t = time.gmtime(int(unix_time))
+    return (
+        f"{_DAYS[t.tm_wday]} {_MONTHS[t.tm_mon - 1]} {t.tm_mday:2d} "
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} {t.tm_year} UTC"
+    )
+
+
+def _legacy(
+    name: str,
+    host_identifier: str,
+    unix_time: float,
+    epoch: int,
+    counter: int,
+    numerics: bool,
+    decorations: Mapping[str, Any] | None,
+    top_level: bool,
+    into: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    item = {} if into is None else into
+    item["name"] = name
+    item["hostIdentifier"] = host_identifier
+    item["calendarTime"] = calendar_time(unix_time)
+    item["unixTime"] = int(unix_time)
+    item["epoch"] = epoch
+    item["counter"] = counter
+    item["numerics"] = numerics
+    if decorations:
+        if top_level:
+            item.update(decorations)  # may overwrite reserved keys, as osquery does
+        else:
+            item["decorations"] = dict(decorations)
+    return item
+
+
+def format_event_lines(
+    name: str,
+    host_identifier: str,
+    unix_time: float,
+    *,
+    epoch: int,
+    counter: int,
+    added: Iterable[Row] = (),
+    removed: Iterable[Row] = (),
+    numerics: bool = False,
+    decorations: Mapping[str, Any] | None = None,
+    decorations_top_level: bool = False,
+) -> list[dict[str, Any]]:
+    """One line per row (``--logger_event_type=true``): removed rows first, then added."""
+    head = _legacy(name, host_identifier, unix_time, epoch, counter, numerics, decorations, decorations_top_level)
+    lines = []
+    for action, rows in (("removed", removed), ("added", added)):
+        for row in rows:
+            line = dict(head)
+            line["columns"] = dict(row)
+            line["action"] = action
+            lines.append(line)
+    return lines
+
+
+def format_batch(
+    name: str,
+    host_identifier: str,
+    unix_time: float,
+    *,
+    epoch: int,
+    counter: int,
+    added: Sequence[Row] = (),
+    removed: Sequence[Row] = (),
+    numerics: bool = False,
+    decorations: Mapping[str, Any] | None = None,
+    decorations_top_level: bool = False,
+) -> dict[str, Any]:
+    """One line per run (``--logger_event_type=false``): ``diffResults`` then the legacy fields."""
+    item: dict[str, Any] = {"diffResults": {"removed": [dict(r) for r in removed], "added": [dict(r) for r in added]}}
+    return _legacy(name, host_identifier, unix_time, epoch, counter, numerics, decorations, decorations_top_level, item)
+
+
+def format_snapshot(
+    name: str,
+    host_identifier: str,
+    unix_time: float,
+    *,
+    rows: Sequence[Row],
+    epoch: int = 0,
+    counter: int = 0,
+    numerics: bool = False,
+    decorations: Mapping[str, Any] | None = None,
+    decorations_top_level: bool = False,
+) -> dict[str, Any]:
+    """The snapshot form: ``{"snapshot": [rows], "action": "snapshot", ...legacy fields}``."""
+    item: dict[str, Any] = {"snapshot": [dict(r) for r in rows], "action": "snapshot"}
+    return _legacy(name, host_identifier, unix_time, epoch, counter, numerics, decorations, decorations_top_level, item)
+
+
+def format_snapshot_lines(
+    name: str,
+    host_identifier: str,
+    unix_time: float,
+    *,
+    rows: Sequence[Row],
+    epoch: int = 0,
+    counter: int = 0,
+    numerics: bool = False,
+    decorations: Mapping[str, Any] | None = None,
+    decorations_top_level: bool = False,
+) -> list[dict[str, Any]]:
+    """``--logger_snapshot_event_type``: one line per row with ``columns`` and action "snapshot"."""
+    head = _legacy(name, host_identifier, unix_time, epoch, counter, numerics, decorations, decorations_top_level)
+    return [{**head, "columns": dict(row), "action": "snapshot"} for row in rows]
+
+
+def encode_lines(lines: Iterable[Mapping[str, Any]]) -> bytes:
+    """Lines as compact JSON, one per line, UTF-8 (what the log files hold)."""
+    return b"".join(
+        json.dumps(line, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "replace") + b"\n"
+        for line in lines
+    )
+
+
+class ResultLog:
+    """An append-only JSON-lines file with size-based rotation (``path`` -> ``path.1`` ...).
+
+    ``fsync`` (default) makes every write durable before it returns, which the runner's
+    exactly-once protocol relies on.  Rotation happens before a write that would take
+    the file past ``max_bytes``; ``backups`` old files are kept.
+    """
+
+    def __init__(
+        self, path: str, *, max_bytes: int = 25 * 1024 * 1024, backups: int = 25, mode: int = 0o640, fsync: bool = True
+    ) -> None:
+        if max_bytes <= 0 or backups < 0:
+            raise ValueError(f"{path}: max_bytes must be positive and backups >= 0")
+        self.path = path
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self.mode = mode
+        self.fsync = fsync
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+
+    def _open(self) -> int:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, self.mode)
+        os.fchmod(fd, self.mode)
+        return fd
+
+    def rotate(self) -> None:
+        """results.log -> results.log.1 -> ... -> results.log.<backups> (the oldest is dropped)."""
+        if self.backups == 0:
+            os.truncate(self.path, 0)
+            return
+        for i in range(self.backups - 1, 0, -1):
+            older = f"{self.path}.{i}"
+            if os.path.exists(older):
+                os.replace(older, f"{self.path}.{i + 1}")
+        os.replace(self.path, f"{self.path}.1")
+
+    def prepare(self, nbytes: int) -> tuple[int, int]:
+        """Rotate if ``nbytes`` more would not fit; return (file id, offset) the write will use."""
+        try:
+            size = os.path.getsize(self.path)
+        except FileNotFoundError:
+            size = 0
+        if size and size + nbytes > self.max_bytes:
+            self.rotate()
+        fd = self._open()
+        try:
+            st = os.fstat(fd)
+            return st.st_ino, st.st_size
+        finally:
+            os.close(fd)
+
+    def write_at(self, data: bytes, file_id: int, offset: int) -> bool:
+        """Make ``data`` be the file's bytes at ``offset`` (idempotent). False if already there.
+
+        If the file at ``path`` is no longer the one with ``file_id`` (rotated away by
+        someone else), the data is appended to the current file.
+        """
+        fd = self._open()
+        try:
+            st = os.fstat(fd)
+            if st.st_ino == file_id and st.st_size >= offset:
+                if st.st_size >= offset + len(data) and os.pread(fd, len(data), offset) == data:
+                    return False  # written before a crash, only its bookkeeping was lost
+                if st.st_size > offset:
+                    os.ftruncate(fd, offset)  # a torn write of ours: replace it
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            if self.fsync:
+                os.fsync(fd)
+            return True
+        finally:
+            os.close(fd)
+
+    def append(self, data: bytes) -> None:
+        file_id, offset = self.prepare(len(data))
+        self.write_at(data, file_id, offset)
+
+    def write_lines(self, lines: Iterable[Mapping[str, Any]]) -> None:
+        data = encode_lines(lines)
+        if data:
+            self.append(data)
+
+
+class ResultWriter:
+    """The two osquery filesystem logs in one directory: results.log and snapshots.log."""
+
+    def __init__(
+        self, directory: str, *, max_bytes: int = 25 * 1024 * 1024, backups: int = 25, mode: int = 0o640,
+        fsync: bool = True,
+    ) -> None:
+        self.directory = directory
+        self.logs = {
+            target: ResultLog(
+                os.path.join(directory, f"{target}.log"), max_bytes=max_bytes, backups=backups, mode=mode, fsync=fsync
+            )
+            for target in ("results", "snapshots")
+        }
+
+    @property
+    def results(self) -> ResultLog:
+        return self.logs["results"]
+
+    @property
+    def snapshots(self) -> ResultLog:
+        return self.logs["snapshots"]
+
+    def log_for(self, target: str) -> ResultLog:
+        try:
+            return self.logs[target]
+        except KeyError:
+            raise ValueError(f"unknown result log {target!r}: use 'results' or 'snapshots'") from None

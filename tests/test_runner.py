@@ -1,0 +1,320 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from agent.config import Decorators, ScheduledQuery
+from agent.options import parse_options
+from agent.results import ResultWriter
+from agent.runner import DecorationRunner, QueryRunner, event_tables_in, stringify
+from agent.state import StateDB
+from tables.events import EVENT_STORES, EventStore, event_table
+from tables.spec import Column, TableSpec
+from tables.sqlite import Database
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Items:
+    """A small real table whose rows the test sets (what a /proc table would return)."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+
+    def spec(self) -> TableSpec:
+        return TableSpec(
+            name="items",
+            description="Rows the test controls.",
+            columns=(Column("id", "INTEGER"), Column("name", "TEXT"), Column("size", "DOUBLE")),
+            generate=lambda context: [dict(r) for r in self.rows],
+        )
+
+
+def _forever(context):
+    while True:
+        context.check_deadline()
+        yield {"n": 1}
+
+
+@pytest.fixture()
+def env(tmp_path):
+    items = Items()
+    store = EventStore("thing_events", clock=lambda: 1000.0)
+    specs = [
+        items.spec(),
+        event_table("thing_events", "Things that happened.", [Column("what", "TEXT"), Column("time", "BIGINT")]),
+        TableSpec(name="forever", description="Never ends.", columns=(Column("n", "INTEGER"),), generate=_forever),
+    ]
+    db = Database(specs, services={EVENT_STORES: {"thing_events": store}})
+    state = StateDB(str(tmp_path / "state.db"))
+    writer = ResultWriter(str(tmp_path / "log"))
+
+    def make(**options) -> QueryRunner:
+        opts, _ = parse_options(options)
+        return QueryRunner(db, state, host_identifier="host-a", options=opts)
+
+    return items, store, db, state, writer, make, tmp_path
+
+
+def q(sql="select id, name from items", name="items_q", **kw) -> ScheduledQuery:
+    return ScheduledQuery(name=name, query=sql, interval=60, **kw)
+
+
+def logged(tmp_path, which="results") -> list[dict]:
+    path = tmp_path / "log" / f"{which}.log"
+    return [json.loads(line) for line in open(path)] if path.exists() else []
+
+
+def test_first_run_then_diff_then_no_change(env):
+    items, store, db, state, writer, make, tmp = env
+    runner = make()
+    items.rows = [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]
+    out = runner.run(q(), 1000.0, writer)
+    assert (out.error, out.rows, out.added, out.removed, out.counter) == (None, 2, 2, 0, 0)
+    lines = logged(tmp)
+    assert [(x["action"], x["columns"], x["counter"], x["epoch"]) for x in lines] == [
+        ("added", {"id": "1", "name": "a"}, 0, 0),
+        ("added", {"id": "2", "name": "b"}, 0, 0),
+    ]
+    assert lines[0]["hostIdentifier"] == "host-a" and lines[0]["unixTime"] == 1000
+
+    out = runner.run(q(), 1060.0, writer)  # nothing changed: nothing logged, counter stays
+    assert (out.lines, out.counter) == ([], 0) and len(logged(tmp)) == 2
+    assert state.get_query("items_q").last_run == 1060.0
+
+    items.rows = [{"id": 2, "name": "b"}, {"id": 3, "name": "c"}]
+    out = runner.run(q(), 1120.0, writer)
+    assert [(x["action"], x["columns"]["id"], x["counter"]) for x in logged(tmp)[2:]] == [
+        ("removed", "1", 1), ("added", "3", 1)]
+    items.rows.append({"id": 4, "name": "d"})
+    assert runner.run(q(), 1180.0, writer).counter == 2
+
+
+def test_first_run_with_no_rows_stores_state(env):
+    items, store, db, state, writer, make, tmp = env
+    runner = make()
+    assert runner.run(q(), 1.0, writer).lines == []
+    assert state.get_query("items_q").counter == 0
+    items.rows = [{"id": 1, "name": "a"}]
+    out = runner.run(q(), 2.0, writer)
+    assert (out.added, out.counter) == (1, 1)
+
+
+def test_removed_false_suppresses_removals(env):
+    items, store, db, state, writer, make, tmp = env
+    runner = make()
+    items.rows = [{"id": 1, "name": "a"}]
+    runner.run(q(removed=False), 1.0, writer)
+    items.rows = []
+    out = runner.run(q(removed=False), 2.0, writer)
+    assert (out.lines, out.removed, out.counter) == ([], 0, 1)  # state still moves on
+    items.rows = [{"id": 1, "name": "a"}]
+    out = runner.run(q(removed=False), 3.0, writer)
+    assert [x["action"] for x in out.lines] == ["added"]
+
+
+def test_snapshot_form_goes_to_the_snapshot_log_without_state(env):
+    items, store, db, state, writer, make, tmp = env
+    items.rows = [{"id": 1, "name": "a"}, {"id": 2, "name": None}]
+    out = make().run(q(snapshot=True, name="snap"), 5.0, writer)
+    (line,) = logged(tmp, "snapshots")
+    assert line["snapshot"] == [{"id": "1", "name": "a"}, {"id": "2", "name": ""}]
+    assert (line["action"], line["counter"], line["name"]) == ("snapshot", 0, "snap")
+    assert logged(tmp) == [] and state.get_query("snap") is None and out.rows == 2
+    make(logger_snapshot_event_type=True).run(q(snapshot=True, name="snap"), 6.0, writer)
+    assert [x["columns"]["id"] for x in logged(tmp, "snapshots")[1:]] == ["1", "2"]
+
+
+def test_new_epoch_reports_everything_again(env):
+    items, store, db, state, writer, make, tmp = env
+    items.rows = [{"id": 1, "name": "a"}]
+    make().run(q(), 1.0, writer)
+    make().run(q(), 2.0, writer)
+    out = make(schedule_epoch=7).run(q(), 3.0, writer)
+    assert [(x["action"], x["epoch"], x["counter"]) for x in out.lines] == [("added", 7, 0)]
+    assert state.get_query("items_q").epoch == 7
+
+
+def test_changed_sql_is_noted_and_still_diffed(env):
+    items, store, db, state, writer, make, tmp = env
+    items.rows = [{"id": 1, "name": "a"}]
+    make().run(q(), 1.0, writer)
+    out = make().run(q("select id, name from items where 1"), 2.0, writer)
+    assert out.messages == ["Scheduled query has been updated: items_q"] and out.lines == []
+    assert state.get_query("items_q").sql == "select id, name from items where 1"
+
+
+def test_numerics_and_batch_format_and_decorations(env):
+    items, store, db, state, writer, make, tmp = env
+    items.rows = [{"id": 1, "name": "a", "size": 1.5}]
+    runner = make(logger_numerics=True, logger_event_type=False)
+    runner.decorations_provider = lambda now: {"host_uuid": "U"}
+    out = runner.run(q("select id, name, size from items"), 1.0, writer)
+    (line,) = out.lines
+    assert list(line) == ["diffResults", "name", "hostIdentifier", "calendarTime", "unixTime", "epoch", "counter",
+                          "numerics", "decorations"]
+    assert line["diffResults"] == {"removed": [], "added": [{"id": 1, "name": "a", "size": 1.5}]}
+    assert (line["numerics"], line["decorations"]) == (True, {"host_uuid": "U"})
+
+
+def test_event_queries_see_only_new_events_and_count_from_one(env):
+    items, store, db, state, writer, make, tmp = env
+    runner = make()
+    eq = q("select what from thing_events", name="ev")
+    other = q("select what from thing_events", name="ev2")
+    assert event_tables_in(eq.query, list(db.specs)) == ["thing_events"]
+    late = q("select what from thing_events", name="late")
+    assert runner.run(late, 1.0, writer).counter is None  # a first run without events stores no counter
+    store.extend([{"what": "a"}, {"what": "b"}])
+    out = runner.run(eq, 2.0, writer)  # first run (new epoch) with events: counter 1, not 0
+    assert [(x["action"], x["columns"], x["counter"]) for x in out.lines] == [
+        ("added", {"what": "a"}, 1), ("added", {"what": "b"}, 1)]
+    assert runner.run(eq, 3.0, writer).lines == []  # no new events: nothing, counter kept
+    store.add({"what": "c"})
+    out = runner.run(eq, 4.0, writer)
+    assert [(x["columns"]["what"], x["counter"]) for x in out.lines] == [("c", 2)]
+    # another scheduled query has its own position: it sees all three events
+    out = runner.run(other, 5.0, writer)
+    assert [(x["columns"]["what"], x["counter"]) for x in out.lines] == [("a", 1), ("b", 1), ("c", 1)]
+    # osquery's edge: after a first run without events, the next batch counts from 0
+    assert [x["counter"] for x in runner.run(late, 7.0, writer).lines] == [0, 0, 0]
+    assert state.get_query("ev").rows == []  # event results are not kept for diffing
+
+
+def test_errors_and_timeouts_change_nothing(env):
+    items, store, db, state, writer, make, tmp = env
+    out = make().run(q("select * from no_such_table", name="bad"), 1.0, writer)
+    assert out.error == "no such table: no_such_table" and not out.timed_out and out.lines == []
+    assert state.get_query("bad") is None
+    out = make(schedule_timeout="0.05").run(q("select count(*) from forever", name="slow"), 1.0, writer)
+    assert out.timed_out and "time limit of 0.05 s" in out.error
+    assert state.get_query("slow") is None and logged(tmp) == []
+
+
+def test_decoration_runner_merges_load_always_interval(env):
+    items, store, db, state, writer, make, tmp = env
+    items.rows = [{"id": 1, "name": "a"}]
+    execute = lambda sql: db.execute(sql).dicts()  # noqa: E731
+    decorators = Decorators(
+        load=["select 'L' as load_col", "select * from no_such_table"],
+        always=["select count(*) as n from items"],
+        interval={60: ["select name as first_name from items order by id limit 1"]},
+    )
+    deco = DecorationRunner(execute, decorators)
+    deco.load()
+    assert deco(120.0) == {"first_name": "a", "load_col": "L", "n": "1"}
+    assert deco.errors == ["decorator query failed: 'select * from no_such_table': no such table: no_such_table"]
+    items.rows = [{"id": 0, "name": "z"}, {"id": 1, "name": "a"}]
+    assert deco(150.0) == {"first_name": "a", "load_col": "L", "n": "2"}  # same period: interval kept
+    assert deco(180.0)["first_name"] == "z"  # a new period re-runs interval decorators
+
+
+def test_stringify():
+    assert [stringify(v) for v in (None, 1, 2.5, 3.0, "x", b"y")] == ["", "1", "2.5", "3.0", "x", "y"]
+
+
+# -- kill -9 between and inside runs: no duplicate, no missed change -----------------------
+
+CHILD = textwrap.dedent(
+    """
+    import json, os, signal, sys
+    sys.path.insert(0, {repo!r})
+    from agent.config import ScheduledQuery
+    from agent.options import Options
+    from agent.results import ResultWriter
+    from agent.runner import QueryRunner
+    from agent.state import StateDB
+    from tables.spec import Column, TableSpec
+    from tables.sqlite import Database
+
+    state_dir, items_path, phase, now = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+
+    def generate(context):
+        with open(items_path) as f:
+            return json.load(f)
+
+    spec = TableSpec(name="items", description="Rows from a file.", columns=(Column("id", "INTEGER"),
+                     Column("name", "TEXT")), generate=generate)
+    state = StateDB(os.path.join(state_dir, "state.db"))
+    writer = ResultWriter(os.path.join(state_dir, "log"))
+    runner = QueryRunner(Database([spec]), state, host_identifier="h", options=Options())
+    runner.deliver(writer)  # recovery of what a killed predecessor committed
+
+    def die(*_args, **_kwargs):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def after(fn):
+        def wrapped(*args, **kwargs):
+            fn(*args, **kwargs)
+            die()
+        return wrapped
+
+    if phase == "before_commit":
+        runner.commit = die
+    elif phase == "after_commit":
+        runner.commit = after(runner.commit)
+    elif phase == "after_started":
+        state.outbox_started = after(state.outbox_started)
+    elif phase == "torn_write":
+        def torn(data, file_id, offset):
+            with open(writer.results.path, "ab") as f:
+                f.write(data[: len(data) // 2])
+                f.flush()
+            die()
+        writer.results.write_at = torn
+    elif phase == "after_write":
+        state.outbox_done = die
+    query = ScheduledQuery(name="items_q", query="select id, name from items", interval=60)
+    runner.run(query, now, writer)
+    """
+)
+
+
+def replay(lines: list[dict]) -> list[tuple]:
+    """Apply logged added/removed lines in order; any impossible removal is a duplicate."""
+    current: dict[tuple, int] = {}
+    for line in lines:
+        key = tuple(sorted(line["columns"].items()))
+        if line["action"] == "added":
+            current[key] = current.get(key, 0) + 1
+        else:
+            assert current.get(key, 0) > 0, f"removal of a row never added (duplicate line?): {line}"
+            current[key] -= 1
+    return sorted(k for k, n in current.items() for _ in range(n))
+
+
+def expected(rows: list[dict]) -> list[tuple]:
+    return sorted(tuple(sorted({k: str(v) for k, v in r.items()}.items())) for r in rows)
+
+
+def test_kill_9_between_and_inside_runs(tmp_path):
+    script = tmp_path / "child.py"
+    script.write_text(CHILD.format(repo=REPO))
+    items_path = tmp_path / "items.json"
+    phases = ["none", "before_commit", "none", "after_commit", "none", "after_started", "none", "torn_write",
+              "none", "after_write", "none", "after_commit", "after_write", "torn_write", "none"]
+    rows: list[dict] = []
+    now = 1000.0
+    for step, phase in enumerate(phases):
+        rows = [r for r in rows if r["id"] % 3 != step % 3] + [{"id": step, "name": f"n{step}"},
+                                                                {"id": step + 100, "name": "x"}]
+        items_path.write_text(json.dumps(rows))
+        proc = subprocess.run([sys.executable, str(script), str(tmp_path), str(items_path), phase, str(now)],
+                              capture_output=True, text=True, timeout=60)
+        now += 60
+        if phase == "none":
+            assert proc.returncode == 0, proc.stderr
+            assert replay(logged(tmp_path)) == expected(rows), f"step {step}"
+        else:
+            assert proc.returncode == -signal.SIGKILL, proc.stderr
+    lines = logged(tmp_path)
+    assert lines[0]["counter"] == 0
+    counters = [x["counter"] for x in lines]
+    assert counters == sorted(counters)  # each committed run once, in order
+    assert len(lines) == len({json.dumps(x, sort_keys=True) for x in lines})  # no line twice
