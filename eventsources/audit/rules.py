@@ -1,0 +1,161 @@
+"""Audit rules as the kernel takes them: ``struct audit_rule_data`` built and read back.
+
+Our rules are ``exit,always`` syscall rules, one per ABI (``arch=b64`` and
+``arch=b32``), with a ``pid!=`` field excluding the agent itself and our filter key.
+The kernel deletes a rule only when given the same fields, so deleting replays
+the bytes we added (or the bytes AUDIT_LIST_RULES returned).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+
+__all__ = [
+    "ABIS",
+    "AuditRule",
+    "DEFAULT_KEY",
+    "EXEC_SYSCALLS",
+    "SOCKET_SYSCALLS",
+    "build_rule",
+    "native_abis",
+    "parse_rule",
+    "syscall_name",
+]
+
+DEFAULT_KEY = "zeek-agent"
+
+AUDIT_FILTER_EXIT = 0x04
+AUDIT_ALWAYS = 2
+AUDIT_MAX_FIELDS = 64
+AUDIT_BITMASK_SIZE = 64
+
+# field ids
+AUDIT_PID = 0
+AUDIT_ARCH = 11
+AUDIT_FILTERKEY = 210
+# string-valued fields: subj_* 13-17, obj_* 19-23, watch 105, dir 107, exe 112, key 210
+_STRING_FIELDS = frozenset({13, 14, 15, 16, 17, 19, 20, 21, 22, 23, 105, 107, 112, AUDIT_FILTERKEY})
+
+# operators (userspace encoding of fieldflags)
+AUDIT_EQUAL = 0x40000000
+AUDIT_NOT_EQUAL = 0x30000000
+
+AUDIT_ARCH_X86_64 = 0xC000003E
+AUDIT_ARCH_I386 = 0x40000003
+AUDIT_ARCH_AARCH64 = 0xC00000B7
+AUDIT_ARCH_ARM = 0x40000028
+
+#: syscall name -> number, per audit arch value (x86_64/i386 from asm/unistd_{64,32}.h,
+#: aarch64 from asm-generic/unistd.h, arm EABI from asm/unistd-eabi.h).
+SYSCALL_TABLES: dict[int, dict[str, int]] = {
+    AUDIT_ARCH_X86_64: {"execve": 59, "execveat": 322, "connect": 42, "bind": 49, "accept": 43, "accept4": 288},
+    AUDIT_ARCH_I386: {"execve": 11, "execveat": 358, "connect": 362, "bind": 361, "accept4": 364},
+    AUDIT_ARCH_AARCH64: {"execve": 221, "execveat": 281, "connect": 203, "bind": 200, "accept": 202, "accept4": 242},
+    AUDIT_ARCH_ARM: {"execve": 11, "execveat": 387, "connect": 283, "bind": 282, "accept": 285, "accept4": 366},
+}
+_NAMES: dict[int, dict[int, str]] = {arch: {nr: name for name, nr in t.items()} for arch, t in SYSCALL_TABLES.items()}
+
+#: machine -> (64-bit ABI, 32-bit compat ABI)
+ABIS: dict[str, tuple[int, int]] = {
+    "x86_64": (AUDIT_ARCH_X86_64, AUDIT_ARCH_I386),
+    "aarch64": (AUDIT_ARCH_AARCH64, AUDIT_ARCH_ARM),
+}
+
+EXEC_SYSCALLS = ("execve", "execveat")
+SOCKET_SYSCALLS = ("connect", "bind", "accept", "accept4")
+
+_RULE = struct.Struct(f"=3I{AUDIT_BITMASK_SIZE}I{AUDIT_MAX_FIELDS}I{AUDIT_MAX_FIELDS}I{AUDIT_MAX_FIELDS}II")
+
+
+def native_abis(machine: str | None = None) -> tuple[int, int]:
+    """(b64, b32) audit arch values of this machine; ValueError when unsupported."""
+    machine = machine or os.uname().machine
+    try:
+        return ABIS[machine]
+    except KeyError:
+        raise ValueError(f"audit rules: unsupported machine {machine!r} (known: {sorted(ABIS)})") from None
+
+
+def syscall_name(arch: int, nr: int) -> str | None:
+    """The name of syscall ``nr`` of ABI ``arch`` among those we audit, else None."""
+    table = _NAMES.get(arch)
+    return table.get(nr) if table else None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRule:
+    """A decoded ``struct audit_rule_data``: enough to recognise our rules."""
+
+    flags: int
+    action: int
+    syscalls: frozenset[int]
+    fields: tuple[tuple[int, int, int | str], ...]  # (field id, operator, value or string)
+    raw: bytes
+
+    @property
+    def key(self) -> str | None:
+        for fid, _op, value in self.fields:
+            if fid == AUDIT_FILTERKEY:
+                return str(value)
+        return None
+
+    def field_value(self, fid: int, op: int | None = None) -> int | str | None:
+        for f, o, value in self.fields:
+            if f == fid and (op is None or o == op):
+                return value
+        return None
+
+
+def build_rule(arch: int, syscalls: list[str] | tuple[str, ...], *, key: str = DEFAULT_KEY, exclude_pid: int | None = None) -> bytes:
+    """``-a exit,always -F arch=ARCH -S ... [-F pid!=PID] -k KEY`` as rule bytes."""
+    table = SYSCALL_TABLES.get(arch)
+    if table is None:
+        raise ValueError(f"audit rules: no syscall table for arch 0x{arch:08x}")
+    mask = [0] * AUDIT_BITMASK_SIZE
+    numbers = [table[s] for s in syscalls if s in table]
+    if not numbers:
+        raise ValueError(f"audit rules: none of {list(syscalls)} exists for arch 0x{arch:08x}")
+    for nr in numbers:
+        mask[nr // 32] |= 1 << (nr % 32)
+    fids, values, ops = [AUDIT_ARCH], [arch], [AUDIT_EQUAL]
+    if exclude_pid is not None:
+        fids.append(AUDIT_PID)
+        values.append(exclude_pid)
+        ops.append(AUDIT_NOT_EQUAL)
+    key_bytes = key.encode()
+    fids.append(AUDIT_FILTERKEY)
+    values.append(len(key_bytes))
+    ops.append(AUDIT_EQUAL)
+    pad = [0] * (AUDIT_MAX_FIELDS - len(fids))
+    return (
+        _RULE.pack(AUDIT_FILTER_EXIT, AUDIT_ALWAYS, len(fids), *mask, *fids, *pad, *values, *pad, *ops, *pad, len(key_bytes))
+        + key_bytes
+    )
+
+
+def parse_rule(raw: bytes) -> AuditRule:
+    """Decode rule bytes from AUDIT_LIST_RULES; ValueError when too short."""
+    if len(raw) < _RULE.size:
+        raise ValueError(f"audit rule: {len(raw)} bytes, need at least {_RULE.size}")
+    v = _RULE.unpack_from(raw)
+    flags, action, count = v[0], v[1], v[2]
+    mask = v[3 : 3 + AUDIT_BITMASK_SIZE]
+    base = 3 + AUDIT_BITMASK_SIZE
+    fids = v[base : base + AUDIT_MAX_FIELDS]
+    values = v[base + AUDIT_MAX_FIELDS : base + 2 * AUDIT_MAX_FIELDS]
+    ops = v[base + 2 * AUDIT_MAX_FIELDS : base + 3 * AUDIT_MAX_FIELDS]
+    buflen = v[-1]
+    buf = raw[_RULE.size : _RULE.size + buflen]
+    syscalls = frozenset(i * 32 + b for i, word in enumerate(mask) for b in range(32) if word >> b & 1)
+    decoded: list[tuple[int, int, int | str]] = []
+    pos = 0
+    for i in range(min(count, AUDIT_MAX_FIELDS)):
+        fid, value, op = fids[i], values[i], ops[i]
+        if fid in _STRING_FIELDS:
+            decoded.append((fid, op, buf[pos : pos + value].decode("utf-8", "replace")))
+            pos += value
+        else:
+            decoded.append((fid, op, value))
+    return AuditRule(flags, action, syscalls, tuple(decoded), raw[: _RULE.size + buflen])

@@ -1,0 +1,554 @@
+"""AuditSource: process_events and socket_events from the kernel audit netlink socket.
+
+Owner mode (nobody else owns audit): register as the audit pid on the event socket,
+enable audit, ``backlog_limit`` 8192 and ``backlog_wait_time`` 0 (a slow reader
+loses records, counted by the kernel, instead of stalling the host), and install
+``exit,always`` rules for both ABIs with our key and ``pid!=`` ourselves.
+Read-only mode (auditd owns it): read the multicast group next to it and add only
+our keyed rules.  stop() puts back exactly what start() found.
+
+Control requests go over their own socket; the event socket is read on the event
+loop (``add_reader``) in a tight non-blocking loop, records are parsed lazily and
+only for the types rows are built from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import errno
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..base import EventSource, Sink, SourceStatus, SourceUnavailable
+from .netlink import AUDIT_NLGRP_READLOG, AuditNetlink, AuditStatus, NetlinkError, open_audit_socket
+from .reassemble import AuditEvent, Reassembler
+from .records import CWD, EOE, EXECVE, PATH, SOCKADDR, SYSCALL, Record, RecordError, parse_message
+from .rows import RowBuilder
+from .rules import AUDIT_NOT_EQUAL, AUDIT_PID, DEFAULT_KEY, EXEC_SYSCALLS, SOCKET_SYSCALLS, build_rule, native_abis, parse_rule
+
+__all__ = ["AuditSource", "pid_alive"]
+
+log = logging.getLogger(__name__)
+
+MODES = ("auto", "owner", "read-only")
+RCVBUF = 32 << 20  # kauditd must never wait on us: 32 MiB of records
+LIVE_TYPES = frozenset({SYSCALL, PATH, SOCKADDR, CWD, EXECVE, EOE})  # PROCTITLE is not needed live
+BATCH = 1024  # datagrams per readable callback before yielding to the loop
+MAX_EXAMPLES = 5
+
+
+def pid_alive(pid: int) -> bool:
+    """True when a process with this pid exists."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _comm(pid: int, proc_root: str) -> str:
+    try:
+        with open(f"{proc_root}/{pid}/comm", "rb") as f:
+            return f.read().strip().decode("utf-8", "replace")
+    except OSError:
+        return "?"
+
+
+def _boot_time(proc_root: str) -> float | None:
+    try:
+        with open(f"{proc_root}/stat", "rb") as f:
+            for line in f:
+                if line.startswith(b"btime "):
+                    return float(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _cgroup_reader() -> Callable[[int, str], tuple[str | None, str | None]]:
+    """cgroup_of() for the hot path: a raw read, parsed once per distinct cgroup file text.
+
+    Uses procinfo's pure parsers; the cache holds (path, container id) per file content,
+    which is what makes it cheap (most execs share a handful of cgroups).
+    """
+    from ..procinfo import container_id_from_cgroup, parse_cgroup
+
+    cache: dict[bytes, tuple[str | None, str | None]] = {}
+
+    def cgroup_of(pid: int, proc_root: str) -> tuple[str | None, str | None]:
+        try:
+            fd = os.open(f"{proc_root}/{pid}/cgroup", os.O_RDONLY)
+        except OSError:  # gone already (short-lived), or not permitted
+            return None, None
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            return None, None
+        finally:
+            os.close(fd)
+        found = cache.get(data)
+        if found is None:
+            path = parse_cgroup(data.decode("utf-8", "replace"))
+            found = (path, container_id_from_cgroup(path))
+            if len(cache) >= 1024:
+                cache.clear()
+            cache[data] = found
+        return found
+
+    return cgroup_of
+
+
+def _unavailable(what: str, exc: OSError) -> SourceUnavailable:
+    reasons = {
+        errno.EPERM: "not permitted (needs CAP_AUDIT_CONTROL in the initial pid namespace)",
+        errno.ECONNREFUSED: "refused (audit control only works from the initial user namespace; in a container?)",
+        errno.EPROTONOSUPPORT: "the kernel has no audit support (CONFIG_AUDIT off)",
+        errno.EACCES: "access denied",
+    }
+    reason = reasons.get(exc.errno or 0, os.strerror(exc.errno) if exc.errno else str(exc))
+    return SourceUnavailable(f"audit: {what}: {reason} [{exc}]")
+
+
+class AuditSource(EventSource):
+    """Kernel audit -> ``sink("process_events", row)`` / ``sink("socket_events", row)``."""
+
+    name = "audit"
+
+    def __init__(
+        self,
+        sink: Sink,
+        *,
+        socket_events: bool = False,
+        mode: str = "auto",
+        backlog_limit: int = 8192,
+        proc_root: str = "/proc",
+        key: str = DEFAULT_KEY,
+        reorder_timeout: float = 2.0,
+        status_interval: float = 5.0,
+    ) -> None:
+        super().__init__(sink)
+        if mode not in MODES:
+            raise ValueError(f"audit mode must be one of {MODES}, not {mode!r}")
+        self.socket_events = socket_events
+        self.requested_mode = mode
+        self.backlog_limit = backlog_limit
+        self.proc_root = proc_root
+        self.key = key
+        self.status_interval = status_interval
+        self.own_pid = os.getpid()
+        self.mode = "inactive"
+        self.detail = ""
+        self._ctl: AuditNetlink | None = None
+        self._ctl_lock = threading.Lock()  # the control socket serves one request at a time
+        self._events: socket.socket | None = None
+        self._saved: AuditStatus | None = None
+        self._set_pid = False
+        self._changed: dict[str, int] = {}  # status field -> value to put back
+        self._rules: list[bytes] = []
+        self._pending_stash: list[tuple[int, bytes]] = []  # records that came with the AUDIT_SET ack
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._reader_added = False
+        self._now = time.monotonic()  # the reader's clock, read once per batch
+        self._reasm = Reassembler(timeout=reorder_timeout)
+        self._builder = RowBuilder(own_pid=self.own_pid, socket_events=socket_events)
+        self._cgroup_of = _cgroup_reader()
+        # counters
+        self.records = 0
+        self.ignored_records = 0
+        self.events_seen = 0
+        self.parse_errors = 0
+        self.parse_examples: list[str] = []
+        self.overruns = 0
+        self.sink_errors = 0
+        self.stale_rules_removed = 0
+        self._lost_start: int | None = None
+        self._lost_now = 0
+        self._backlog = 0
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._events is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._builder.boot_time = _boot_time(self.proc_root)
+        setup = asyncio.ensure_future(asyncio.to_thread(self._setup))
+        try:
+            await asyncio.shield(setup)
+        except asyncio.CancelledError:
+            # the thread goes on; once it is done, put back whatever it changed
+            try:
+                await setup
+            except BaseException:  # noqa: BLE001 - a failed setup has restored already
+                pass
+            await asyncio.to_thread(self._restore)
+            self.mode, self.detail = "inactive", "start was cancelled; audit state restored"
+            raise
+        atexit.register(self._restore)  # a process that exits without stop() still restores
+        assert self._events is not None
+        self._events.setblocking(False)
+        stash, self._pending_stash = self._pending_stash, []
+        for rtype, payload in stash:
+            self.records += 1
+            if rtype in LIVE_TYPES:
+                self._feed_record(rtype, payload)
+        self._loop.add_reader(self._events.fileno(), self._on_readable)
+        self._reader_added = True
+        self._task = asyncio.create_task(self._housekeeping(), name="audit-housekeeping")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - teardown must go on
+                pass
+            self._task = None
+        if self._reader_added and self._loop is not None and self._events is not None:
+            self._loop.remove_reader(self._events.fileno())
+            self._reader_added = False
+            self._now = time.monotonic()
+            self._drain()
+        for event in self._reasm.flush():
+            self._emit(event)
+        await asyncio.to_thread(self._restore)
+        atexit.unregister(self._restore)
+        if self.mode in ("owner", "read-only", "lost"):
+            self.detail = f"stopped (was {self.mode}); audit state restored"
+            self.mode = "inactive"
+
+    def status(self) -> SourceStatus:
+        lost = self._lost_now - self._lost_start if self._lost_start is not None else 0
+        return SourceStatus(
+            name=self.name,
+            mode=self.mode,
+            tables=("process_events", "socket_events") if self.socket_events else ("process_events",),
+            events_seen=self.events_seen,
+            kernel_lost=lost,
+            parse_errors=self.parse_errors + self._builder.malformed,
+            detail=self.detail,
+            extra={
+                "records": self.records,
+                "ignored_records": self.ignored_records,
+                "socket_overruns": self.overruns,
+                "incomplete_events": self._reasm.timed_out + self._reasm.evicted,
+                "pending_events": len(self._reasm),
+                "skipped": dict(self._builder.skipped),
+                "rules": len(self._rules),
+                "stale_rules_removed": self.stale_rules_removed,
+                "kernel_lost_total": self._lost_now,
+                "kernel_backlog": self._backlog,
+                "sink_errors": self.sink_errors,
+                "parse_error_examples": list(self.parse_examples),
+            },
+        )
+
+    # -- setup and restore (blocking; run in a thread) -------------------------------------
+    def _setup(self) -> None:
+        try:
+            self._ctl = AuditNetlink(open_audit_socket())
+        except OSError as exc:
+            raise _unavailable("cannot open the audit netlink socket", exc) from exc
+        try:
+            self._setup_with(self._ctl)
+        except BaseException as exc:
+            self._restore()
+            self.mode, self.detail = "failed", str(exc)
+            raise
+
+    def _setup_with(self, ctl: AuditNetlink) -> None:
+        try:
+            found = ctl.get_status()
+        except OSError as exc:
+            raise _unavailable("AUDIT_GET refused", exc) from exc
+        self._saved = found
+        self._lost_start = self._lost_now = found.lost
+        owner = found.pid if found.pid and found.pid != self.own_pid and pid_alive(found.pid) else 0
+        if found.enabled == 2 and self.requested_mode == "owner":
+            raise SourceUnavailable("audit: the audit configuration is locked (enabled=2) until reboot")
+        if owner and self.requested_mode == "owner":
+            raise SourceUnavailable(
+                f"audit: {_comm(owner, self.proc_root)} (pid {owner}) owns audit; mode=owner does not take it over"
+            )
+        self._remove_stale_rules(ctl)
+        mode = "read-only" if owner or self.requested_mode == "read-only" or found.enabled == 2 else "owner"
+        if mode == "owner":
+            try:
+                self._become_owner(ctl, found)
+            except NetlinkError as exc:
+                if exc.errno != errno.EEXIST or self.requested_mode == "owner":
+                    raise _unavailable("registering as the audit pid failed", exc) from exc
+                mode = "read-only"  # someone registered between our GET and SET
+                owner = ctl.get_status().pid
+        if mode == "read-only":
+            self._open_multicast()
+            who = f"{_comm(owner, self.proc_root)} (pid {owner}) owns audit" if owner else "read-only mode was requested"
+            self.detail = f"{who}; reading the audit multicast group (best effort, drops show as socket_overruns)"
+            if found.enabled == 0:
+                self.detail += "; audit is disabled by its owner, so no records will arrive"
+            if found.enabled == 2:
+                self.detail += "; audit configuration is locked (enabled=2), rules cannot be added"
+        self.mode = mode
+        if found.enabled != 2:
+            self._add_rules(ctl)
+        if mode == "owner":
+            self.detail = (
+                f"owner: audit pid {self.own_pid}, backlog_limit {self.backlog_limit}, backlog_wait_time 0, "
+                f"{len(self._rules)} rules with key {self.key!r}"
+            )
+
+    def _remove_stale_rules(self, ctl: AuditNetlink) -> None:
+        """Delete rules with our key whose agent (the excluded pid) is dead: a crashed earlier run."""
+        for raw in ctl.list_rules():
+            try:
+                rule = parse_rule(raw)
+            except ValueError:
+                continue
+            if rule.key != self.key:
+                continue
+            agent = rule.field_value(AUDIT_PID, AUDIT_NOT_EQUAL)
+            if isinstance(agent, int) and agent != self.own_pid and pid_alive(agent):
+                continue  # another live agent's rule
+            try:
+                ctl.delete_rule(rule.raw)
+                self.stale_rules_removed += 1
+            except NetlinkError as exc:
+                log.warning("audit: cannot delete a stale rule with key %r: %s", self.key, exc)
+
+    def _become_owner(self, ctl: AuditNetlink, found: AuditStatus) -> None:
+        try:
+            sock = open_audit_socket(rcvbuf=RCVBUF)
+        except OSError as exc:
+            raise _unavailable("cannot open the audit event socket", exc) from exc
+        self._events = sock
+        events = AuditNetlink(sock)
+        # the kernel sends records to the portid of the socket that sent AUDIT_SET pid
+        events.set_status(pid=self.own_pid)
+        self._set_pid = True
+        self._pending_stash = events.stash
+        try:
+            if found.backlog_limit != self.backlog_limit:
+                ctl.set_status(backlog_limit=self.backlog_limit)
+                self._changed["backlog_limit"] = found.backlog_limit
+            if found.backlog_wait_time != 0:
+                ctl.set_status(backlog_wait_time=0)
+                self._changed["backlog_wait_time"] = found.backlog_wait_time
+        except NetlinkError as exc:  # old kernels without backlog_wait_time
+            log.warning("audit: cannot set backlog settings: %s", exc)
+        if found.enabled == 0:
+            ctl.set_status(enabled=1)
+            self._changed["enabled"] = 0
+
+    def _open_multicast(self) -> None:
+        if self._events is not None:
+            self._events.close()
+            self._events = None
+        try:
+            self._events = open_audit_socket(groups=1 << (AUDIT_NLGRP_READLOG - 1), rcvbuf=RCVBUF)
+        except OSError as exc:
+            raise _unavailable("cannot join the audit multicast group (needs CAP_AUDIT_READ)", exc) from exc
+
+    def _add_rules(self, ctl: AuditNetlink) -> None:
+        syscalls = EXEC_SYSCALLS + (SOCKET_SYSCALLS if self.socket_events else ())
+        for arch in native_abis():
+            rule = build_rule(arch, syscalls, key=self.key, exclude_pid=self.own_pid)
+            try:
+                ctl.add_rule(rule)
+            except NetlinkError as exc:
+                if exc.errno == errno.EEXIST:
+                    continue  # the same rule (same pid) is there already; not ours to delete
+                raise _unavailable(f"adding the audit rule for arch 0x{arch:08x} failed", exc) from exc
+            self._rules.append(rule)
+
+    def _restore(self) -> None:
+        """Put back what _setup found; every step is attempted, failures are logged."""
+        with self._ctl_lock:
+            self._restore_locked()
+
+    def _restore_locked(self) -> None:
+        ctl = self._ctl
+        if ctl is None:
+            return
+        try:
+            for rule in self._rules[:]:
+                try:
+                    ctl.delete_rule(rule)
+                except OSError as exc:
+                    log.error("audit: could not delete our rule: %s", exc)
+                self._rules.remove(rule)
+            if self._set_pid:
+                try:
+                    if ctl.get_status().pid == self.own_pid:
+                        ctl.set_status(pid=0)
+                except OSError as exc:
+                    log.error("audit: could not clear the audit pid: %s", exc)
+                self._set_pid = False
+            for name in ("backlog_limit", "backlog_wait_time", "enabled"):
+                if name in self._changed:
+                    try:
+                        ctl.set_status(**{name: self._changed[name]})
+                    except OSError as exc:
+                        log.error("audit: could not restore %s=%s: %s", name, self._changed[name], exc)
+                    del self._changed[name]
+        finally:
+            ctl.close()
+            self._ctl = None
+            if self._events is not None:
+                self._events.close()
+                self._events = None
+
+    # -- reading -------------------------------------------------------------------------
+    def _on_readable(self) -> None:
+        sock = self._events
+        if sock is None:
+            return
+        recv = sock.recv
+        feed = self._feed
+        self._now = time.monotonic()
+        for _ in range(BATCH):
+            try:
+                buf = recv(65536)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno == errno.ENOBUFS:  # multicast copies dropped: our buffer overflowed
+                    self.overruns += 1
+                    continue
+                log.error("audit: reading the event socket failed: %s", exc)
+                return
+            feed(buf)
+
+    def _drain(self) -> None:
+        sock = self._events
+        if sock is None:
+            return
+        sock.setblocking(False)
+        while True:
+            try:
+                buf = sock.recv(65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                return
+            self._feed(buf)
+
+    def _feed(self, buf: bytes) -> None:
+        """One datagram: header parsed on bytes, body kept as text for lazy field parsing."""
+        self.records += 1
+        rtype = buf[4] | buf[5] << 8 if len(buf) >= 24 else 0
+        if rtype not in LIVE_TYPES:
+            self.ignored_records += 1
+            return
+        close = buf.find(b")", 22)  # b"audit(" starts at 16
+        colon = buf.rfind(b":", 22, close)
+        try:
+            if colon < 0 or buf[16:22] != b"audit(":
+                raise ValueError("no audit(TS:SERIAL) header")
+            serial = int(buf[colon + 1 : close])
+            ts = float(buf[22:colon])
+        except ValueError as exc:
+            self._parse_error(f"record type {rtype}: {exc}: {buf[16:80]!r}")
+            return
+        if rtype == PATH and not buf.startswith(b": item=0 ", close + 1):
+            self.ignored_records += 1  # only the executable's PATH record (item 0) is used
+            return
+        body = buf[close + 2 :].decode("latin-1").strip(" \0\n")
+        event = self._reasm.push(Record(rtype, ts, serial, body), self._now)
+        if event is not None:
+            self._emit(event)
+
+    def _feed_record(self, rtype: int, payload: bytes) -> None:
+        try:
+            record = parse_message(rtype, payload.decode("latin-1"))
+        except RecordError as exc:
+            self._parse_error(str(exc))
+            return
+        event = self._reasm.push(record, time.monotonic())
+        if event is not None:
+            self._emit(event)
+
+    def _parse_error(self, what: str) -> None:
+        self.parse_errors += 1
+        if len(self.parse_examples) < MAX_EXAMPLES:
+            self.parse_examples.append(what)
+
+    def _emit(self, event: AuditEvent) -> None:
+        built = self._builder.build(event)
+        if built is None:
+            return
+        table, row = built
+        row["cgroup_path"], row["container_id"] = self._cgroup_of(row["pid"], self.proc_root)
+        if table == "process_events":
+            _file_times(row)
+        self.events_seen += 1
+        try:
+            self.sink(table, row)
+        except Exception:  # noqa: BLE001 - one bad sink call must not stop the reader
+            self.sink_errors += 1
+            log.exception("audit: the sink refused a %s row", table)
+
+    async def _housekeeping(self) -> None:
+        """Flush events whose EOE never came; poll the kernel's lost counter and ownership."""
+        next_status = 0.0
+        while True:
+            await asyncio.sleep(0.25)
+            now = time.monotonic()
+            for event in self._reasm.expire(now):
+                self._emit(event)
+            if now >= next_status:
+                next_status = now + self.status_interval
+                await self._poll_status()
+
+    async def _poll_status(self) -> None:
+        ctl = self._ctl
+        if ctl is None:
+            return
+        try:
+            st = await asyncio.to_thread(self._get_status)
+        except OSError as exc:
+            log.warning("audit: AUDIT_GET failed: %s", exc)
+            return
+        self._lost_now = st.lost
+        self._backlog = st.backlog
+        if self.mode == "owner" and st.pid != self.own_pid:
+            self.mode = "lost"
+            self.detail = f"audit ownership lost to pid {st.pid} ({_comm(st.pid, self.proc_root)})"
+            log.warning("audit: %s", self.detail)
+            self._set_pid = False
+
+    def _get_status(self) -> AuditStatus:
+        with self._ctl_lock:
+            if self._ctl is None:
+                raise OSError(errno.EBADF, "audit: the control socket is closed")
+            return self._ctl.get_status()
+
+    def poll_status_now(self) -> AuditStatus | None:
+        """Synchronously refresh the lost counter (used by tests and the bench)."""
+        if self._ctl is None:
+            return None
+        st = self._get_status()
+        self._lost_now = st.lost
+        self._backlog = st.backlog
+        return st
+
+
+def _file_times(row: dict[str, Any]) -> None:
+    path = row.get("path")
+    row["atime"] = row["mtime"] = row["ctime"] = None
+    if not path:
+        return
+    try:
+        st = os.stat(path)
+    except OSError:
+        return
+    row["atime"], row["mtime"], row["ctime"] = int(st.st_atime), int(st.st_mtime), int(st.st_ctime)

@@ -1,0 +1,38 @@
+"""socket_events: connect/bind/accept calls on the host, as kernel audit reported them."""
+
+from __future__ import annotations
+
+from .events import event_table
+from .spec import Column
+
+__all__ = ["SPEC"]
+
+SPEC = event_table(
+    "socket_events",
+    "Socket connect, bind and accept calls captured from kernel audit as they happen.",
+    (
+        Column("action", "TEXT", "The socket call: connect, bind or accept"),
+        Column("pid", "BIGINT", "Process (or thread) id"),
+        Column("path", "TEXT", "Path of the process's executable"),
+        Column("fd", "TEXT", "The socket's file descriptor"),
+        Column("auid", "BIGINT", "Audit (login) user id"),
+        Column("family", "INTEGER", "Address family (2 AF_INET, 10 AF_INET6, 1 AF_UNIX)"),
+        Column("protocol", "INTEGER", "Protocol id (audit does not record it: 0)", hidden=True),
+        Column("local_address", "TEXT", "Local address (bind)"),
+        Column("remote_address", "TEXT", "Remote address (connect, accept)"),
+        Column("local_port", "INTEGER", "Local port (bind)"),
+        Column("remote_port", "INTEGER", "Remote port (connect, accept)"),
+        Column("socket", "TEXT", "Path of a UNIX domain socket ('@name' when abstract)", hidden=True),
+        Column("time", "BIGINT", "Time of the call, UNIX time", additional=True),
+        Column("uptime", "BIGINT", "Time of the call, seconds since boot"),
+        Column("eid", "TEXT", "Event id", hidden=True),
+        Column("success", "INTEGER", "1 when the call succeeded or is in progress (deprecated: use status)", hidden=True),
+        Column("status", "TEXT", "succeeded, failed, in_progress (non-blocking connect) or no_client (empty non-blocking accept)"),
+        Column("cgroup_path", "TEXT", "The process's cgroup path, read at event time"),
+        Column("container_id", "TEXT", "Container id from the cgroup path, read at event time"),
+    ),
+    examples=(
+        "SELECT pid, path, remote_address, remote_port, status FROM socket_events WHERE action = 'connect'",
+        "SELECT pid, path, local_address, local_port FROM socket_events WHERE action = 'bind'",
+    ),
+)

@@ -1,0 +1,413 @@
+"""AuditSource on the real kernel (root): owner mode, read-only mode, restore on every exit path.
+
+Every test here uses the ``audit_state`` fixture (lock, snapshot, restore, assert identical).
+Socket calls are made by child processes: the agent's own pid is excluded by its rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from eventsources.audit.netlink import AuditNetlink, open_audit_socket
+from eventsources.audit.rules import DEFAULT_KEY, build_rule, native_abis, parse_rule
+from eventsources.audit.source import AuditSource
+from eventsources.base import SourceUnavailable
+
+pytestmark = pytest.mark.audit
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRUE = os.path.realpath("/bin/true")
+
+
+class Collector:
+    """A sink that keeps rows per table."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, dict[str, Any]]] = []
+
+    def __call__(self, table: str, row: dict[str, Any]) -> None:
+        self.rows.append((table, row))
+
+    def of(self, table: str, pred: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+        return [r for t, r in self.rows if t == table and pred(r)]
+
+    async def wait_for(self, table: str, pred: Callable[[dict[str, Any]], bool], count: int = 1) -> list[dict[str, Any]]:
+        """Rows matching ``pred`` once ``count`` of them arrived (or what came within 20 s)."""
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            found = self.of(table, pred)
+            if len(found) >= count:
+                return found
+            await asyncio.sleep(0.05)
+        return self.of(table, pred)
+
+
+async def start_or_skip(source: AuditSource) -> None:
+    try:
+        await source.start()
+    except SourceUnavailable as exc:
+        pytest.skip(f"kernel refused audit: {exc}")
+
+
+def kernel_state() -> tuple[Any, list[Any]]:
+    ctl = AuditNetlink(open_audit_socket())
+    try:
+        return ctl.get_status(), [parse_rule(r) for r in ctl.list_rules()]
+    finally:
+        ctl.close()
+
+
+async def test_process_events_owner_mode(audit_state, tmp_path) -> None:
+    sink = Collector()
+    source = AuditSource(sink)
+    await start_or_skip(source)
+    try:
+        st, rules = kernel_state()
+        assert (st.pid, st.enabled, st.backlog_limit, st.backlog_wait_time) == (os.getpid(), 1, 8192, 0)
+        ours = [r for r in rules if r.key == DEFAULT_KEY]
+        assert {r.field_value(11) for r in ours} == set(native_abis())  # one rule per ABI, each with arch=
+        assert all(r.field_value(0) == os.getpid() for r in ours)  # pid != the agent
+        assert source.status().mode == "owner"
+
+        args = {
+            "spaces": ["with spaces", "two  spaces"],
+            "nonascii": ["grüße", "日本語", "\udcff"],  # the last: the raw byte 0xff (invalid UTF-8)
+            "long": ["L" * 9000, "tail"],
+        }
+        procs = {}
+        for name, argv in args.items():
+            p = subprocess.Popen([TRUE, name, *argv], cwd=tmp_path)
+            p.wait()
+            procs[name] = p.pid
+        rows = await source_rows(sink, procs)
+        for name, argv in args.items():
+            row = rows[name]
+            expected = " ".join([TRUE, name, *argv]).replace("\udcff", "\ufffd")
+            assert row["cmdline"] == expected
+            assert row["path"] == TRUE
+            assert row["cwd"] == str(tmp_path)
+            assert (row["uid"], row["euid"], row["gid"]) == (os.getuid(), os.geteuid(), os.getgid())
+            assert row["parent"] == os.getpid()
+            assert row["syscall"] == "execve"
+            assert row["mode"] == "0100755" and row["owner_uid"] == os.stat(TRUE).st_uid
+            assert row["cmdline_size"] == len(expected.encode())
+            assert row["mtime"] == int(os.stat(TRUE).st_mtime)
+        # cgroup path and container id are read at event time from a process that is still there
+        from eventsources.procinfo import cgroup_of
+
+        sleeper = subprocess.Popen(["/bin/sleep", "30"])
+        try:
+            (row,) = await sink.wait_for("process_events", lambda r: r["pid"] == sleeper.pid)
+            assert (row["cgroup_path"], row["container_id"]) == cgroup_of(sleeper.pid)
+            assert row["cgroup_path"] is not None
+        finally:
+            sleeper.kill()
+            sleeper.wait()
+        # the agent's own socket calls and execs never show up
+        s = socket.socket()
+        try:
+            s.connect_ex(("127.0.0.1", closed_port()))
+        finally:
+            s.close()
+        source.poll_status_now()
+        status = source.status()
+        assert status.events_seen >= 4 and status.parse_errors == 0
+        assert status.kernel_lost == 0 and status.extra["kernel_lost_total"] >= 0
+        assert status.extra["records"] > status.events_seen  # several records per exec
+    finally:
+        await source.stop()
+    assert not [r for _, r in sink.rows if r["pid"] == os.getpid()]
+    assert source.status().mode == "inactive"
+
+
+async def source_rows(sink: Collector, procs: dict[str, int]) -> dict[str, dict[str, Any]]:
+    found = await sink.wait_for("process_events", lambda r: r["pid"] in procs.values(), len(procs))
+    by_pid = {r["pid"]: r for r in found}
+    assert set(by_pid) == set(procs.values()), f"missing exec rows: {procs} vs {sorted(by_pid)}"
+    return {name: by_pid[pid] for name, pid in procs.items()}
+
+
+def closed_port(family: int = socket.AF_INET, host: str = "127.0.0.1") -> int:
+    with socket.socket(family) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+SOCKET_CHILD = textwrap.dedent(
+    """
+    import json, os, socket, sys
+    out = {"pid": os.getpid()}
+    port4, port6, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    s = socket.socket(); out["c4"] = s.connect_ex(("127.0.0.1", port4)); out["c4fd"] = s.fileno(); s.close()
+    s = socket.socket(socket.AF_INET6); out["c6"] = s.connect_ex(("::1", port6)); s.close()
+    srv = socket.socket(socket.AF_UNIX); srv.bind(path); srv.listen()
+    c = socket.socket(socket.AF_UNIX); c.connect(path); c.close(); srv.close()
+    c = socket.socket(socket.AF_UNIX); out["abs"] = c.connect_ex("\\0zeek-agent-test-abstract"); c.close()
+    srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(); out["srv"] = srv.getsockname()[1]
+    cli = socket.socket(); cli.connect(("127.0.0.1", out["srv"])); out["cli"] = cli.getsockname()[1]
+    conn, peer = srv.accept(); out["peer"] = peer[1]
+    conn.close(); cli.close(); srv.close()
+    print(json.dumps(out))
+    """
+)
+
+
+async def test_socket_events_owner_mode(audit_state, tmp_path) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 in this Python build")
+    sink = Collector()
+    source = AuditSource(sink, socket_events=True)
+    await start_or_skip(source)
+    try:
+        path = str(tmp_path / "agent-test.sock")
+        port4, port6 = closed_port(), closed_port(socket.AF_INET6, "::1")
+        out = subprocess.run(
+            [sys.executable, "-c", SOCKET_CHILD, str(port4), str(port6), path], capture_output=True, text=True, check=True
+        )
+        info = json.loads(out.stdout)
+        pid = info["pid"]
+        rows = await sink.wait_for("socket_events", lambda r: r["pid"] == pid, 8)
+    finally:
+        await source.stop()
+    assert info["c4"] != 0 and info["c6"] != 0 and info["abs"] != 0
+    got = [(r["action"], r["family"], r["local_address"], r["local_port"], r["remote_address"], r["remote_port"], r["status"])
+           for r in rows]
+    assert got == [
+        ("connect", 2, None, None, "127.0.0.1", port4, "failed"),
+        ("connect", 10, None, None, "::1", port6, "failed"),
+        ("bind", 1, path, None, None, None, "succeeded"),
+        ("connect", 1, None, None, path, None, "succeeded"),
+        ("connect", 1, None, None, "@zeek-agent-test-abstract", None, "failed"),
+        ("bind", 2, "127.0.0.1", 0, None, None, "succeeded"),
+        ("connect", 2, None, None, "127.0.0.1", info["srv"], "succeeded"),
+        ("accept", 2, None, None, "127.0.0.1", info["cli"], "succeeded"),
+    ][: len(got)]
+    assert len(got) == 8
+    assert rows[0]["fd"] == str(info["c4fd"]) and rows[0]["path"] == os.path.realpath(sys.executable)
+    assert rows[2]["socket"] == path and rows[4]["socket"] == "@zeek-agent-test-abstract"
+    assert all(r["auid"] is not None and r["time"] > 0 for r in rows)
+
+
+OWNER_HELPER = textwrap.dedent(
+    """
+    import os, select, signal, sys
+    sys.path.insert(0, sys.argv[1])
+    from eventsources.audit.netlink import AuditNetlink, open_audit_socket
+    sock = open_audit_socket(rcvbuf=8 << 20)
+    nl = AuditNetlink(sock)
+    nl.set_status(pid=os.getpid())
+    nl.set_status(enabled=1)
+    print("ready", flush=True)
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+    try:
+        sock.setblocking(False)
+        while True:  # an auditd: drain what the kernel sends us
+            r, _, _ = select.select([sock, sys.stdin], [], [], 1.0)
+            if sys.stdin in r and not sys.stdin.readline():
+                break
+            if sock in r:
+                try:
+                    while sock.recv(65536):
+                        pass
+                except BlockingIOError:
+                    pass
+    finally:
+        sock.setblocking(True)
+        nl.set_status(pid=0)
+    """
+)
+
+
+async def test_read_only_next_to_another_owner(audit_state) -> None:
+    helper = subprocess.Popen(
+        [sys.executable, "-c", OWNER_HELPER, REPO], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert helper.stdout.readline().strip() == "ready"
+        assert kernel_state()[0].pid == helper.pid
+        with pytest.raises(SourceUnavailable, match=f"pid {helper.pid}"):
+            await AuditSource(Collector(), mode="owner").start()
+        assert kernel_state()[0].pid == helper.pid
+
+        sink = Collector()
+        source = AuditSource(sink)
+        try:
+            await source.start()
+        except SourceUnavailable as exc:
+            pytest.skip(f"the kernel refuses the audit multicast group: {exc}")
+        try:
+            status = source.status()
+            assert status.mode == "read-only"
+            assert f"pid {helper.pid}" in status.detail and "multicast" in status.detail
+            st, rules = kernel_state()
+            assert st.pid == helper.pid  # not taken over
+            assert len([r for r in rules if r.key == DEFAULT_KEY]) == 2
+            p = subprocess.Popen([TRUE, "read-only mode"])
+            p.wait()
+            rows = await sink.wait_for("process_events", lambda r: r["pid"] == p.pid)
+        finally:
+            await source.stop()
+        assert [r["cmdline"] for r in rows] == [f"{TRUE} read-only mode"]
+        st, rules = kernel_state()
+        assert st.pid == helper.pid and not [r for r in rules if r.key == DEFAULT_KEY]
+    finally:
+        helper.stdin.close()
+        helper.wait(timeout=10)
+    assert helper.returncode == 0
+
+
+async def test_failed_start_restores_everything(audit_state) -> None:
+    # a key longer than the kernel's AUDIT_MAX_KEY_LEN (256): AUDIT_ADD_RULE fails after pid/enabled/backlog were set
+    source = AuditSource(Collector(), key="k" * 300)
+    with pytest.raises(SourceUnavailable, match="adding the audit rule"):
+        await source.start()
+    st, rules = kernel_state()
+    assert (st.enabled, st.pid, st.backlog_limit, st.backlog_wait_time) == (
+        audit_state.enabled, audit_state.pid, audit_state.backlog_limit, audit_state.backlog_wait_time)
+    assert tuple(r.raw for r in rules) == audit_state.rules
+    assert source.status().mode == "failed" and "adding the audit rule" in source.status().detail
+    await source.stop()  # safe after a failed start
+
+
+CRASHING_AGENT = textwrap.dedent(
+    """
+    import asyncio, os, signal, sys
+    sys.path.insert(0, sys.argv[1])
+    from eventsources.audit.source import AuditSource
+    async def main():
+        src = AuditSource(lambda t, r: None, socket_events=True)
+        await src.start()
+        if sys.argv[2] == "term":
+            loop = asyncio.get_running_loop()
+            done = asyncio.Event()
+            loop.add_signal_handler(signal.SIGTERM, done.set)
+            print("ready", flush=True)
+            await done.wait()
+            await src.stop()
+            print("stopped", flush=True)
+        elif sys.argv[2] == "raise":
+            print("ready", flush=True)
+            raise RuntimeError("the daemon failed without calling stop()")
+        else:
+            print("ready", flush=True)
+            await asyncio.sleep(3600)
+    asyncio.run(main())
+    """
+)
+
+
+async def test_sigterm_restores_and_crash_leftovers_are_removed(audit_state) -> None:
+    # SIGTERM: the daemon's handler calls stop(); everything is put back
+    agent = subprocess.Popen([sys.executable, "-c", CRASHING_AGENT, REPO, "term"], stdout=subprocess.PIPE, text=True)
+    line = agent.stdout.readline().strip()
+    if line != "ready":
+        agent.wait(10)
+        pytest.skip(f"the agent could not start audit (kernel refused?): exit {agent.returncode}")
+    assert kernel_state()[0].pid == agent.pid
+    agent.send_signal(signal.SIGTERM)
+    assert agent.stdout.readline().strip() == "stopped"
+    agent.wait(10)
+    st, rules = kernel_state()
+    assert (st.enabled, st.pid, st.backlog_limit, st.backlog_wait_time) == (
+        audit_state.enabled, audit_state.pid, audit_state.backlog_limit, audit_state.backlog_wait_time)
+    assert tuple(r.raw for r in rules) == audit_state.rules
+
+    # an unhandled exception that never reaches stop(): restored at interpreter exit
+    agent = subprocess.Popen([sys.executable, "-c", CRASHING_AGENT, REPO, "raise"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    assert agent.stdout.readline().strip() == "ready"
+    assert "RuntimeError" in agent.communicate(timeout=10)[1] and agent.returncode == 1
+    st, rules = kernel_state()
+    assert (st.enabled, st.pid, st.backlog_limit, st.backlog_wait_time) == (
+        audit_state.enabled, audit_state.pid, audit_state.backlog_limit, audit_state.backlog_wait_time)
+    assert tuple(r.raw for r in rules) == audit_state.rules
+
+    # SIGKILL: the rules stay behind; the next start removes them (their agent is dead)
+    agent = subprocess.Popen([sys.executable, "-c", CRASHING_AGENT, REPO, "kill"], stdout=subprocess.PIPE, text=True)
+    assert agent.stdout.readline().strip() == "ready"
+    agent.kill()
+    agent.wait(10)
+    leftovers = [r for r in kernel_state()[1] if r.key == DEFAULT_KEY]
+    assert len(leftovers) == 2 and all(r.field_value(0) == agent.pid for r in leftovers)
+    # a rule of another *live* agent with our key is not touched
+    live = build_rule(native_abis()[0], ("execve",), exclude_pid=os.getppid())
+    ctl = AuditNetlink(open_audit_socket())
+    try:
+        ctl.add_rule(live)
+        source = AuditSource(Collector())
+        await start_or_skip(source)
+        try:
+            assert source.status().extra["stale_rules_removed"] == 2
+            assert source.status().mode == "owner"
+        finally:
+            await source.stop()
+        remaining = [r.raw for r in kernel_state()[1] if r.key == DEFAULT_KEY]
+        assert remaining == [live]
+        ctl.delete_rule(live)
+    finally:
+        ctl.close()
+
+
+async def test_cancelled_start_restores(audit_state) -> None:
+    source = AuditSource(Collector(), socket_events=True)
+    task = asyncio.create_task(source.start())
+    await asyncio.sleep(0)  # start() now waits for its setup thread
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    st, rules = kernel_state()
+    assert (st.enabled, st.pid, st.backlog_limit, st.backlog_wait_time) == (
+        audit_state.enabled, audit_state.pid, audit_state.backlog_limit, audit_state.backlog_wait_time)
+    assert tuple(r.raw for r in rules) == audit_state.rules
+    assert source.status().mode == "inactive"
+    await source.stop()
+
+
+REFUSED_CHILD = textwrap.dedent(
+    """
+    import asyncio, sys
+    sys.path.insert(0, sys.argv[1])
+    from eventsources.audit.source import AuditSource
+    from eventsources.base import SourceUnavailable
+    async def main():
+        src = AuditSource(lambda t, r: None)
+        try:
+            await src.start()
+        except SourceUnavailable as exc:
+            print(f"{src.status().mode}|{exc}")
+            return
+        await src.stop()
+        print("started")
+    asyncio.run(main())
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("unshare", "reason"),
+    [(["-U", "-r", "-n"], "initial user namespace"), (["-p", "-f", "--mount-proc"], "initial pid namespace")],
+    ids=["userns", "pidns"],
+)
+def test_kernel_refusal_is_source_unavailable(audit_state, unshare, reason) -> None:
+    try:
+        out = subprocess.run(["unshare", *unshare, sys.executable, "-c", REFUSED_CHILD, REPO],
+                             capture_output=True, text=True, timeout=30)
+    except FileNotFoundError:
+        pytest.skip("no unshare(1) on this host")
+    if out.returncode != 0 and "unshare" in out.stderr:
+        pytest.skip(f"cannot create the namespace here: {out.stderr.strip()}")
+    mode, _, message = out.stdout.strip().partition("|")
+    assert mode == "failed", out.stdout + out.stderr
+    assert reason in message and "AUDIT_GET refused" in message
