@@ -74,11 +74,11 @@ class EventStore:
         self.dropped_expired = 0
 
     def add(self, row: Row) -> None:
-        """Buffer one row; it gets an ``eid`` and, if it has none, a ``time``."""
+        """Buffer one row; it gets an ``eid`` (TEXT, as osquery's) and, if it has none, a ``time``."""
         now = self.clock()
         with self._lock:
             eid = next(self._eids)
-            row.setdefault("eid", eid)
+            row.setdefault("eid", f"{eid:010d}")  # osquery's eid is TEXT
             row.setdefault("time", int(now))
             self._rows.append((eid, now, row))
             self.added += 1

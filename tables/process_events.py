@@ -36,6 +36,8 @@ SPEC = event_table(
         Column("time", "BIGINT", "Time of the exec, UNIX time", additional=True),
         Column("uptime", "BIGINT", "Time of the exec, seconds since boot"),
         Column("eid", "TEXT", "Event id", hidden=True),
+        Column("status", "BIGINT", "OpenBSM return code on macOS; 0 here (only successful execs are recorded)",
+               hidden=True),
         Column("fsuid", "BIGINT", "Filesystem user id at exec"),
         Column("suid", "BIGINT", "Saved user id at exec"),
         Column("fsgid", "BIGINT", "Filesystem group id at exec"),

@@ -13,7 +13,7 @@ PROCESS_COLUMNS = [
     ("uid", "BIGINT"), ("euid", "BIGINT"), ("gid", "BIGINT"), ("egid", "BIGINT"), ("owner_uid", "BIGINT"),
     ("owner_gid", "BIGINT"), ("atime", "BIGINT"), ("mtime", "BIGINT"), ("ctime", "BIGINT"), ("btime", "BIGINT"),
     ("overflows", "TEXT"), ("parent", "BIGINT"), ("time", "BIGINT"), ("uptime", "BIGINT"), ("eid", "TEXT"),
-    ("fsuid", "BIGINT"), ("suid", "BIGINT"), ("fsgid", "BIGINT"), ("sgid", "BIGINT"), ("syscall", "TEXT"),
+    ("status", "BIGINT"), ("fsuid", "BIGINT"), ("suid", "BIGINT"), ("fsgid", "BIGINT"), ("sgid", "BIGINT"), ("syscall", "TEXT"),
     ("cgroup_path", "TEXT"), ("container_id", "TEXT"),
 ]
 SOCKET_COLUMNS = [
@@ -28,7 +28,7 @@ def test_columns_match_osquery() -> None:
     proc, sock = get_spec("process_events"), get_spec("socket_events")
     assert [(c.name, c.type) for c in proc.columns] == PROCESS_COLUMNS
     assert [(c.name, c.type) for c in sock.columns] == SOCKET_COLUMNS
-    assert {c.name for c in proc.columns if c.hidden} == {"cmdline_size", "env", "env_count", "env_size", "overflows", "eid"}
+    assert {c.name for c in proc.columns if c.hidden} == {"cmdline_size", "env", "env_count", "env_size", "overflows", "eid", "status"}
     assert {c.name for c in sock.columns if c.hidden} == {"protocol", "socket", "eid", "success"}
     assert [c.name for c in proc.columns if c.additional] == ["time"] == [c.name for c in sock.columns if c.additional]
     assert proc.event and sock.event

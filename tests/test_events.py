@@ -58,7 +58,7 @@ def test_rows_get_eid_and_time() -> None:
     store.add({"pid": 1})
     store.add({"pid": 2, "time": 5})
     rows = store.select(None)
-    assert [r["eid"] for r in rows] == [1, 2] and [r["time"] for r in rows] == [123, 5]
+    assert [r["eid"] for r in rows] == ["0000000001", "0000000002"] and [r["time"] for r in rows] == [123, 5]
 
 
 def test_invalid_bound() -> None:

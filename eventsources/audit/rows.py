@@ -106,6 +106,7 @@ class RowBuilder:
         if row["parent"] is None:
             row["parent"] = -1
         row["syscall"] = name
+        row["status"] = 0  # osquery's (macOS) return code column; audit rows are successful execs
         exe_path = None
         for rec in event.of_type(PATH):
             if rec.body.startswith("item=0 "):
