@@ -197,7 +197,7 @@ def test_process_row_columns() -> None:
         "pid": 4242, "path": "/usr/bin/true", "auid": 1000, "time": 1700000000, "uptime": 1000,
         "uid": 1001, "gid": 1002, "euid": 1003, "suid": 1004, "fsuid": 1005, "egid": 1006, "sgid": 1007, "fsgid": 1008,
         "cmdline": "/bin/true hello world ünï", "cmdline_size": len("/bin/true hello world ünï".encode()),
-        "overflows": "", "cwd": "/home/a user", "parent": 4000, "syscall": "execve",
+        "overflows": "", "cwd": "/home/a user", "parent": 4000, "syscall": "execve", "status": 0,
         "mode": "0100755", "owner_uid": 0, "owner_gid": 0, "btime": 0,
     }
 
