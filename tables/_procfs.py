@@ -71,13 +71,20 @@ _READ_SIZE = 32768  # /proc files are generated per read; a big buffer gets most
 
 
 def read_file(path: str) -> bytes:
-    """The whole of ``path`` with os.open/os.read (usually one read for a /proc file)."""
+    """The whole of ``path`` with os.open/os.read, read until end of file.
+
+    seq_file-backed /proc files (maps, net/tcp) return short reads at page boundaries
+    long before their end, so a short read is not the end: only an empty one is.
+    """
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         data = os.read(fd, _READ_SIZE)
-        if len(data) < _READ_SIZE:
+        if not data:
             return data
-        chunks = [data]
+        chunk = os.read(fd, _READ_SIZE)
+        if not chunk:
+            return data
+        chunks = [data, chunk]
         while chunk := os.read(fd, _READ_SIZE):
             chunks.append(chunk)
         return b"".join(chunks)

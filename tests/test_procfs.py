@@ -154,3 +154,14 @@ def test_clock_constants():
     assert pf.CLK_TCK == os.sysconf("SC_CLK_TCK") > 0
     assert pf.PAGE_SIZE == os.sysconf("SC_PAGE_SIZE") > 0
     assert time.time() > pf.boot_time("/proc")
+
+
+def test_read_file_reads_past_short_reads_of_seq_files() -> None:
+    """/proc/self/maps comes in page-sized short reads; all of it must arrive."""
+    from tables._procfs import read_file
+
+    with open("/proc/self/maps", "rb") as f:
+        expected_tail = f.read().splitlines()[-1].split()[-1]
+    data = read_file("/proc/self/maps")
+    assert len(data) > 4096
+    assert data.splitlines()[-1].split()[-1] == expected_tail
