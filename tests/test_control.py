@@ -1,0 +1,175 @@
+"""The control socket, served for real on a UNIX socket in tmp_path, with a real Database."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import stat
+
+import pytest
+
+from agent.control import (
+    ControlError,
+    ControlServer,
+    FunctionHandler,
+    format_status,
+    remote_query,
+    remote_status,
+    request,
+)
+from tables.spec import Column, TableSpec
+from tables.sqlite import Database
+
+NUMBERS = TableSpec(
+    name="numbers",
+    description="Numbers for the control socket tests.",
+    columns=(Column("n", "INTEGER"), Column("word", "TEXT"), Column("raw", "BLOB")),
+    generate=lambda ctx: ({"n": i, "word": f"w{i}", "raw": bytes([i])} for i in range(5)),
+)
+
+STATUS = {
+    "agent": {"version": "0.1.0", "pid": 42, "uptime": 12.5, "host_identifier": "box"},
+    "schedule": [
+        {"name": "procs", "interval": 10, "executions": 3, "last_executed": 1_700_000_000, "last_rows": 7,
+         "last_wall_time_ms": 12, "denylisted": False},
+        {"name": "slow", "interval": 60, "executions": 1, "last_executed": 1_700_000_000, "denylisted": True,
+         "denylisted_until": 1_700_086_400, "last_error": "query exceeded the time limit"},
+    ],
+    "events": {
+        "sources": [{"name": "proc_connector", "mode": "active", "tables": ["process_events"], "events_seen": 9}],
+        "buffers": [{"table": "process_events", "buffered": 9, "added": 9, "dropped_overflow": 0}],
+    },
+}
+
+
+@pytest.fixture
+async def server(tmp_path):
+    db = Database([NUMBERS])
+
+    async def query(sql: str, time_limit: float | None = None):
+        result = await asyncio.to_thread(db.execute, sql, time_limit=time_limit)
+        return result.columns, result.rows
+
+    def status():
+        if os.environ.get("BREAK_STATUS"):
+            raise RuntimeError("status exploded")
+        return STATUS
+
+    srv = ControlServer(str(tmp_path / "agentd.sock"), FunctionHandler(query, status))
+    await srv.start()
+    yield srv
+    await srv.close()
+    db.close()
+
+
+async def test_query_roundtrip(server):
+    columns, rows = await asyncio.to_thread(remote_query, server.path, "SELECT n, word, raw FROM numbers WHERE n < 3")
+    assert columns == ["n", "word", "raw"]
+    assert rows == [[0, "w0", "\x00"], [1, "w1", "\x01"], [2, "w2", "\x02"]]
+
+
+async def test_query_error_is_reported(server):
+    with pytest.raises(ControlError, match="no such table: nope"):
+        await asyncio.to_thread(remote_query, server.path, "SELECT * FROM nope")
+    with pytest.raises(ControlError, match="read-only|not authorized"):
+        await asyncio.to_thread(remote_query, server.path, "CREATE TABLE t(x)")
+
+
+async def test_query_time_limit(server):
+    slow = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000000000) SELECT count(*) FROM c"
+    with pytest.raises(ControlError, match="time limit of 0.1 s"):
+        await asyncio.to_thread(remote_query, server.path, slow, time_limit=0.1)
+    replies = await asyncio.to_thread(_raw_exchange, server.path, b'{"op":"query","sql":"SELECT 1","time_limit":"x"}\n')
+    assert replies[0]["ok"] is False and "time_limit" in replies[0]["error"]
+
+
+async def test_status_and_format(server):
+    status = await asyncio.to_thread(remote_status, server.path)
+    assert status == STATUS
+    text = format_status(status)
+    assert "procs" in text and "slow" in text and "until " in text
+    assert "proc_connector" in text and "process_events" in text
+
+
+async def test_status_failure_is_an_error_reply(server, monkeypatch):
+    monkeypatch.setenv("BREAK_STATUS", "1")
+    with pytest.raises(ControlError, match="internal error: RuntimeError: status exploded"):
+        await asyncio.to_thread(remote_status, server.path)
+
+
+async def test_socket_is_owner_only(server):
+    mode = os.stat(server.path).st_mode
+    assert stat.S_ISSOCK(mode)
+    assert stat.S_IMODE(mode) == 0o600
+
+
+def _raw_exchange(path: str, payload: bytes) -> list[dict]:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(5)
+        sock.connect(path)
+        sock.sendall(payload)
+        sock.shutdown(socket.SHUT_WR)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return [json.loads(line) for line in data.splitlines()]
+
+
+async def test_malformed_requests_get_errors_and_server_survives(server):
+    payload = b"not json\n[1,2]\n{\"op\": \"explode\"}\n{\"op\": \"query\"}\n\xff\xfe\n{\"op\": \"ping\"}\n"
+    replies = await asyncio.to_thread(_raw_exchange, server.path, payload)
+    assert [r["ok"] for r in replies] == [False, False, False, False, False, True]
+    assert "not JSON" in replies[0]["error"]
+    assert "JSON object" in replies[1]["error"]
+    assert "unknown op 'explode'" in replies[2]["error"]
+    assert "non-empty string 'sql'" in replies[3]["error"]
+    columns, rows = await asyncio.to_thread(remote_query, server.path, "SELECT count(*) FROM numbers")
+    assert rows == [[5]]
+
+
+async def test_oversized_request_is_refused(tmp_path):
+    async def query(sql):
+        return ["x"], [[1]]
+
+    srv = ControlServer(str(tmp_path / "small.sock"), FunctionHandler(query, dict), max_request=1024)
+    await srv.start()
+    try:
+        replies = await asyncio.to_thread(_raw_exchange, srv.path, b'{"op":"query","sql":"' + b"x" * 5000 + b'"}\n')
+        assert replies and replies[0]["ok"] is False and "longer than 1024" in replies[0]["error"]
+        assert await asyncio.to_thread(request, srv.path, {"op": "ping"}) == {"ok": True}
+    finally:
+        await srv.close()
+    assert not os.path.exists(srv.path)
+
+
+def test_client_errors_are_clear(tmp_path):
+    missing = str(tmp_path / "missing.sock")
+    with pytest.raises(ControlError, match="no control socket at .*is agentd running"):
+        remote_query(missing, "SELECT 1")
+    stale = str(tmp_path / "stale.sock")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(stale)
+    s.close()
+    with pytest.raises(ControlError, match="connection refused"):
+        remote_status(stale)
+
+
+async def test_stale_socket_is_replaced_and_live_one_refused(tmp_path):
+    path = str(tmp_path / "agentd.sock")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(path)
+    s.close()  # a leftover file from a killed daemon
+
+    async def query(sql):
+        return ["x"], [[1]]
+
+    first = ControlServer(path, FunctionHandler(query, dict))
+    await first.start()
+    try:
+        second = ControlServer(path, FunctionHandler(query, dict))
+        with pytest.raises(ControlError, match="already listening"):
+            await second.start()
+    finally:
+        await first.close()

@@ -1,0 +1,413 @@
+"""agentd in-process (stepped clock, injected shutdown trigger) and as a real subprocess (SIGTERM)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.control import format_status, remote_query, remote_status
+from agent.daemon import DEFAULT_CONFIG, Agent, Settings
+from agent.sdnotify import Notifier
+from agent.state import StateDB
+from agent.watchdog import EXIT_WATCHDOG
+
+REPO = Path(__file__).resolve().parent.parent
+#: Counts until the time limit interrupts it (about 10^11 steps otherwise).
+SLOW_SQL = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000000000) SELECT count(*) FROM c"
+
+
+class Clock:
+    """A clock the test steps by hand."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def write_config(path: Path, schedule: dict, **options) -> str:
+    config = {
+        "options": {"disable_events": True, "schedule_splay_percent": 0, "watchdog_level": -1, **options},
+        "schedule": schedule,
+    }
+    path.write_text(json.dumps(config))
+    return str(path)
+
+
+def settings_for(tmp_path: Path, config: str | None, clock: Clock | None = None, **kw) -> Settings:
+    return Settings(
+        config_path=config,
+        state_dir=str(tmp_path / "state"),
+        log_dir=str(tmp_path / "log"),
+        socket_path=str(tmp_path / "agentd.sock"),
+        clock=clock or Clock(),
+        **kw,
+    )
+
+
+def result_lines(tmp_path: Path) -> list[dict]:
+    path = tmp_path / "log" / "results.log"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+async def test_schedule_with_a_stepped_clock(tmp_path):
+    clock = Clock()
+    config = write_config(
+        tmp_path / "agentd.conf",
+        {"me": {"query": f"SELECT pid, name FROM processes WHERE pid = {os.getpid()}", "interval": 60}},
+    )
+    agent = Agent(settings_for(tmp_path, config, clock), notifier=Notifier(None))
+    await agent.startup()
+    try:
+        assert not agent.state.should_exit
+        [first] = await agent.run_due()
+        assert first.error is None and first.rows == 1
+        lines = result_lines(tmp_path)
+        assert len(lines) == 1
+        assert lines[0]["name"] == "me" and lines[0]["action"] == "added" and lines[0]["counter"] == 0
+        assert lines[0]["columns"]["pid"] == str(os.getpid())
+        assert lines[0]["unixTime"] == int(clock.now)
+
+        clock.advance(30)
+        assert await agent.run_due() == []  # not due yet
+        clock.advance(31)
+        [second] = await agent.run_due()
+        assert second.error is None and second.lines == []  # nothing changed: nothing logged
+        assert len(result_lines(tmp_path)) == 1
+
+        columns, rows = await agent.query("SELECT name, executions, last_executed, denylisted FROM osquery_schedule")
+        assert rows == [("me", 2, int(clock.now), 0)]
+        status = agent.status()
+        assert status["schedule"][0]["executions"] == 2 and status["schedule"][0]["last_rows"] == 1
+        assert status["agent"]["pid"] == os.getpid()
+    finally:
+        await agent.shutdown()
+    assert not os.path.exists(agent.settings.socket)
+
+
+async def test_restart_does_not_rereport(tmp_path):
+    clock = Clock()
+    config = write_config(
+        tmp_path / "agentd.conf", {"me": {"query": f"SELECT pid FROM processes WHERE pid = {os.getpid()}", "interval": 10}}
+    )
+    for _ in range(2):
+        agent = Agent(settings_for(tmp_path, config, clock), notifier=Notifier(None))
+        await agent.startup()
+        await agent.run_due()
+        await agent.shutdown()
+        clock.advance(11)
+    assert len(result_lines(tmp_path)) == 1
+
+
+async def test_serve_until_the_shutdown_trigger(tmp_path):
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.setblocking(False)
+    stop = asyncio.Event()
+    config = write_config(tmp_path / "agentd.conf", {"one": {"query": "SELECT 1 AS one", "interval": 3600}})
+    agent = Agent(
+        settings_for(tmp_path, config, Clock()),  # a still clock: only the first run is due
+        shutdown_trigger=stop.wait,
+        environ={"NOTIFY_SOCKET": str(tmp_path / "notify.sock")},
+    )
+    serving = asyncio.create_task(agent.serve())
+    loop = asyncio.get_running_loop()
+    ready = await asyncio.wait_for(loop.sock_recv(notify, 4096), timeout=30)
+    assert ready.startswith(b"READY=1")
+
+    status = await asyncio.to_thread(remote_status, agent.settings.socket)
+    assert [q["name"] for q in status["schedule"]] == ["one"]
+    text = format_status(status)
+    assert "schedule (1 queries)" in text and "process_events" in text
+    columns, rows = await asyncio.to_thread(remote_query, agent.settings.socket, "SELECT pid FROM agent_info")
+    assert rows == [[os.getpid()]]
+
+    stop.set()
+    assert await asyncio.wait_for(serving, timeout=30) == 0
+    assert await asyncio.wait_for(loop.sock_recv(notify, 4096), timeout=5) == b"STOPPING=1"
+    notify.close()
+    assert not os.path.exists(agent.settings.socket)
+    assert [line["name"] for line in result_lines(tmp_path)] == ["one"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_signals_stop_serve_and_handlers_are_restored(tmp_path, sig):
+    before = signal.getsignal(sig)
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.setblocking(False)
+    config = write_config(tmp_path / "agentd.conf", {"one": {"query": "SELECT 1", "interval": 3600}})
+    agent = Agent(settings_for(tmp_path, config), environ={"NOTIFY_SOCKET": str(tmp_path / "notify.sock")})
+    serving = asyncio.create_task(agent.serve())
+    loop = asyncio.get_running_loop()
+    assert (await asyncio.wait_for(loop.sock_recv(notify, 4096), timeout=30)).startswith(b"READY=1")
+    signal.raise_signal(sig)
+    assert await asyncio.wait_for(serving, timeout=30) == 0
+    notify.close()
+    assert signal.getsignal(sig) == before
+
+
+async def test_slow_query_is_interrupted_and_denylisted(tmp_path, caplog):
+    clock = Clock()
+    config = write_config(
+        tmp_path / "agentd.conf",
+        {
+            "slow": {"query": SLOW_SQL, "interval": 60},
+            "slow_exempt": {"query": SLOW_SQL + " -- exempt", "interval": 60, "denylist": False},
+        },
+        schedule_timeout=0.2,
+    )
+    agent = Agent(settings_for(tmp_path, config, clock), notifier=Notifier(None))
+    await agent.startup()
+    try:
+        with caplog.at_level(logging.WARNING, logger="agentd"):
+            outcomes = {o.name: o for o in await agent.run_due()}
+        assert outcomes["slow"].timed_out and outcomes["slow_exempt"].timed_out
+        assert "query slow exceeded its time limit of 0.2 s (schedule_timeout) and was interrupted; " \
+               "denylisted until" in caplog.text
+        assert "query slow_exempt exceeded its time limit" in caplog.text and "not denylisted" in caplog.text
+        assert agent.state.queries["slow"].denylisted(clock.now)
+        assert not agent.state.queries["slow_exempt"].denylisted(clock.now)
+
+        clock.advance(61)
+        assert [o.name for o in await agent.run_due()] == ["slow_exempt"]  # the denylisted one is skipped
+        _, rows = await agent.query("SELECT name, denylisted FROM osquery_schedule ORDER BY name")
+        assert rows == [("slow", 1), ("slow_exempt", 0)]
+    finally:
+        await agent.shutdown()
+
+    statedb = StateDB(str(tmp_path / "state" / "agentd.db"))
+    try:
+        until, reason = statedb.denylist()["slow"]
+        assert until == pytest.approx(clock.now - 61 + 86400, abs=1)
+        assert "time limit" in reason
+    finally:
+        statedb.close()
+
+    clock.advance(86400)  # a day later the query runs again
+    agent = Agent(settings_for(tmp_path, config, clock), notifier=Notifier(None))
+    await agent.startup()
+    try:
+        assert not agent.state.queries["slow"].denylisted(clock.now)
+        assert "slow" in [o.name for o in await agent.run_due()]
+    finally:
+        await agent.shutdown()
+
+
+async def test_memory_watchdog_exits_for_a_restart(tmp_path, caplog):
+    config = write_config(
+        tmp_path / "agentd.conf", {"one": {"query": "SELECT 1", "interval": 3600}},
+        watchdog_level=0, watchdog_memory_limit=1, watchdog_delay=0,
+    )
+    stop = asyncio.Event()  # never set: the watchdog must end serve() by itself
+    agent = Agent(settings_for(tmp_path, config, watchdog_interval=0.05), shutdown_trigger=stop.wait,
+                  notifier=Notifier(None))
+    with caplog.at_level(logging.ERROR, logger="agentd"):
+        code = await asyncio.wait_for(agent.serve(), timeout=30)
+    assert code == EXIT_WATCHDOG
+    assert "Memory limits exceeded" in caplog.text and "(limit 1 MB)" in caplog.text
+    assert "systemd restarts it" in caplog.text
+
+
+async def test_cpu_watchdog_interrupts_and_denylists_the_running_query(tmp_path, caplog):
+    config = write_config(
+        tmp_path / "agentd.conf", {"burner": {"query": SLOW_SQL, "interval": 60}},
+        schedule_timeout=600, watchdog_level=0, watchdog_utilization_limit=1, watchdog_latency_limit=0,
+        watchdog_delay=0,
+    )
+    agent = Agent(settings_for(tmp_path, config, watchdog_interval=0.05), notifier=Notifier(None))
+    await agent.startup()
+    try:
+        with caplog.at_level(logging.WARNING, logger="agentd"):
+            [outcome] = await asyncio.wait_for(agent.run_due(), timeout=60)
+        assert outcome.error and outcome.timed_out
+        assert "CPU utilization limit exceeded" in caplog.text and "interrupting it" in caplog.text
+        assert "query burner exceeded the CPU limit" in caplog.text and "denylisted until" in caplog.text
+        assert agent.state.queries["burner"].denylisted()
+        assert not agent.state.should_exit  # the query was the culprit, not the agent
+    finally:
+        await agent.shutdown()
+
+
+async def test_event_loss_is_summarised_not_per_event(tmp_path, caplog):
+    config = write_config(tmp_path / "agentd.conf", {}, events_max=2)
+    stop = asyncio.Event()
+    agent = Agent(settings_for(tmp_path, config, loss_report_interval=0.05), shutdown_trigger=stop.wait,
+                  notifier=Notifier(None))
+    with caplog.at_level(logging.WARNING, logger="agentd"):
+        serving = asyncio.create_task(agent.serve())
+        for _ in range(3000):  # bounded: until startup has built the event stores and the socket
+            if agent.control is not None or serving.done():
+                break
+            await asyncio.sleep(0.01)
+        assert agent.events is not None and not serving.done()
+        for pid in range(100_000, 100_010):
+            agent.events.sink("process_events", {"pid": pid, "path": "/bin/true"})
+        for _ in range(200):  # bounded: until the next report
+            if "events lost" in caplog.text:
+                break
+            await asyncio.sleep(0.05)
+        stop.set()
+        assert await asyncio.wait_for(serving, timeout=30) == 0
+    reports = [r.getMessage() for r in caplog.records if "events lost" in r.getMessage()]
+    assert reports == ["events lost since the last report: process_events dropped by events_max: 8"]
+
+
+async def test_bad_config_exits_1_with_the_key(tmp_path, caplog):
+    config = tmp_path / "agentd.conf"
+    config.write_text('{"schedule": {"q": {"query": "SELECT 1", "interval": "often"}}}')
+    agent = Agent(settings_for(tmp_path, str(config)), notifier=Notifier(None))
+    with caplog.at_level(logging.ERROR, logger="agentd"):
+        assert await agent.serve() == 1
+    assert "config error" in caplog.text and "schedule.q.interval" in caplog.text
+
+
+async def test_embedded_default_config(tmp_path):
+    agent = Agent(settings_for(tmp_path, None), notifier=Notifier(None))
+    await agent.startup()
+    try:
+        assert not agent.state.should_exit
+        assert sorted(agent.state.queries) == ["agent_info", "listening_ports", "processes", "system_info"]
+        _, rows = await agent.query("SELECT config_valid, config_hash != '' FROM osquery_info")
+        assert rows == [(1, 1)]
+    finally:
+        await agent.shutdown()
+
+
+def test_docs_example_config_is_the_embedded_default():
+    assert json.loads((REPO / "docs" / "config.example.json").read_text()) == json.loads(DEFAULT_CONFIG)
+
+
+def _spawn(tmp_path: Path, config: str, notify: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NOTIFY_SOCKET": notify}
+    return subprocess.Popen(
+        [sys.executable, "-m", "agent.daemon", "--config", config, "--state-dir", str(tmp_path / "state"),
+         "--log-dir", str(tmp_path / "log")],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def test_sigterm_stops_a_real_agentd(tmp_path):
+    notify_path = str(tmp_path / "notify.sock")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(notify_path)
+    notify.settimeout(60)
+    # A query that is still running when SIGTERM arrives: shutdown must interrupt it.
+    config = write_config(tmp_path / "agentd.conf", {"slow": {"query": SLOW_SQL, "interval": 3600}},
+                          schedule_timeout=600)
+    proc = _spawn(tmp_path, config, notify_path)
+    try:
+        assert notify.recv(4096).startswith(b"READY=1")
+        socket_path = str(tmp_path / "state" / "agentd.sock")
+        for _ in range(600):  # bounded: until the slow query is running
+            if remote_status(socket_path)["agent"]["running"] == "slow":
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the scheduled query never started")
+        proc.send_signal(signal.SIGTERM)
+        # systemd's TimeoutStopSec is 10 s; agentd's own shutdown is time-boxed to 5 s.
+        out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        notify.close()
+    assert proc.returncode == 0, err
+    assert "interrupting the running query slow" in err
+    assert "agentd stopped" in err and "Traceback" not in err
+    assert not os.path.exists(tmp_path / "state" / "agentd.sock")
+
+
+def test_bad_config_subprocess_has_no_traceback(tmp_path):
+    config = tmp_path / "agentd.conf"
+    config.write_text('{"options": {"events_max": "lots"}}')
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent.daemon", "--config", str(config), "--state-dir", str(tmp_path / "s"),
+         "--log-dir", str(tmp_path / "l")],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 1
+    assert "options.events_max" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_config_check(tmp_path):
+    good = tmp_path / "good.conf"
+    good.write_text(DEFAULT_CONFIG)
+    bad = tmp_path / "bad.conf"
+    bad.write_text('{"schedule": {"q": {"interval": 10}}}')
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    ok = subprocess.run([sys.executable, "-m", "agent.daemon", "--config-check", str(good)], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and "config OK: 4 queries" in ok.stdout
+    fail = subprocess.run([sys.executable, "-m", "agent.daemon", "--config-check", str(bad)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert fail.returncode == 1 and "schedule.q.query" in fail.stderr and "Traceback" not in fail.stderr
+
+
+def _kernel_audit() -> tuple[int, int, int, int, tuple[bytes, ...]]:
+    from eventsources.audit.netlink import AuditNetlink, open_audit_socket
+
+    ctl = AuditNetlink(open_audit_socket())
+    try:
+        st = ctl.get_status()
+        return st.enabled, st.pid, st.backlog_limit, st.backlog_wait_time, tuple(ctl.list_rules())
+    finally:
+        ctl.close()
+
+
+@pytest.mark.audit
+def test_sigterm_restores_kernel_audit_state(audit_state, tmp_path):
+    """agentd takes kernel audit, serves process_events over its socket, and SIGTERM puts audit back."""
+    notify_path = str(tmp_path / "notify.sock")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(notify_path)
+    notify.settimeout(60)
+    config = tmp_path / "agentd.conf"
+    config.write_text(json.dumps({"options": {"disable_events": False, "disable_audit": False},
+                                  "schedule": {"one": {"query": "SELECT 1", "interval": 3600}}}))
+    proc = _spawn(tmp_path, str(config), notify_path)
+    socket_path = str(tmp_path / "state" / "agentd.sock")
+    try:
+        assert notify.recv(4096).startswith(b"READY=1")
+        _, sources = remote_query(socket_path, "SELECT name, mode, detail FROM agent_events_status WHERE kind = 'source'")
+        audit = [s for s in sources if s[0] == "audit"]
+        if not audit or audit[0][1] != "owner":
+            pytest.skip(f"agentd did not take kernel audit here: {sources}")
+        assert _kernel_audit()[1] == proc.pid
+        subprocess.run(["/bin/true"], check=True)
+        sql = "SELECT pid, path, cmdline FROM process_events WHERE path = '/bin/true' OR path = '/usr/bin/true'"
+        deadline = time.monotonic() + 30
+        rows: list = []
+        while time.monotonic() < deadline and not rows:
+            rows = remote_query(socket_path, sql)[1]
+            time.sleep(0.1)
+        assert rows, "process_events over the control socket must show the exec"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        notify.close()
+    assert proc.returncode == 0, err
+    assert _kernel_audit() == (
+        audit_state.enabled, audit_state.pid, audit_state.backlog_limit, audit_state.backlog_wait_time,
+        audit_state.rules,
+    )
