@@ -11,17 +11,22 @@ $(BIN)/agent-cli: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	@touch $@
 
-## run: a first query on embedded defaults (the agent's tables, in-process)
+## run: agentd in the foreground on its embedded default config; state and logs in ./state (Ctrl-C stops it)
 run: $(BIN)/agent-cli
-	$(BIN)/agent-cli query "SELECT pid, name, cmdline FROM processes ORDER BY pid LIMIT 10"
+	$(BIN)/agent-cli query "SELECT pid, name, cmdline FROM processes ORDER BY pid LIMIT 5"
+	@echo "agentd: results in state/log/results.log; try: $(BIN)/agent-cli --connect state/agentd.sock status"
+	$(BIN)/agentd --state-dir state --log-dir state/log
 
 ## test: the whole test suite (kernel audit tests run serially, as root)
 test: $(BIN)/agent-cli
 	$(BIN)/python -m pytest -q
 
-## bench: the benchmarks of bench/ (results go to bench/RESULTS.md by hand)
+## bench: the benchmarks of bench/ (figures and commands in bench/RESULTS.md; audit needs root)
 bench: $(BIN)/agent-cli
 	$(BIN)/python bench/bench_tables.py
+	$(BIN)/python bench/bench_diff.py
+	$(BIN)/python bench/bench_audit.py
+	$(BIN)/python bench/bench_agentd.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache state
