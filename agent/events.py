@@ -19,7 +19,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from eventsources.base import EventSource, SourceStatus, SourceUnavailable
@@ -27,6 +27,7 @@ from tables.events import DEFAULT_EVENTS_EXPIRY, DEFAULT_EVENTS_MAX, EVENT_STORE
 from tables.spec import Column, QueryContext, Row, TableSpec
 
 __all__ = [
+    "AUDIT_STATE_FILE",
     "EVENT_MANAGER",
     "EVENT_TABLES",
     "EVENTS_STATUS_SPEC",
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 #: Key of the manager in QueryContext.services.
 EVENT_MANAGER = "event_manager"
 EVENT_TABLES = ("process_events", "socket_events", "hardware_events")
+#: Name of audit's crash-recovery file in the state directory.
+AUDIT_STATE_FILE = "audit-state.json"
 #: Process event sources, best first.
 PROCESS_SOURCES = ("audit", "proc_connector", "proc_poll")
 
@@ -64,6 +67,8 @@ class EventOptions:
     proc_poll_interval: float = 0.1  # s
     proc_root: str = "/proc"
     sys_root: str = "/sys"
+    state_dir: str | None = None  # the agent's state directory: audit's crash-recovery file goes there
+    audit_state_path: str | None = None  # explicit path of that file (default: <state_dir>/audit-state.json)
 
     def __post_init__(self) -> None:
         if self.process_events_source not in ("auto", *PROCESS_SOURCES):
@@ -71,6 +76,14 @@ class EventOptions:
                 f"process_events_source: {self.process_events_source!r} is not one of auto, "
                 + ", ".join(PROCESS_SOURCES)
             )
+
+    def audit_state_file(self) -> str | None:
+        """Where AuditSource saves the audit state it found; None: no crash recovery."""
+        if self.audit_state_path:
+            return self.audit_state_path
+        if self.state_dir:
+            return os.path.join(self.state_dir, AUDIT_STATE_FILE)
+        return None
 
     @classmethod
     def from_options(cls, options: Any) -> EventOptions:
@@ -114,8 +127,11 @@ class EventManager:
         *,
         own_pid: int | None = None,
         clock: Callable[[], float] = time.time,
+        state_dir: str | None = None,
     ) -> None:
         self.options = EventOptions.from_options(options if options is not None else EventOptions())
+        if state_dir is not None:
+            self.options = replace(self.options, state_dir=state_dir)
         self.own_pid = os.getpid() if own_pid is None else own_pid
         self.stores: dict[str, EventStore] = {
             table: EventStore(table, max_events=self.options.events_max, expiry=self.options.events_expiry,
@@ -261,6 +277,7 @@ class EventManager:
             return AuditSource(
                 self.sink, socket_events=opts.audit_allow_sockets, mode="auto",
                 backlog_limit=opts.audit_backlog_limit, proc_root=opts.proc_root,
+                state_path=opts.audit_state_file(),
             )
         if name == "proc_connector":
             from eventsources.cnproc import ProcConnectorSource

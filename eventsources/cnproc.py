@@ -24,6 +24,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from ._netlink import NLMSGHDR, NetlinkReader, open_netlink, pack_nlmsg
 from .base import EventSource, Sink, SourceStatus, SourceUnavailable
 from .procinfo import ProcessGone, snapshot
 
@@ -38,14 +39,13 @@ NLMSG_ERROR = 2
 NLMSG_DONE = 3
 PROC_CN_MCAST_LISTEN = 1
 PROC_CN_MCAST_IGNORE = 2
-SO_RCVBUFFORCE = 33
 
 PROC_EVENT_NONE = 0x0
 PROC_EVENT_FORK = 0x1
 PROC_EVENT_EXEC = 0x2
 PROC_EVENT_EXIT = 0x80000000
 
-_NLHDR = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
+_NLHDR = NLMSGHDR
 _CNMSG = struct.Struct("=IIIIHH")  # cn_msg: idx, val, seq, ack, len, flags
 _EVHDR = struct.Struct("=IIQ")  # proc_event: what, cpu, timestamp_ns
 _FORK = struct.Struct("=iiii")  # parent_pid, parent_tgid, child_pid, child_tgid
@@ -73,7 +73,6 @@ class ProcEvent:
 class _Counters:
     events: int = 0
     rows: int = 0
-    overruns: int = 0
     malformed: int = 0
     enrich_missed: int = 0
     threads_skipped: int = 0
@@ -83,7 +82,7 @@ def build_listen_message(op: int = PROC_CN_MCAST_LISTEN, seq: int = 0) -> bytes:
     """nlmsghdr + cn_msg + u32 op: subscribe to (or ignore) process events."""
     payload = struct.pack("=I", op)
     cn = _CNMSG.pack(CN_IDX_PROC, CN_VAL_PROC, seq, 0, len(payload), 0) + payload
-    return _NLHDR.pack(_NLHDR.size + len(cn), NLMSG_DONE, 0, seq, 0) + cn
+    return pack_nlmsg(NLMSG_DONE, cn, seq=seq)
 
 
 def parse_messages(buf: bytes) -> tuple[list[ProcEvent], int]:
@@ -140,6 +139,13 @@ def exit_status(wait_status: int) -> int:
     return (wait_status >> 8) & 0xFF
 
 
+def _refused(what: str, exc: OSError) -> str:
+    """The status detail for a socket the kernel refused."""
+    if exc.errno in (errno.ECONNREFUSED, errno.EPERM, errno.EACCES):
+        what = "proc connector subscribe failed (not in the initial network namespace, or no CAP_NET_ADMIN)"
+    return f"{what}: {exc}"
+
+
 def _file_columns(path: str | None) -> dict[str, Any]:
     """mode/owner/times of the executable, as process_events shows them."""
     if not path:
@@ -178,8 +184,7 @@ class ProcConnectorSource(EventSource):
         self.fork_events = fork_events
         self.exit_events = exit_events
         self.rcvbuf = rcvbuf
-        self._sock: socket.socket | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reader = NetlinkReader(self._datagram, what="proc connector")
         self._ack: asyncio.Future[int] | None = None
         self._parents: OrderedDict[int, int] = OrderedDict()
         self._n = _Counters()
@@ -187,31 +192,23 @@ class ProcConnectorSource(EventSource):
         self._detail = "not started"
 
     async def start(self) -> None:
-        if self._sock is not None:
+        if self._reader.sock is not None:
             return
         try:
-            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_CONNECTOR)
+            sock = open_netlink(NETLINK_CONNECTOR, groups=CN_IDX_PROC, sock_type=socket.SOCK_DGRAM, rcvbuf=self.rcvbuf)
         except OSError as exc:
-            self._fail(f"cannot open a NETLINK_CONNECTOR socket: {exc}")
+            self._fail(_refused("cannot open a NETLINK_CONNECTOR socket", exc))
             raise SourceUnavailable(self._detail) from exc
         try:
-            sock.bind((0, CN_IDX_PROC))
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, self.rcvbuf)
-            except PermissionError:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
             sock.setblocking(False)
             sock.send(build_listen_message(PROC_CN_MCAST_LISTEN))
         except OSError as exc:
             sock.close()
-            why = "not in the initial network namespace, or no CAP_NET_ADMIN" if exc.errno in (
-                errno.ECONNREFUSED, errno.EPERM, errno.EACCES) else "kernel refused"
-            self._fail(f"proc connector subscribe failed ({why}): {exc}")
+            self._fail(_refused("proc connector subscribe failed (kernel refused)", exc))
             raise SourceUnavailable(self._detail) from exc
-        self._sock = sock
-        self._loop = asyncio.get_running_loop()
-        self._ack = self._loop.create_future()
-        self._loop.add_reader(sock.fileno(), self._readable)
+        loop = asyncio.get_running_loop()
+        self._ack = loop.create_future()
+        self._reader.attach(sock, loop)
         try:
             err = await asyncio.wait_for(asyncio.shield(self._ack), timeout=2.0)
         except TimeoutError:
@@ -229,12 +226,9 @@ class ProcConnectorSource(EventSource):
         log.info("proc connector: %s", self._detail)
 
     async def stop(self) -> None:
-        sock, self._sock = self._sock, None
+        sock = self._reader.detach()  # and read what is already queued
         if sock is None:
             return
-        if self._loop is not None:
-            self._loop.remove_reader(sock.fileno())
-            self._readable(sock)  # drain what is already queued
         try:
             sock.send(build_listen_message(PROC_CN_MCAST_IGNORE))
         except OSError:
@@ -252,12 +246,12 @@ class ProcConnectorSource(EventSource):
             mode=self._mode,
             tables=("process_events",),
             events_seen=n.rows,
-            kernel_lost=n.overruns,
+            kernel_lost=self._reader.overruns,
             parse_errors=n.malformed,
             detail=self._detail,
             extra={
                 "notices": n.events,
-                "overruns_enobufs": n.overruns,
+                "overruns_enobufs": self._reader.overruns,
                 "enrich_missed": n.enrich_missed,
                 "threads_skipped": n.threads_skipped,
             },
@@ -269,25 +263,11 @@ class ProcConnectorSource(EventSource):
 
     # -- reading ---------------------------------------------------------------------------
 
-    def _readable(self, sock: socket.socket | None = None) -> None:
-        sock = sock or self._sock
-        if sock is None:
-            return
-        while True:
-            try:
-                buf = sock.recv(65536)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                if exc.errno == errno.ENOBUFS:  # the socket buffer overflowed: notices were lost
-                    self._n.overruns += 1
-                    continue
-                log.warning("proc connector: recv failed: %s", exc)
-                return
-            events, bad = parse_messages(buf)
-            self._n.malformed += bad
-            for ev in events:
-                self._handle(ev)
+    def _datagram(self, buf: bytes) -> None:
+        events, bad = parse_messages(buf)
+        self._n.malformed += bad
+        for ev in events:
+            self._handle(ev)
 
     def _handle(self, ev: ProcEvent) -> None:
         self._n.events += 1

@@ -12,7 +12,6 @@ capability.
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import os
 import socket
@@ -22,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ._netlink import NetlinkReader, open_netlink
 from .base import EventSource, Sink, SourceStatus, SourceUnavailable
 
 __all__ = ["Uevent", "UeventError", "UeventSource", "hardware_row", "parse_uevent", "read_sysfs_attrs"]
@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 
 NETLINK_KOBJECT_UEVENT = 15
 UEVENT_GROUP_KERNEL = 1
-SO_RCVBUFFORCE = 33
 _REMEMBERED_MAX = 1024  # devices whose names we keep for their remove event
 
 #: sysfs attribute files of a USB device and the row keys they fill.
@@ -152,46 +151,40 @@ class UeventSource(EventSource):
         self.subsystems = frozenset(subsystems)
         self.devtypes = frozenset(devtypes) if devtypes is not None else None
         self.actions = frozenset(actions)
-        self._sock: socket.socket | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reader = NetlinkReader(self.handle, what="uevent")
         self._names: OrderedDict[str, dict[str, str]] = OrderedDict()
         self._mode = "inactive"
         self._detail = "not started"
         self.uevents = 0
         self.rows = 0
         self.malformed = 0
-        self.overruns = 0
 
     async def start(self) -> None:
-        if self._sock is not None:
+        if self._reader.sock is not None:
             return
         try:
-            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_KOBJECT_UEVENT)
-            sock.bind((0, UEVENT_GROUP_KERNEL))
+            # 1 MiB: hotplug rates are low; SO_RCVBUF's cap (rmem_max) is enough without root
+            sock = open_netlink(NETLINK_KOBJECT_UEVENT, groups=UEVENT_GROUP_KERNEL, sock_type=socket.SOCK_DGRAM,
+                                rcvbuf=1 << 20)
         except OSError as exc:
             self._mode, self._detail = "failed", f"cannot listen to kernel uevents: {exc}"
             raise SourceUnavailable(self._detail) from exc
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 1 << 20)
-        except OSError:
-            pass  # the default buffer is enough for hotplug rates
-        sock.setblocking(False)
-        self._sock = sock
-        self._loop = asyncio.get_running_loop()
-        self._loop.add_reader(sock.fileno(), self._readable)
+        self._reader.attach(sock, asyncio.get_running_loop())
         self._mode = "active"
         self._detail = f"kernel uevents for {', '.join(sorted(self.subsystems))} ({', '.join(sorted(self.actions))})"
         log.info("uevent: %s", self._detail)
 
     async def stop(self) -> None:
-        sock, self._sock = self._sock, None
+        sock = self._reader.detach()  # and read what is already queued
         if sock is None:
             return
-        if self._loop is not None:
-            self._loop.remove_reader(sock.fileno())
-        self._drain(sock)
         sock.close()
         self._mode, self._detail = "inactive", "stopped"
+
+    @property
+    def overruns(self) -> int:
+        """ENOBUFS: uevents the kernel dropped because the socket buffer was full."""
+        return self._reader.overruns
 
     def status(self) -> SourceStatus:
         return SourceStatus(
@@ -230,21 +223,3 @@ class UeventSource(EventSource):
         self.rows += 1
         self.sink("hardware_events", row)
         return row
-
-    def _readable(self) -> None:
-        if self._sock is not None:
-            self._drain(self._sock)
-
-    def _drain(self, sock: socket.socket) -> None:
-        while True:
-            try:
-                data = sock.recv(65536)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                if exc.errno == errno.ENOBUFS:
-                    self.overruns += 1
-                    continue
-                log.warning("uevent: recv failed: %s", exc)
-                return
-            self.handle(data)

@@ -411,3 +411,105 @@ def test_kernel_refusal_is_source_unavailable(audit_state, unshare, reason) -> N
     mode, _, message = out.stdout.strip().partition("|")
     assert mode == "failed", out.stdout + out.stderr
     assert reason in message and "AUDIT_GET refused" in message
+
+
+STATE_AGENT = textwrap.dedent(
+    """
+    import asyncio, sys
+    sys.path.insert(0, sys.argv[1])
+    from eventsources.audit.source import AuditSource
+    async def main():
+        src = AuditSource(lambda t, r: None, state_path=sys.argv[2])
+        await src.start()
+        print(src.status().mode, flush=True)
+        await asyncio.sleep(3600)
+    asyncio.run(main())
+    """
+)
+
+OURS = (1, 8192, 0)  # (enabled, backlog_limit, backlog_wait_time) as owner mode sets them
+
+
+def _baseline(audit_state) -> tuple[int, int, int]:
+    """The (enabled, backlog_limit, backlog_wait_time) to restore to; made unlike OURS so a restore shows."""
+    found = (audit_state.enabled, audit_state.backlog_limit, audit_state.backlog_wait_time)
+    if found[0] == 2:
+        pytest.skip("audit configuration is locked (enabled=2): owner mode cannot run")
+    if found == OURS:  # the fixture puts the real state back afterwards
+        ctl = AuditNetlink(open_audit_socket())
+        try:
+            ctl.set_status(backlog_limit=321)
+            ctl.set_status(backlog_wait_time=4321)
+            ctl.set_status(enabled=0)
+        finally:
+            ctl.close()
+        return (0, 321, 4321)
+    return found
+
+
+def _settings(st) -> tuple[int, int, int]:  # noqa: ANN001 - AuditStatus
+    return (st.enabled, st.backlog_limit, st.backlog_wait_time)
+
+
+async def test_state_file_restores_what_a_killed_run_changed(audit_state, tmp_path) -> None:
+    from eventsources.audit.state import load_state
+
+    baseline = _baseline(audit_state)
+    path = tmp_path / "state" / "audit-state.json"
+    agent = subprocess.Popen([sys.executable, "-c", STATE_AGENT, REPO, str(path)], stdout=subprocess.PIPE, text=True)
+    line = agent.stdout.readline().strip()
+    if line != "owner":
+        agent.kill()
+        agent.wait(10)
+        pytest.skip(f"the agent could not start audit in owner mode (kernel refused?): {line!r}")
+    saved = load_state(str(path))  # written before the agent changed anything
+    assert saved is not None and (saved.enabled, saved.backlog_limit, saved.backlog_wait_time) == baseline
+    assert saved.agent_pid == agent.pid and saved.pid_free == (audit_state.pid == 0)
+    agent.kill()
+    agent.wait(10)
+    st, _ = kernel_state()
+    assert _settings(st) == OURS  # what the killed run set stays: nothing ran at its exit
+    assert path.exists()
+
+    # the next start finds the file: the kernel state is the crashed run's, the file is what to put back
+    source = AuditSource(Collector(), state_path=str(path))
+    await start_or_skip(source)
+    try:
+        assert source.status().mode == "owner"
+        assert source.crash_recovered == saved and source.status().extra["crash_recovered"] is True
+        assert f"pid {agent.pid}" in source.status().detail
+        assert load_state(str(path)) == saved  # not overwritten with the crashed run's settings
+        st, _ = kernel_state()
+        assert _settings(st) == OURS and st.pid == os.getpid()
+    finally:
+        await source.stop()
+    st, rules = kernel_state()
+    assert _settings(st) == baseline and st.pid == audit_state.pid
+    assert tuple(r.raw for r in rules) == audit_state.rules
+    assert not path.exists()
+    assert not list(path.parent.iterdir())  # no temp files left either
+
+
+async def test_corrupt_state_file_is_ignored_with_a_warning(audit_state, tmp_path, caplog) -> None:
+    from eventsources.audit.state import load_state
+
+    baseline = _baseline(audit_state)
+    path = tmp_path / "audit-state.json"
+    path.write_text('{"format": 1, "enabled": "yes"')
+    source = AuditSource(Collector(), state_path=str(path))
+    with caplog.at_level("WARNING", logger="eventsources.audit.source"):
+        await start_or_skip(source)
+    try:
+        warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert any(str(path) in w and "corrupt" in w for w in warnings), warnings
+        assert source.status().mode == "owner" and source.crash_recovered is None
+        saved = load_state(str(path))  # a fresh start: the state found now replaces the corrupt file
+        assert saved is not None and (saved.enabled, saved.backlog_limit, saved.backlog_wait_time) == baseline
+        assert saved.agent_pid == os.getpid()
+        assert _settings(kernel_state()[0]) == OURS
+    finally:
+        await source.stop()
+    st, rules = kernel_state()
+    assert _settings(st) == baseline and st.pid == audit_state.pid
+    assert tuple(r.raw for r in rules) == audit_state.rules
+    assert not path.exists()

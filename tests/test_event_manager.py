@@ -220,3 +220,31 @@ async def test_auto_prefers_audit_then_falls_back(request) -> None:
         assert await _wait(lambda: any(r["pid"] == proc.pid for r in store.select(None)))
     finally:
         await manager.stop()
+
+
+def test_audit_state_file_location() -> None:
+    assert EventOptions().audit_state_file() is None  # no state directory: no crash recovery
+    assert EventOptions(state_dir="/var/lib/agentd").audit_state_file() == "/var/lib/agentd/audit-state.json"
+    opts = EventOptions(state_dir="/var/lib/agentd", audit_state_path="/run/agentd/audit.json")
+    assert opts.audit_state_file() == "/run/agentd/audit.json"
+    manager = EventManager(EventOptions(events_max=5), state_dir="/srv/agent")
+    assert manager.options.audit_state_file() == "/srv/agent/audit-state.json"
+    assert manager.options.events_max == 5
+
+
+@pytest.mark.audit
+async def test_audit_source_gets_the_state_file(request, tmp_path) -> None:
+    request.getfixturevalue("audit_state")
+    manager = EventManager(EventOptions(process_events_source="audit", disable_hardware_events=True),
+                           state_dir=str(tmp_path))
+    path = tmp_path / "audit-state.json"
+    await manager.start()
+    try:
+        source = {s.name: s for s in manager.source_statuses()}["audit"]
+        if source.mode != "owner":
+            pytest.skip(f"audit is not in owner mode here: {source.mode}: {source.detail}")
+        assert source.extra["state_path"] == str(path)
+        assert path.exists()
+    finally:
+        await manager.stop()
+    assert not path.exists()

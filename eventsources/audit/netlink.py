@@ -8,7 +8,8 @@ datagram, with an unreliable ``nlmsg_len`` on the unicast path, so a record's te
 is the whole datagram after the header.
 
 :class:`AuditNetlink` is a small blocking client with timeouts; callers on an
-event loop run its requests in a thread or during setup/teardown.
+event loop run its requests in a thread or during setup/teardown.  Socket setup and
+the ``nlmsghdr`` codec are the shared ones of :mod:`eventsources._netlink`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import socket
 import struct
 import time
 from dataclasses import astuple, dataclass, fields
+
+from .._netlink import NLMSGHDR, open_netlink, pack_nlmsg
 
 __all__ = [
     "AUDIT_NLGRP_READLOG",
@@ -54,9 +57,6 @@ STATUS_BACKLOG_LIMIT = 0x0010
 STATUS_BACKLOG_WAIT_TIME = 0x0020
 STATUS_LOST = 0x0040
 
-SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
-
-NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, portid
 _ERRNO = struct.Struct("=i")
 
 
@@ -96,8 +96,7 @@ class NetlinkError(OSError):
 
 def pack_message(mtype: int, payload: bytes = b"", *, seq: int = 0, flags: int = NLM_F_REQUEST | NLM_F_ACK) -> bytes:
     """One netlink message: header + payload (padded to 4 bytes)."""
-    pad = (-len(payload)) % 4
-    return NLMSGHDR.pack(NLMSGHDR.size + len(payload), mtype, flags, seq, 0) + payload + b"\0" * pad
+    return pack_nlmsg(mtype, payload, flags=flags, seq=seq)
 
 
 def parse_control_datagram(buf: bytes) -> list[tuple[int, int, int, bytes]]:
@@ -121,18 +120,7 @@ def parse_control_datagram(buf: bytes) -> list[tuple[int, int, int, bytes]]:
 
 def open_audit_socket(groups: int = 0, rcvbuf: int = 0) -> socket.socket:
     """A bound NETLINK_AUDIT socket (``groups`` = multicast bitmask); OSError when refused."""
-    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_AUDIT)
-    try:
-        sock.bind((0, groups))
-        if rcvbuf:
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)
-            except OSError:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+    return open_netlink(NETLINK_AUDIT, groups=groups, rcvbuf=rcvbuf)
 
 
 class AuditNetlink:

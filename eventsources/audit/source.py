@@ -7,6 +7,11 @@ loses records, counted by the kernel, instead of stalling the host), and install
 Read-only mode (auditd owns it): read the multicast group next to it and add only
 our keyed rules.  stop() puts back exactly what start() found.
 
+With a ``state_path``, owner mode first saves the state it found to that file
+(atomically) and a clean stop deletes it after restoring; a file still there at
+start was left by a crashed run, and is the state stop() puts back (the kernel
+shows what the crashed run set).  A corrupt file is logged and ignored.
+
 Control requests go over their own socket; the event socket is read on the event
 loop (``add_reader``) in a tight non-blocking loop, records are parsed lazily and
 only for the types rows are built from.
@@ -25,12 +30,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .._netlink import NetlinkReader
 from ..base import EventSource, Sink, SourceStatus, SourceUnavailable
 from .netlink import AUDIT_NLGRP_READLOG, AuditNetlink, AuditStatus, NetlinkError, open_audit_socket
 from .reassemble import AuditEvent, Reassembler
 from .records import CWD, EOE, EXECVE, PATH, SOCKADDR, SYSCALL, Record, RecordError, parse_message
 from .rows import RowBuilder
 from .rules import AUDIT_NOT_EQUAL, AUDIT_PID, DEFAULT_KEY, EXEC_SYSCALLS, SOCKET_SYSCALLS, build_rule, native_abis, parse_rule
+from .state import SavedState, StateFileError, load_state, remove_state, save_state
 
 __all__ = ["AuditSource", "pid_alive"]
 
@@ -135,6 +142,7 @@ class AuditSource(EventSource):
         key: str = DEFAULT_KEY,
         reorder_timeout: float = 2.0,
         status_interval: float = 5.0,
+        state_path: str | None = None,
     ) -> None:
         super().__init__(sink)
         if mode not in MODES:
@@ -145,6 +153,7 @@ class AuditSource(EventSource):
         self.proc_root = proc_root
         self.key = key
         self.status_interval = status_interval
+        self.state_path = state_path
         self.own_pid = os.getpid()
         self.mode = "inactive"
         self.detail = ""
@@ -154,11 +163,13 @@ class AuditSource(EventSource):
         self._saved: AuditStatus | None = None
         self._set_pid = False
         self._changed: dict[str, int] = {}  # status field -> value to put back
+        self._state_file = False  # the state file is ours: delete it once restored
+        self.crash_recovered: SavedState | None = None  # a crashed run's saved state, being restored
         self._rules: list[bytes] = []
         self._pending_stash: list[tuple[int, bytes]] = []  # records that came with the AUDIT_SET ack
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
-        self._reader_added = False
+        self._reader = NetlinkReader(self._feed, what="audit", batch=BATCH, before_batch=self._tick)
         self._now = time.monotonic()  # the reader's clock, read once per batch
         self._reasm = Reassembler(timeout=reorder_timeout)
         self._builder = RowBuilder(own_pid=self.own_pid, socket_events=socket_events)
@@ -169,7 +180,6 @@ class AuditSource(EventSource):
         self.events_seen = 0
         self.parse_errors = 0
         self.parse_examples: list[str] = []
-        self.overruns = 0
         self.sink_errors = 0
         self.stale_rules_removed = 0
         self._lost_start: int | None = None
@@ -196,14 +206,12 @@ class AuditSource(EventSource):
             raise
         atexit.register(self._restore)  # a process that exits without stop() still restores
         assert self._events is not None
-        self._events.setblocking(False)
         stash, self._pending_stash = self._pending_stash, []
         for rtype, payload in stash:
             self.records += 1
             if rtype in LIVE_TYPES:
                 self._feed_record(rtype, payload)
-        self._loop.add_reader(self._events.fileno(), self._on_readable)
-        self._reader_added = True
+        self._reader.attach(self._events, self._loop)
         self._task = asyncio.create_task(self._housekeeping(), name="audit-housekeeping")
 
     async def stop(self) -> None:
@@ -214,11 +222,7 @@ class AuditSource(EventSource):
             except (asyncio.CancelledError, Exception):  # noqa: BLE001 - teardown must go on
                 pass
             self._task = None
-        if self._reader_added and self._loop is not None and self._events is not None:
-            self._loop.remove_reader(self._events.fileno())
-            self._reader_added = False
-            self._now = time.monotonic()
-            self._drain()
+        self._reader.detach()  # and read what is queued; the socket is closed by _restore
         for event in self._reasm.flush():
             self._emit(event)
         await asyncio.to_thread(self._restore)
@@ -250,6 +254,8 @@ class AuditSource(EventSource):
                 "kernel_backlog": self._backlog,
                 "sink_errors": self.sink_errors,
                 "parse_error_examples": list(self.parse_examples),
+                "state_path": self.state_path,
+                "crash_recovered": self.crash_recovered is not None,
             },
         )
 
@@ -280,8 +286,10 @@ class AuditSource(EventSource):
             raise SourceUnavailable(
                 f"audit: {_comm(owner, self.proc_root)} (pid {owner}) owns audit; mode=owner does not take it over"
             )
-        self._remove_stale_rules(ctl)
         mode = "read-only" if owner or self.requested_mode == "read-only" or found.enabled == 2 else "owner"
+        if mode == "owner":  # read-only mode changes no settings: a state file is left as it is
+            self._save_found(found, pid_free=found.pid == 0)  # before anything changes
+        self._remove_stale_rules(ctl)
         if mode == "owner":
             try:
                 self._become_owner(ctl, found)
@@ -290,6 +298,10 @@ class AuditSource(EventSource):
                     raise _unavailable("registering as the audit pid failed", exc) from exc
                 mode = "read-only"  # someone registered between our GET and SET
                 owner = ctl.get_status().pid
+                self._changed.clear()  # the new owner's settings are not ours to undo
+                if self.crash_recovered is not None:
+                    self._state_file = False  # kept, as in read-only mode: not ours to act on now
+                    self.crash_recovered = None
         if mode == "read-only":
             self._open_multicast()
             who = f"{_comm(owner, self.proc_root)} (pid {owner}) owns audit" if owner else "read-only mode was requested"
@@ -306,6 +318,38 @@ class AuditSource(EventSource):
                 f"owner: audit pid {self.own_pid}, backlog_limit {self.backlog_limit}, backlog_wait_time 0, "
                 f"{len(self._rules)} rules with key {self.key!r}"
             )
+            if self.crash_recovered is not None:
+                self.detail += (f"; a crashed run (pid {self.crash_recovered.agent_pid}) left audit changed: "
+                                f"stop() puts back what it found ({self.state_path})")
+
+    def _save_found(self, found: AuditStatus, *, pid_free: bool) -> None:
+        """Record the state to put back: a crashed run's file, or else ``found``, saved first."""
+        if self.state_path is None:
+            return
+        try:
+            saved = load_state(self.state_path)
+        except StateFileError as exc:
+            log.warning("audit: ignoring the corrupt state file %s (%s); starting fresh", self.state_path, exc)
+            saved = None
+        if saved is not None:
+            self.crash_recovered = saved
+            self._state_file = True
+            log.warning(
+                "audit: %s was left by a crashed run (pid %d): audit settings will be restored to %s on stop",
+                self.state_path, saved.agent_pid, saved.settings(),
+            )
+            for name, value in saved.settings().items():
+                if getattr(found, name) != value:
+                    self._changed[name] = value  # what the crashed run changed
+            return
+        state = SavedState.from_status(found, agent_pid=self.own_pid, pid_free=pid_free, saved_at=time.time())
+        try:
+            save_state(self.state_path, state)
+        except OSError as exc:
+            log.warning("audit: cannot save the audit state to %s (%s); a crash would leave audit changed",
+                        self.state_path, exc)
+            return
+        self._state_file = True
 
     def _remove_stale_rules(self, ctl: AuditNetlink) -> None:
         """Delete rules with our key whose agent (the excluded pid) is dead: a crashed earlier run."""
@@ -339,15 +383,15 @@ class AuditSource(EventSource):
         try:
             if found.backlog_limit != self.backlog_limit:
                 ctl.set_status(backlog_limit=self.backlog_limit)
-                self._changed["backlog_limit"] = found.backlog_limit
+                self._changed.setdefault("backlog_limit", found.backlog_limit)
             if found.backlog_wait_time != 0:
                 ctl.set_status(backlog_wait_time=0)
-                self._changed["backlog_wait_time"] = found.backlog_wait_time
+                self._changed.setdefault("backlog_wait_time", found.backlog_wait_time)
         except NetlinkError as exc:  # old kernels without backlog_wait_time
             log.warning("audit: cannot set backlog settings: %s", exc)
         if found.enabled == 0:
             ctl.set_status(enabled=1)
-            self._changed["enabled"] = 0
+            self._changed.setdefault("enabled", 0)
 
     def _open_multicast(self) -> None:
         if self._events is not None:
@@ -379,6 +423,7 @@ class AuditSource(EventSource):
         ctl = self._ctl
         if ctl is None:
             return
+        restored = True
         try:
             for rule in self._rules[:]:
                 try:
@@ -398,8 +443,18 @@ class AuditSource(EventSource):
                     try:
                         ctl.set_status(**{name: self._changed[name]})
                     except OSError as exc:
+                        restored = False
                         log.error("audit: could not restore %s=%s: %s", name, self._changed[name], exc)
                     del self._changed[name]
+            if self._state_file and self.state_path is not None:
+                self._state_file = False
+                if restored:
+                    try:
+                        remove_state(self.state_path)
+                    except OSError as exc:
+                        log.error("audit: could not delete the state file %s: %s", self.state_path, exc)
+                else:
+                    log.error("audit: keeping %s: the next start restores from it", self.state_path)
         finally:
             ctl.close()
             self._ctl = None
@@ -408,39 +463,13 @@ class AuditSource(EventSource):
                 self._events = None
 
     # -- reading -------------------------------------------------------------------------
-    def _on_readable(self) -> None:
-        sock = self._events
-        if sock is None:
-            return
-        recv = sock.recv
-        feed = self._feed
-        self._now = time.monotonic()
-        for _ in range(BATCH):
-            try:
-                buf = recv(65536)
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                if exc.errno == errno.ENOBUFS:  # multicast copies dropped: our buffer overflowed
-                    self.overruns += 1
-                    continue
-                log.error("audit: reading the event socket failed: %s", exc)
-                return
-            feed(buf)
+    @property
+    def overruns(self) -> int:
+        """ENOBUFS on the event socket: multicast copies dropped because our buffer overflowed."""
+        return self._reader.overruns
 
-    def _drain(self) -> None:
-        sock = self._events
-        if sock is None:
-            return
-        sock.setblocking(False)
-        while True:
-            try:
-                buf = sock.recv(65536)
-            except BlockingIOError:
-                return
-            except OSError:
-                return
-            self._feed(buf)
+    def _tick(self) -> None:
+        self._now = time.monotonic()
 
     def _feed(self, buf: bytes) -> None:
         """One datagram: header parsed on bytes, body kept as text for lazy field parsing."""
