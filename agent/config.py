@@ -176,6 +176,8 @@ def strip_json_comments(text: str) -> str:
 
 
 def _loads(text: str, where: str) -> Any:
+    if not text.strip():
+        raise ConfigError(f"{where}: the file is empty; expected a JSON object")
     try:
         return json.loads(strip_json_comments(text), strict=False)
     except json.JSONDecodeError as exc:
@@ -289,6 +291,8 @@ class _Host:
 def _parse_query(
     key: str, raw: Any, where: str, *, options: Options, pack: str | None, warnings: list[str]
 ) -> ScheduledQuery:
+    if not key.strip():
+        raise ConfigError(f"{where}: a query name must not be empty (it names the query's result lines)")
     entry = _object(raw, where, "with at least a \"query\"")
     if "query" not in entry:
         raise ConfigError(f"{where}.query: missing (every scheduled query needs its SQL)")
@@ -492,6 +496,9 @@ def parse_config(text: str, *, base_dir: str, source: str = "<config>", hostname
         config.sections[key] = document[key]
         if key in _OSQUERY_UNSUPPORTED:
             warnings.append(f"{key}: osquery config key not supported by agentd; ignored")
+        elif key == "queries" and not {"schedule", "packs"} & set(document):
+            warnings.append(f"{key}: unknown top-level key; ignored (this looks like a pack file: "
+                            "reference it from a config's \"packs\" section)")
         else:
             warnings.append(f"{key}: unknown top-level key; ignored")
 

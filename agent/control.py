@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 MAX_REQUEST = 1 << 20
 #: Longest reply line the client accepts.
 MAX_REPLY = 256 << 20
+#: Replies with at least this many rows are JSON-encoded in a thread, so events keep flowing meanwhile.
+_THREAD_ENCODE_ROWS = 5000
 
 
 class ControlError(Exception):
@@ -84,10 +86,13 @@ def _encode(reply: Mapping[str, Any]) -> bytes:
 class ControlServer:
     """Serves one UNIX socket at ``path`` (mode 0600) until :meth:`close`."""
 
-    def __init__(self, path: str, handler: ControlHandler, *, max_request: int = MAX_REQUEST) -> None:
+    def __init__(
+        self, path: str, handler: ControlHandler, *, max_request: int = MAX_REQUEST, max_reply: int = MAX_REPLY
+    ) -> None:
         self.path = path
         self.handler = handler
         self.max_request = max_request
+        self.max_reply = max_reply
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[asyncio.Task[Any]] = set()
         self.requests = 0
@@ -139,7 +144,7 @@ class ControlServer:
                 if not line.strip():
                     continue
                 reply = await self._answer(line)
-                writer.write(_encode(reply))
+                writer.write(await self._encode_reply(reply))
                 await writer.drain()
         except (ConnectionError, asyncio.CancelledError):
             pass
@@ -147,6 +152,18 @@ class ControlServer:
             self._connections.discard(task)
             with contextlib.suppress(Exception):
                 writer.close()
+
+    async def _encode_reply(self, reply: dict[str, Any]) -> bytes:
+        """The reply's bytes; big results are encoded off the event loop, and one over MAX_REPLY becomes an error."""
+        rows = reply.get("rows") or []
+        data = _encode(reply) if len(rows) < _THREAD_ENCODE_ROWS else await asyncio.to_thread(_encode, reply)
+        if len(data) > self.max_reply:
+            self.errors += 1
+            return _encode({"ok": False, "error": (
+                f"result too large: {len(rows)} rows, {len(data)} bytes encoded (limit {self.max_reply}); "
+                "select fewer columns or add a WHERE or LIMIT"
+            )})
+        return data
 
     async def _answer(self, line: bytes) -> dict[str, Any]:
         self.requests += 1
@@ -337,12 +354,17 @@ def format_status(status: Mapping[str, Any]) -> str:
             + (f", up {int(uptime)} s" if isinstance(uptime, (int, float)) else "")
             + (f", host {agent['host_identifier']}" if agent.get("host_identifier") else "")
         )
-        for key in ("config_path", "state_dir", "results_log", "rss_bytes", "cpu_percent"):
-            if key in agent:
-                value = agent[key]
-                if key == "rss_bytes" and isinstance(value, (int, float)):
-                    value = f"{value / 1048576:.1f} MB"
-                lines.append(f"  {key}: {value}")
+        labels = {"config_path": "config", "state_dir": "state dir", "results_log": "results log",
+                  "socket": "socket", "rss_bytes": "memory (RSS)", "cpu_percent": "CPU", "running": "running now"}
+        for key, label in labels.items():
+            if agent.get(key) is None:
+                continue
+            value = agent[key]
+            if key == "rss_bytes" and isinstance(value, (int, float)):
+                value = f"{value / 1048576:.1f} MB"
+            elif key == "cpu_percent" and isinstance(value, (int, float)):
+                value = f"{value:g} % (all cores, last watchdog interval)"
+            lines.append(f"  {label + ':':<14}{value}")
     schedule = status.get("schedule") or []
     lines.append(f"schedule ({len(schedule)} queries):")
     if schedule:

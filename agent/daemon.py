@@ -71,9 +71,18 @@ DEFAULT_CONFIG = """{
     "schedule_timeout": 10,
     "events_max": 50000,
     "events_expiry": 3600,
+    "audit_allow_sockets": true,
     "watchdog_level": 0
   },
   "schedule": {
+    "process_events": {
+      "query": "SELECT pid, parent, path, cmdline, cwd, uid, euid, time FROM process_events;",
+      "interval": 60
+    },
+    "socket_events": {
+      "query": "SELECT action, pid, path, family, protocol, local_address, local_port, remote_address, remote_port, time FROM socket_events WHERE success = 1;",
+      "interval": 60
+    },
     "system_info": {
       "query": "SELECT hostname, cpu_brand, physical_memory FROM system_info;",
       "interval": 3600
@@ -243,6 +252,8 @@ class Agent:
         self._wakeup = asyncio.Event()
         self._interrupt_reason: str | None = None
         self._started_monotonic = time.monotonic()
+        self._discovery_runs: dict[str, int] = {}  # pack -> discovery evaluations (osquery_packs)
+        self.next_pack_refresh = float("inf")  # when discovery queries are evaluated again
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -325,7 +336,7 @@ class Agent:
         )
         self.state.flags = flag_rows(options)
 
-        self.events = EventManager(options)
+        self.events = EventManager(options, state_dir=settings.state_dir)
         self.database = Database(
             self._specs(),
             time_limit=options.schedule_timeout,
@@ -359,12 +370,9 @@ class Agent:
         for name, (interval, splayed) in self.scheduler.splayed().items():
             self.statedb.set_splay(name, interval, splayed)
         denied = self.statedb.denylist(self.clock())
-        for query in queries:
-            self.state.queries[query.name] = QueryStats(
-                name=query.name, query=query.query, interval=query.interval, pack=query.pack or "",
-                snapshot=query.snapshot, removed=query.removed, denylist=query.denylist,
-                denylisted_until=denied.get(query.name, (0.0, ""))[0],
-            )
+        self._add_stats(queries)
+        if any(pack.discovery and not pack.skipped for pack in config.packs):
+            self.next_pack_refresh = self.clock() + options.pack_refresh_interval
         for name, (until, reason) in denied.items():
             if name in self.queries:
                 log.warning("query %s stays denylisted until %s (%s)", name, _utc(until), reason)
@@ -403,6 +411,44 @@ class Agent:
             specs.setdefault(spec.name, spec)
         return list(specs.values())
 
+    def _add_stats(self, queries: Sequence[ScheduledQuery]) -> None:
+        """Status counters for queries not yet in the schedule (startup, a pack becoming active)."""
+        assert self.statedb is not None
+        denied = self.statedb.denylist(self.clock())
+        for query in queries:
+            if query.name in self.state.queries:
+                continue
+            self.state.queries[query.name] = QueryStats(
+                name=query.name, query=query.query, interval=query.interval, pack=query.pack or "",
+                snapshot=query.snapshot, removed=query.removed, denylist=query.denylist,
+                denylisted_until=denied.get(query.name, (0.0, ""))[0],
+            )
+
+    async def refresh_packs(self, now: float) -> None:
+        """Evaluate the packs' discovery queries again (every pack_refresh_interval, as osquery).
+
+        Queries of packs that became active join the schedule; those of packs that became
+        inactive leave it; the others keep their timing.
+        """
+        assert self.worker is not None and self.scheduler is not None and self.config is not None
+        assert self.statedb is not None
+        self.next_pack_refresh = now + self.config.options.pack_refresh_interval
+        queries = await self.worker.submit(self._active_queries, self.config)
+        names = {q.name for q in queries}
+        if names == set(self.queries):
+            return
+        added, gone = sorted(names - set(self.queries)), sorted(set(self.queries) - names)
+        log.info("pack discovery changed the schedule: %d queries added%s, %d removed%s", len(added),
+                 f" ({', '.join(added)})" if added else "", len(gone), f" ({', '.join(gone)})" if gone else "")
+        self.scheduler.set_queries(queries, last_runs=self.statedb.last_runs(), splayed=self.statedb.splay())
+        for name, (interval, splayed) in self.scheduler.splayed().items():
+            self.statedb.set_splay(name, interval, splayed)
+        self.queries = {q.name: q for q in queries}
+        for name in gone:
+            if name != self.state.running:
+                self.state.queries.pop(name, None)
+        self._add_stats(queries)
+
     def _execute_dicts(self, sql: str) -> list[dict[str, Any]]:
         assert self.database is not None
         return self.database.execute(sql).dicts()
@@ -416,17 +462,25 @@ class Agent:
     def _active_queries(self, config: AgentConfig) -> list[ScheduledQuery]:
         """Worker thread: the schedule minus packs whose discovery queries fail."""
         inactive: set[str] = set()
-        self.state.packs = []
+        was_active = {p["name"]: p["active"] for p in self.state.packs}
+        packs = []
         for pack in config.packs:
             active = pack.runs_here() and pack_active(pack, self._execute_dicts)
+            if pack.discovery and not pack.skipped:
+                self._discovery_runs[pack.name] = self._discovery_runs.get(pack.name, 0) + 1
             if not active:
                 inactive.add(pack.name)
-                log.info("pack %s is inactive: %s", pack.name, pack.inactive_reason or pack.skipped)
-            self.state.packs.append({
+            if was_active.get(pack.name) != int(active):
+                if active and pack.name in was_active:
+                    log.info("pack %s is active now: its discovery queries return rows", pack.name)
+                elif not active:
+                    log.info("pack %s is inactive: %s", pack.name, pack.inactive_reason or pack.skipped)
+            packs.append({
                 "name": pack.name, "platform": pack.platform, "version": pack.version, "shard": pack.shard,
-                "discovery_cache_hits": 0, "discovery_executions": 1 if pack.discovery and not pack.skipped else 0,
+                "discovery_cache_hits": 0, "discovery_executions": self._discovery_runs.get(pack.name, 0),
                 "active": int(active),
             })
+        self.state.packs = packs
         return [q for q in config.queries if not q.pack or q.pack not in inactive]
 
     async def main_loop(self) -> None:
@@ -434,7 +488,7 @@ class Agent:
         assert self.scheduler is not None
         while not self.state.should_exit:
             await self.run_due()
-            wait = min(max(0.0, self.scheduler.next_due() - self.clock()), 60.0)
+            wait = min(max(0.0, min(self.scheduler.next_due(), self.next_pack_refresh) - self.clock()), 60.0)
             self._wakeup.clear()
             if self.state.should_exit:
                 break
@@ -444,8 +498,11 @@ class Agent:
     async def run_due(self, now: float | None = None) -> list[RunOutcome]:
         """Run every query due at ``now`` (default: the clock), one at a time; their outcomes."""
         assert self.scheduler is not None
+        now = self.clock() if now is None else now
+        if now >= self.next_pack_refresh:
+            await self.refresh_packs(now)
         outcomes = []
-        for query in self.scheduler.due(self.clock() if now is None else now):
+        for query in self.scheduler.due(now):
             if self.state.should_exit:
                 break
             outcomes.append(await self._run_scheduled(query))

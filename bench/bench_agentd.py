@@ -1,6 +1,6 @@
 """agentd's idle cost (RSS, CPU) with osquery's example schedule, and the cost of a 100,000-row diff.
 
-    PYTHONPATH=. python bench/bench_agentd.py [--duration 120] [--disable-events]
+    PYTHONPATH=. python bench/bench_agentd.py [--duration 120] [--disable-events | --audit]
 
 Starts a real agentd (bench/osquery.example.conf, state and logs in a temporary directory),
 waits for READY=1 and a short warm-up, then samples /proc/<pid>/stat and /proc/<pid>/status
@@ -53,10 +53,12 @@ def forks_total() -> int:
     return 0
 
 
-def bench_idle(duration: float, warmup: float, disable_events: bool) -> dict:
+def bench_idle(duration: float, warmup: float, disable_events: bool, audit: bool = False) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-agentd-") as tmp:
         text = (REPO / "bench" / "osquery.example.conf").read_text()
         config_path = Path(tmp) / "agentd.conf"
+        if audit:  # the default event source: kernel audit (agentd restores the audit state on SIGTERM)
+            text = text.replace('"disable_audit": true', '"disable_audit": false')
         if disable_events:
             text = re.sub(r'"options": \{', '"options": {\n    "disable_events": true,', text, count=1)
         config_path.write_text(text)
@@ -127,11 +129,13 @@ def main() -> int:
     p.add_argument("--duration", type=float, default=120.0)
     p.add_argument("--warmup", type=float, default=5.0)
     p.add_argument("--disable-events", action="store_true", help="run agentd with disable_events")
+    p.add_argument("--audit", action="store_true",
+                   help="process_events from kernel audit (agentd's default) instead of the proc connector")
     p.add_argument("--skip-idle", action="store_true")
     args = p.parse_args()
     out = {"cores": os.cpu_count(), "python": sys.version.split()[0]}
     if not args.skip_idle:
-        out["idle"] = bench_idle(args.duration, args.warmup, args.disable_events)
+        out["idle"] = bench_idle(args.duration, args.warmup, args.disable_events, args.audit)
     out["diff_100k"] = bench_diff()
     print(json.dumps(out, indent=2))
     return 0

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.control import remote_query
+from agent.control import ControlError, remote_query
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -127,3 +127,68 @@ def test_process_and_port_added_then_removed(tmp_path, notify):
         if agentd.poll() is None:
             agentd.kill()
             agentd.communicate()
+
+
+def _start(tmp_path: Path, config: Path, sock_path: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("NOTIFY_SOCKET", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "agent.daemon", "--config", str(config), "--state-dir", str(tmp_path / "state"),
+         "--log-dir", str(tmp_path / "log"), "--socket", sock_path],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def test_kill_9_between_runs_neither_duplicates_nor_misses(tmp_path):
+    """A SIGKILLed agentd's successor reports exactly the changes made while it was down."""
+    watched = tmp_path / "watched"
+    watched.mkdir()
+    config = tmp_path / "agentd.conf"
+    config.write_text(json.dumps({
+        "options": {"disable_events": True, "schedule_splay_percent": 0},
+        "schedule": {"files": {"query": f"SELECT filename FROM file WHERE directory = '{watched}'", "interval": 1}},
+    }))
+    results = tmp_path / "log" / "results.log"
+    sock_path = str(tmp_path / "agentd.sock")
+
+    def ran(times: int) -> bool:
+        try:
+            return remote_query(sock_path, "SELECT executions FROM osquery_schedule")[1][0][0] >= times
+        except ControlError:  # not listening yet (or the stale socket of the killed one)
+            return False
+
+    def lines_for(action: str, filename: str) -> list[dict]:
+        return [l for l in read_lines(results) if l["action"] == action and l["columns"] == {"filename": filename}]
+
+    first = _start(tmp_path, config, sock_path)
+    try:
+        wait_for(lambda: ran(1), "the first run")
+        (watched / "a").touch()
+        added_a = wait_for(lambda: lines_for("added", "a"), "a added")
+        first.kill()
+        first.communicate()
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
+    assert first.returncode == -signal.SIGKILL
+    # While agentd is down: b appears, a goes.
+    (watched / "b").touch()
+    (watched / "a").unlink()
+    second = _start(tmp_path, config, sock_path)
+    try:
+        wait_for(lambda: lines_for("added", "b") and lines_for("removed", "a"), "the changes made while down")
+        wait_for(lambda: ran(2), "a second run after the changes")
+        second.send_signal(signal.SIGTERM)
+        _, err = second.communicate(timeout=10)
+    finally:
+        if second.poll() is None:
+            second.kill()
+            second.communicate()
+    assert second.returncode == 0, err
+    lines = read_lines(results)
+    assert (lines[0]["action"], lines[0]["columns"]) == ("added", {"filename": "a"})
+    assert sorted((l["action"], l["columns"]["filename"]) for l in lines[1:]) == [("added", "b"), ("removed", "a")]
+    assert added_a[0]["counter"] == 1  # the first run (no rows) was counter 0
+    assert {l["counter"] for l in lines[1:]} == {2}  # one change, one bump, across the restart
+    assert len({l["unixTime"] for l in lines[1:]}) == 1  # reported by one run of the successor

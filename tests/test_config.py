@@ -219,6 +219,9 @@ def test_collector_section():
         ('{\n  "schedule": {\n    "a": {"query": "select 1",}\n  }\n}',
          "test.conf: invalid JSON at line 3 column 31: Expecting property name enclosed in double quotes"),
         ("[1, 2]", "test.conf: the top level must be a JSON object, got a list"),
+        (" \n", "test.conf: the file is empty; expected a JSON object"),
+        ({"schedule": {"": {"query": "select 1"}}},
+         "schedule.: a query name must not be empty (it names the query's result lines)"),
         ({"schedule": []}, "schedule: must be an object mapping query names to queries, got a list"),
         ({"schedule": {"processes": "select 1"}},
          'schedule.processes: must be an object with at least a "query", got a string'),
@@ -287,6 +290,8 @@ def test_bad_pack_file_json_names_the_pack_and_position(tmp_path):
         ({"decorators": {"interval": {"90": ["select 1"]}}},
          "decorators.interval.90: the period must be a multiple of 60 seconds; these decorators will not run"),
         ({"tls_plugin": {}}, "tls_plugin: unknown top-level key; ignored"),
+        ({"queries": {}}, 'queries: unknown top-level key; ignored (this looks like a pack file: '
+                          'reference it from a config\'s "packs" section)'),
         ({"yara": {}}, "yara: osquery config key not supported by agentd; ignored"),
         ({"schedule": {"q": {"query": "select 1", "blacklist": False}}},
          "schedule.q.blacklist: not a scheduled query key agentd supports; ignored "

@@ -91,6 +91,8 @@ async def test_status_and_format(server):
     text = format_status(status)
     assert "procs" in text and "slow" in text and "until " in text
     assert "proc_connector" in text and "process_events" in text
+    agent = format_status({"agent": {"pid": 1, "rss_bytes": 43 * 1048576, "cpu_percent": 0.25, "running": None}})
+    assert "memory (RSS): 43.0 MB" in agent and "CPU:          0.25 %" in agent and "running" not in agent
 
 
 async def test_status_failure_is_an_error_reply(server, monkeypatch):
@@ -173,3 +175,31 @@ async def test_stale_socket_is_replaced_and_live_one_refused(tmp_path):
             await second.start()
     finally:
         await first.close()
+
+
+async def test_big_results_arrive_whole_and_too_big_is_a_clear_error(tmp_path):
+    """20,000 rows (encoded off the event loop) come back intact; a reply over max_reply is refused, not sent."""
+    db = Database([])
+    sql = ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 20000) "
+           "SELECT x, printf('%0100d', x) AS pad FROM c")
+
+    async def query(sql: str, time_limit: float | None = None):
+        result = await asyncio.to_thread(db.execute, sql)
+        return result.columns, result.rows
+
+    srv = ControlServer(str(tmp_path / "big.sock"), FunctionHandler(query, dict), max_reply=1 << 20)
+    big = ControlServer(str(tmp_path / "bigger.sock"), FunctionHandler(query, dict))
+    await srv.start()
+    await big.start()
+    try:
+        columns, rows = await asyncio.to_thread(remote_query, big.path, sql)
+        assert columns == ["x", "pad"] and len(rows) == 20000
+        assert rows[-1] == [20000, f"{20000:0100d}"]
+        with pytest.raises(ControlError, match=r"result too large: 20000 rows, \d+ bytes encoded \(limit 1048576\)"):
+            await asyncio.to_thread(remote_query, srv.path, sql)
+        assert await asyncio.to_thread(request, srv.path, {"op": "ping"}) == {"ok": True}
+        assert srv.errors == 1
+    finally:
+        await srv.close()
+        await big.close()
+        db.close()

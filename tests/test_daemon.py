@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from agent.control import format_status, remote_query, remote_status
+from agent.config import parse_config
 from agent.daemon import DEFAULT_CONFIG, Agent, Settings
 from agent.sdnotify import Notifier
 from agent.state import StateDB
@@ -99,6 +100,41 @@ async def test_schedule_with_a_stepped_clock(tmp_path):
     finally:
         await agent.shutdown()
     assert not os.path.exists(agent.settings.socket)
+
+
+async def test_pack_discovery_is_evaluated_again_every_pack_refresh_interval(tmp_path, caplog):
+    """A pack whose discovery query starts (then stops) returning rows joins (then leaves) the schedule."""
+    caplog.set_level(logging.INFO, logger="agentd")
+    clock = Clock()
+    flag = tmp_path / "flag"
+    config = tmp_path / "agentd.conf"
+    config.write_text(json.dumps({
+        "options": {"disable_events": True, "schedule_splay_percent": 0, "watchdog_level": -1,
+                    "pack_refresh_interval": 600},
+        "schedule": {"always": {"query": "SELECT 1 AS one", "interval": 60}},
+        "packs": {"flagged": {"discovery": [f"SELECT 1 FROM file WHERE path = '{flag}'"],
+                              "queries": {"two": {"query": "SELECT 2 AS two", "interval": 60}}}},
+    }))
+    agent = Agent(settings_for(tmp_path, str(config), clock), notifier=Notifier(None))
+    await agent.startup()
+    try:
+        assert [o.name for o in await agent.run_due()] == ["always"]
+        flag.touch()
+        clock.advance(120)
+        assert [o.name for o in await agent.run_due()] == ["always"]  # not re-evaluated before 600 s
+        clock.advance(480)
+        assert sorted(o.name for o in await agent.run_due()) == ["always", "pack_flagged_two"]
+        assert "pack flagged is active now" in caplog.text
+        _, rows = await agent.query("SELECT name, active, discovery_executions FROM osquery_packs")
+        assert rows == [("flagged", 1, 2)]
+        assert [l["name"] for l in result_lines(tmp_path)].count("pack_flagged_two") == 1
+        flag.unlink()
+        clock.advance(600)
+        assert [o.name for o in await agent.run_due()] == ["always"]
+        _, rows = await agent.query("SELECT name FROM osquery_schedule ORDER BY name")
+        assert rows == [("always",)]
+    finally:
+        await agent.shutdown()
 
 
 async def test_restart_does_not_rereport(tmp_path):
@@ -278,14 +314,29 @@ async def test_bad_config_exits_1_with_the_key(tmp_path, caplog):
     assert "config error" in caplog.text and "schedule.q.interval" in caplog.text
 
 
-async def test_embedded_default_config(tmp_path):
+def test_embedded_default_config_shows_events():
+    """The default schedule: snapshot tables plus process_events and socket_events (audit sockets on)."""
+    config = parse_config(DEFAULT_CONFIG, base_dir=str(REPO), source="<embedded default config>")
+    assert sorted(q.name for q in config.queries) == [
+        "agent_info", "listening_ports", "process_events", "processes", "socket_events", "system_info"
+    ]
+    assert config.options.audit_allow_sockets and not config.options.disable_events
+    assert not config.warnings
+    assert all(q.interval >= 60 for q in config.queries)
+
+
+@pytest.mark.audit
+async def test_embedded_default_config(audit_state, tmp_path):
+    """The embedded default starts events (kernel audit here); every query of it runs."""
     agent = Agent(settings_for(tmp_path, None), notifier=Notifier(None))
     await agent.startup()
     try:
         assert not agent.state.should_exit
-        assert sorted(agent.state.queries) == ["agent_info", "listening_ports", "processes", "system_info"]
         _, rows = await agent.query("SELECT config_valid, config_hash != '' FROM osquery_info")
         assert rows == [(1, 1)]
+        outcomes = await agent.run_due()
+        assert sorted(o.name for o in outcomes) == sorted(agent.state.queries)
+        assert [o.error for o in outcomes if o.error] == []
     finally:
         await agent.shutdown()
 
@@ -355,7 +406,7 @@ def test_config_check(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     ok = subprocess.run([sys.executable, "-m", "agent.daemon", "--config-check", str(good)], cwd=REPO, env=env,
                         capture_output=True, text=True, timeout=60)
-    assert ok.returncode == 0 and "config OK: 4 queries" in ok.stdout
+    assert ok.returncode == 0 and "config OK: 6 queries" in ok.stdout
     fail = subprocess.run([sys.executable, "-m", "agent.daemon", "--config-check", str(bad)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=60)
     assert fail.returncode == 1 and "schedule.q.query" in fail.stderr and "Traceback" not in fail.stderr
@@ -411,3 +462,47 @@ def test_sigterm_restores_kernel_audit_state(audit_state, tmp_path):
         audit_state.enabled, audit_state.pid, audit_state.backlog_limit, audit_state.backlog_wait_time,
         audit_state.rules,
     )
+
+
+@pytest.mark.audit
+def test_successor_of_a_sigkilled_agentd_restores_kernel_audit_state(audit_state, tmp_path):
+    """kill -9 leaves audit as agentd set it; the next agentd (same state dir) puts back what the first found."""
+    config = tmp_path / "agentd.conf"
+    config.write_text(json.dumps({"options": {"disable_events": False, "disable_audit": False},
+                                  "schedule": {"one": {"query": "SELECT 1", "interval": 3600}}}))
+    socket_path = str(tmp_path / "state" / "agentd.sock")
+    notify_path = str(tmp_path / "notify.sock")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(notify_path)
+    notify.settimeout(60)
+    first = _spawn(tmp_path, str(config), notify_path)
+    try:
+        assert notify.recv(4096).startswith(b"READY=1")
+        _, sources = remote_query(socket_path, "SELECT name, mode FROM agent_events_status WHERE kind = 'source'")
+        if ["audit", "owner"] not in sources:
+            pytest.skip(f"agentd did not take kernel audit here: {sources}")
+        assert (tmp_path / "state" / "audit-state.json").exists()
+        first.kill()
+        first.communicate()
+        assert _kernel_audit()[1] == first.pid  # left behind: the dead agentd still registered
+        second = _spawn(tmp_path, str(config), notify_path)
+        try:
+            assert notify.recv(4096).startswith(b"READY=1")
+            second.send_signal(signal.SIGTERM)
+            _, err = second.communicate(timeout=10)
+        finally:
+            if second.poll() is None:
+                second.kill()
+                second.communicate()
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
+        notify.close()
+    assert second.returncode == 0, err
+    assert "Traceback" not in err
+    assert _kernel_audit() == (
+        audit_state.enabled, audit_state.pid, audit_state.backlog_limit, audit_state.backlog_wait_time,
+        audit_state.rules,
+    )
+    assert not (tmp_path / "state" / "audit-state.json").exists()
