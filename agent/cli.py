@@ -16,14 +16,19 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tables.registry import all_specs
 from tables.spec import TableSpec
 from tables.sqlite import DEFAULT_TIME_LIMIT, Database, QueryError
 
+from .hostid import host_uuid
+from .options import Options
 from .output import MODES, render
+from .status_tables import AGENT_SERVICE, AgentInfo, flag_rows
+from .status_tables import SPECS as STATUS_SPECS
 
 __all__ = ["main"]
 
@@ -40,7 +45,7 @@ Welcome to the agent-cli shell. Please explore your host with SQL.
   .schema [TABLE]    CREATE TABLE statements (all tables, or one)
   .tables [PREFIX]   list the tables (optionally those starting with PREFIX)
   .timer on|off      print how long each query took
-Statements end with ';' (a single line without ';' runs as is).
+Statements end with ';' (a first line that is already a whole statement runs as is).
 """
 
 
@@ -50,11 +55,35 @@ class Engine(Protocol):
     def execute(self, sql: str) -> tuple[list[str], list[Sequence[Any]]]: ...
 
 
+@dataclass(slots=True)
+class _ThisProcess:
+    """The status tables' view of agent-cli itself, as osqueryi describes itself: no schedule."""
+
+    info: AgentInfo
+    queries: Mapping[str, Any] = field(default_factory=dict)
+    packs: Sequence[Mapping[str, Any]] = ()
+    flags: Sequence[Mapping[str, Any]] = ()
+
+
+def _this_process() -> _ThisProcess:
+    return _ThisProcess(AgentInfo(uuid=host_uuid() or ""), flags=flag_rows(Options()))
+
+
+def _specs() -> dict[str, TableSpec]:
+    """Every table agent-cli offers in-process: the host's tables and osquery's utility tables."""
+    return {s.name: s for s in (*all_specs(), *STATUS_SPECS)}
+
+
 class LocalEngine:
-    """The agent's tables in this process (event tables are empty here: no sources run)."""
+    """The agent's tables in this process (event tables are empty here: no sources run).
+
+    osquery's utility tables (osquery_info, osquery_flags, ...) describe this process, as in osqueryi.
+    """
 
     def __init__(self, time_limit: float) -> None:
-        self.db = Database(all_specs(), time_limit=time_limit)
+        self.db = Database(
+            _specs().values(), time_limit=time_limit, services={AGENT_SERVICE: _this_process()}
+        )
 
     def execute(self, sql: str) -> tuple[list[str], list[Sequence[Any]]]:
         result = self.db.execute(sql)
@@ -82,10 +111,6 @@ class UserError(Exception):
     """Something the user asked for cannot be done; printed as ``Error: ...``."""
 
 
-def _specs() -> dict[str, TableSpec]:
-    return {s.name: s for s in all_specs()}
-
-
 def _engine(args: argparse.Namespace) -> Engine:
     if args.connect:
         return RemoteEngine(args.connect, args.time_limit)
@@ -99,15 +124,49 @@ def _error(message: str) -> None:
 # -- commands ---------------------------------------------------------------
 
 
+def split_statements(sql: str) -> list[str]:
+    """``sql`` cut after each ``;`` that ends a statement (not one inside a string or trigger).
+
+    Each statement runs and prints on its own, as in osqueryi: their columns differ.
+    """
+    import apsw
+
+    statements: list[str] = []
+    start = 0
+    for end, char in enumerate(sql):
+        if char == ";" and apsw.complete(sql[start : end + 1]):
+            statements.append(sql[start : end + 1])
+            start = end + 1
+    statements.append(sql[start:])
+    return [s for s in statements if s.strip().strip(";").strip()]
+
+
+def _incomplete(sql: str) -> bool:
+    """True when SQLite would answer "incomplete input": the statement goes on on the next line."""
+    import apsw
+
+    probe = apsw.Connection(":memory:")  # no tables: only the syntax is checked, nothing runs
+    try:
+        probe.execute("EXPLAIN " + sql)
+    except apsw.SQLError as exc:
+        return "incomplete input" in str(exc)
+    except apsw.Error:
+        return False
+    finally:
+        probe.close()
+    return False
+
+
 def cmd_query(args: argparse.Namespace) -> int:
     engine = _engine(args)
-    columns, rows = engine.execute(args.sql)
-    sys.stdout.write(render(args.mode, columns, rows))
+    for statement in split_statements(args.sql):
+        columns, rows = engine.execute(statement)
+        sys.stdout.write(render(args.mode, columns, rows))
     return 0
 
 
 def cmd_tables(args: argparse.Namespace) -> int:
-    for spec in all_specs():
+    for spec in sorted(_specs().values(), key=lambda s: s.name):
         if spec.name.startswith(args.prefix or ""):
             kind = "event" if spec.event else "snapshot"
             print(f"{spec.name:<24} {kind:<8} {spec.description}")
@@ -172,6 +231,8 @@ class Shell:
                 try:
                     line = input(CONTINUATION if buffer else PROMPT) if self.interactive else sys.stdin.readline()
                 except EOFError:
+                    if self.interactive:
+                        print()  # leave the terminal on a fresh line
                     break
                 except KeyboardInterrupt:
                     print()
@@ -182,19 +243,16 @@ class Shell:
                         break
                     line = line.rstrip("\n")
                 lineno += 1
-                if not buffer and line.strip().startswith("."):
-                    self.meta(line.strip(), lineno)
-                    continue
-                if not buffer and not line.strip():
-                    continue
-                buffer.append(line)
-                sql = "\n".join(buffer)
-                if self._complete(sql) or (self.interactive and len(buffer) == 1 and not sql.rstrip().endswith(";")
-                                           and self._complete(sql + ";")):
+                try:
+                    self._take(line, buffer, lineno)
+                except KeyboardInterrupt:  # Ctrl-C between reading a line and running it
+                    if not self.interactive:
+                        raise
+                    print()
                     buffer.clear()
-                    self.query(sql, lineno)
             if buffer:
-                self.query("\n".join(buffer), lineno)
+                for statement in split_statements("\n".join(buffer)):
+                    self.query(statement, lineno)
         finally:
             if readline is not None:
                 try:
@@ -202,6 +260,20 @@ class Shell:
                 except OSError:
                     pass
         return 1 if self.errors and not self.interactive else 0
+
+    def _take(self, line: str, buffer: list[str], lineno: int) -> None:
+        """One line typed: a dot-command, or part of a statement that runs once it is whole."""
+        if not buffer and line.strip().startswith("."):
+            self.meta(line.strip(), lineno)
+            return
+        if not buffer and not line.strip():
+            return
+        buffer.append(line)
+        sql = "\n".join(buffer)
+        if self._complete(sql) or (self.interactive and len(buffer) == 1 and not _incomplete(sql)):
+            buffer.clear()
+            for statement in split_statements(sql):
+                self.query(statement, lineno)
 
     @staticmethod
     def _complete(sql: str) -> bool:
@@ -241,6 +313,11 @@ class Shell:
             columns, rows = self.engine.execute(sql)
         except (QueryError, UserError, OSError) as exc:
             self._fail(str(exc), lineno)
+            return
+        except KeyboardInterrupt:  # Ctrl-C stops the query, not the shell (as osqueryi)
+            if not self.interactive:
+                raise
+            self._fail("interrupted", lineno)
             return
         sys.stdout.write(render(self.mode, columns, rows))
         if self.timer:
@@ -291,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--connect", metavar="SOCKET", help="run inside the agentd listening on this control socket")
     parser.add_argument(
         "--time-limit", type=float, default=DEFAULT_TIME_LIMIT, metavar="SECONDS",
-        help=f"interrupt a query running longer than this (default {DEFAULT_TIME_LIMIT:g})",
+        help=f"interrupt a query running longer than this (default {DEFAULT_TIME_LIMIT:g}; 0: no limit)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -335,13 +412,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (QueryError, UserError) as exc:
         _error(str(exc))
         return 1
+    except BrokenPipeError:  # `agent-cli ... | head`: the reader has all it wants
+        # Python flushes stdout once more at exit; point it at /dev/null so that is quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:  # e.g. the control socket is not there
         _error(str(exc))
         return 1
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:  # pragma: no cover - `agent-cli ... | head`
-        return 0
 
 
 if __name__ == "__main__":

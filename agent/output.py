@@ -37,8 +37,13 @@ def _width(text: str) -> int:
     return sum(2 if unicodedata.east_asian_width(c) in "WF" else 0 if unicodedata.combining(c) else 1 for c in text)
 
 
+#: Control characters shown escaped in the box: they would break its lines or drive the terminal
+#: (a process may name itself with an ESC sequence).
+_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)} | {0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"}
+
+
 def _cell(text: str) -> str:
-    return text.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    return text if text.isprintable() else text.translate(_ESCAPES)
 
 
 def render_pretty(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -214,7 +214,7 @@ def render(table: list[tuple[str, float, str]], nprocs: int, runs: int, command:
         f"Command: `{command}`",
         "",
         f"{nprocs} processes ({platform.node()}, {os.cpu_count()} CPUs, Python {platform.python_version()}), "
-        f"median of {runs} runs, in-process through tables.sqlite.Database.",
+        f"median of {runs} runs, in-process through tables.sqlite.Database, measured {time.strftime('%Y-%m-%d')}.",
         "",
         "| Contender | Median (ms) | Ratio / note |",
         "|---|---:|---|",
@@ -225,6 +225,9 @@ def render(table: list[tuple[str, float, str]], nprocs: int, runs: int, command:
         "`SELECT pid, name, cmdline` reads two files per pid (stat, cmdline; uid would add status), so it",
         "beats the three-file loop. `SELECT *` spends its extra time over the same-files loop on parsing",
         "and building the row dicts (about two thirds) and on the adapter's per-column callbacks (a third).",
+        "Per-pid files are read with one read (tables._procfs.read_pid_file); seq_files such as",
+        "/proc/net/tcp are read to end of file (read_file). Other sessions' load shows as noise: rerun when",
+        "ps itself is far from its usual figure.",
     ]
     return "\n".join(lines) + "\n"
 

@@ -61,6 +61,9 @@ class NetlinkReader:
     ``batch`` caps the datagrams read per readable callback (None: until EAGAIN), so a
     flood cannot starve the loop; ``before_batch`` runs once per callback (e.g. to read
     the clock once).  ``overruns`` counts ENOBUFS over the reader's whole life.
+    ``linger`` (seconds) stops watching the socket for that long after a callback that
+    emptied it, so a steady trickle is read in batches (fewer wake-ups of the loop);
+    the kernel keeps queueing into the socket buffer meanwhile.
     """
 
     def __init__(
@@ -70,14 +73,17 @@ class NetlinkReader:
         what: str,
         batch: int | None = None,
         before_batch: Callable[[], object] | None = None,
+        linger: float = 0.0,
     ) -> None:
         self.handle = handle
         self.what = what
         self.batch = batch
         self.before_batch = before_batch
+        self.linger = linger
         self.overruns = 0
         self.sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._resume: asyncio.TimerHandle | None = None
 
     def attach(self, sock: socket.socket, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """Make ``sock`` non-blocking and read it whenever it is readable."""
@@ -92,6 +98,9 @@ class NetlinkReader:
         sock, self.sock = self.sock, None
         if sock is None:
             return None
+        if self._resume is not None:
+            self._resume.cancel()
+            self._resume = None
         if self._loop is not None:
             self._loop.remove_reader(sock.fileno())
             self._loop = None
@@ -107,21 +116,33 @@ class NetlinkReader:
             return
         if self.before_batch is not None:
             self.before_batch()
-        self.drain(sock, self.batch)
+        emptied = self.drain(sock, self.batch)
+        if emptied and self.linger > 0 and self._loop is not None:
+            self._loop.remove_reader(sock.fileno())
+            self._resume = self._loop.call_later(self.linger, self._watch_again, sock)
 
-    def drain(self, sock: socket.socket, limit: int | None = None) -> None:
-        """Read ``sock`` (non-blocking) until EAGAIN, or ``limit`` datagrams; count ENOBUFS."""
+    def _watch_again(self, sock: socket.socket) -> None:
+        self._resume = None
+        if self.sock is sock and self._loop is not None:
+            self._loop.add_reader(sock.fileno(), self._readable)
+
+    def drain(self, sock: socket.socket, limit: int | None = None) -> bool:
+        """Read ``sock`` (non-blocking) until EAGAIN, or ``limit`` datagrams; count ENOBUFS.
+
+        True when the socket was emptied (False: ``limit`` reached or a read error).
+        """
         recv = sock.recv
         handle = self.handle
         for _ in itertools.repeat(None) if limit is None else range(limit):
             try:
                 buf = recv(RECV_SIZE)
             except (BlockingIOError, InterruptedError):
-                return
+                return True
             except OSError as exc:
                 if exc.errno == errno.ENOBUFS:  # the receive buffer overflowed: datagrams were lost
                     self.overruns += 1
                     continue
                 log.warning("%s: reading the netlink socket failed: %s", self.what, exc)
-                return
+                return False
             handle(buf)
+        return False

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from .spec import HostPaths, QueryContext
 
 __all__ = [
+    "Namespace",
     "list_files",
     "mount_namespace_id",
     "namespace_views",
+    "namespaces",
     "read_bytes",
     "read_text",
 ]
@@ -77,3 +79,29 @@ def namespace_views(context: QueryContext) -> Iterator[tuple[int, HostPaths]]:
         root = os.path.join(context.paths.proc, str(pid), "root")
         if os.path.isdir(root):
             yield pid, replace(context.paths, root=root)
+
+
+@dataclass(frozen=True, slots=True)
+class Namespace:
+    """Where ``file``/``hash`` resolve paths: the host (prefix ``""``) or a process's mount namespace."""
+
+    prefix: str  # prepended to every path: ``/proc/<pid>/root`` or ""
+    pid: int  # osquery's pid_with_namespace (0: the agent's own namespace)
+    mount_namespace_id: str | None
+
+
+def namespaces(context: QueryContext) -> list[Namespace]:
+    """:func:`namespace_views` as path prefixes, for tables that take absolute paths from the query.
+
+    ``pid_with_namespace = 0`` names the agent's own namespace; a vanished or inaccessible
+    pid is skipped.
+    """
+    pids = context.values("pid_with_namespace")
+    if not pids:
+        return [Namespace("", 0, None)]
+    found: list[Namespace] = [Namespace("", 0, None)] if 0 in pids else []
+    for pid in sorted(p for p in pids if isinstance(p, int) and p > 0):
+        ns_id = mount_namespace_id(context.paths, pid)
+        if ns_id is not None:
+            found.append(Namespace(os.path.join(context.paths.proc, str(pid), "root"), pid, ns_id))
+    return found

@@ -178,31 +178,3 @@ def expand(
         if not following_dirs:
             return
         frontier = following_dirs
-
-
-@dataclass(frozen=True, slots=True)
-class Namespace:
-    """Where to resolve paths: the host (prefix ``""``) or a process's mount namespace."""
-
-    prefix: str  # prepended to every path: ``/proc/<pid>/root`` or ""
-    pid: int  # osquery's pid_with_namespace (0: the agent's own namespace)
-    mount_namespace_id: str | None
-
-
-def namespaces(pids: frozenset[object] | None, proc: str) -> list[Namespace]:
-    """The namespaces a query asks for through ``pid_with_namespace`` (default: our own).
-
-    A pid's mount namespace is reached through ``/proc/<pid>/root``; a vanished or
-    inaccessible pid is skipped.
-    """
-    if not pids:
-        return [Namespace("", 0, None)]
-    found: list[Namespace] = [Namespace("", 0, None)] if 0 in pids else []
-    for pid in sorted(p for p in pids if isinstance(p, int) and p > 0):
-        base = os.path.join(proc, str(pid))
-        try:
-            link = os.readlink(os.path.join(base, "ns", "mnt"))  # "mnt:[4026531841]"
-        except OSError:
-            continue
-        found.append(Namespace(os.path.join(base, "root"), pid, link[link.find("[") + 1 : -1] or None))
-    return found

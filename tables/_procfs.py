@@ -40,6 +40,7 @@ __all__ = [
     "parse_status_ids",
     "read_file",
     "read_link",
+    "read_pid_file",
     "select_pids",
 ]
 
@@ -85,6 +86,27 @@ def read_file(path: str) -> bytes:
         if not chunk:
             return data
         chunks = [data, chunk]
+        while chunk := os.read(fd, _READ_SIZE):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def read_pid_file(path: str) -> bytes:
+    """A per-process file (stat, status, cmdline, io, cgroup), one read in the usual case.
+
+    These are not record-by-record seq_files: the kernel builds stat/status/io/cgroup in one
+    ``single_open`` show() and copies cmdline/environ until the buffer is full, so a read
+    shorter than the buffer is the whole file.  That saves the end-of-file read
+    :func:`read_file` needs, a syscall per file on the processes hot path.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        data = os.read(fd, _READ_SIZE)
+        if len(data) < _READ_SIZE:
+            return data
+        chunks = [data]
         while chunk := os.read(fd, _READ_SIZE):
             chunks.append(chunk)
         return b"".join(chunks)

@@ -15,7 +15,8 @@ import os
 import stat
 from collections.abc import Iterator
 
-from ._paths import Namespace, expand, namespaces, split_path
+from ._files import Namespace, namespaces
+from ._paths import expand, split_path
 from .spec import Column, QueryContext, Row, TableSpec
 
 __all__ = ["SPEC", "file_row", "file_type", "generate", "lsperms"]
@@ -106,7 +107,7 @@ def _named_directories(context: QueryContext, ns: Namespace) -> list[str]:
 
 
 def generate(context: QueryContext) -> Iterator[Row]:
-    for ns in namespaces(context.values("pid_with_namespace"), context.paths.proc):
+    for ns in namespaces(context):
         extra = {"pid_with_namespace": ns.pid, "mount_namespace_id": ns.mount_namespace_id}
         for path in _named_paths(context, ns):
             row = file_row(path, None, ns.prefix + path)

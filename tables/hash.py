@@ -15,7 +15,8 @@ import os
 import stat
 from collections.abc import Iterator
 
-from ._paths import Namespace, expand, namespaces, split_path
+from ._files import Namespace, namespaces
+from ._paths import expand, split_path
 from .spec import Column, QueryContext, Row, TableSpec
 
 __all__ = ["SPEC", "generate", "hash_file"]
@@ -109,7 +110,7 @@ def _directory_files(context: QueryContext, ns: Namespace) -> Iterator[tuple[str
 
 def generate(context: QueryContext) -> Iterator[Row]:
     algorithms = tuple(name for name in DIGESTS if context.is_column_used(name))
-    for ns in namespaces(context.values("pid_with_namespace"), context.paths.proc):
+    for ns in namespaces(context):
         for source in (_paths(context, ns), _directory_files(context, ns)):
             for path, directory in source:
                 real = ns.prefix + path

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ._procfs import GONE, select_pids
+from ._procfs import GONE, read_pid_file, select_pids
 from .spec import Column, QueryContext, Row, TableSpec
 
 __all__ = ["SPEC", "generate", "parse_environ"]
@@ -21,18 +21,12 @@ def parse_environ(data: bytes) -> list[tuple[str, str]]:
     return pairs
 
 
-def _read_all(path: str) -> bytes:
-    """The whole file: seq_file-backed /proc files return short reads before their end."""
-    with open(path, "rb") as f:
-        return f.read()
-
-
 def generate(context: QueryContext) -> Iterator[Row]:
     """One row per variable; processes that vanish or refuse the read are skipped."""
     proc = context.paths.proc
     for pid in select_pids(proc, context.values("pid")):
         try:
-            data = _read_all(f"{proc}/{pid}/environ")
+            data = read_pid_file(f"{proc}/{pid}/environ")
         except (*GONE, PermissionError):
             continue
         for key, value in parse_environ(data):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ._procfs import GONE, select_pids
+from ._procfs import GONE, read_file, select_pids
 from .spec import Column, QueryContext, Row, TableSpec
 
 __all__ = ["SPEC", "generate", "parse_maps"]
@@ -42,18 +42,12 @@ def parse_maps(data: bytes) -> list[Row]:
     return rows
 
 
-def _read_all(path: str) -> bytes:
-    """The whole file: seq_file-backed /proc files return short reads before their end."""
-    with open(path, "rb") as f:
-        return f.read()
-
-
 def generate(context: QueryContext) -> Iterator[Row]:
     """One row per mapping; processes that vanish or refuse the read are skipped."""
     proc = context.paths.proc
     for pid in select_pids(proc, context.values("pid")):
         try:
-            data = _read_all(f"{proc}/{pid}/maps")
+            data = read_file(f"{proc}/{pid}/maps")
         except (*GONE, PermissionError):
             continue
         for row in parse_maps(data):

@@ -68,7 +68,7 @@ def generate(context: QueryContext) -> Iterator[Row]:
     page = pf.PAGE_SIZE
     wanted = context.values("pid")
     pids = pf.select_pids(proc, wanted)
-    read_file = pf.read_file
+    read_file = pf.read_pid_file
     parse_stat = pf.parse_stat
     gone = pf.GONE
     any_file = want_stat or want_status or want_cmdline or want_io or want_cgroup

@@ -90,3 +90,56 @@ def audit_state() -> Iterator[AuditSnapshot]:
                 assert after == before, f"audit state changed by the test: before={before} after={after}"
         finally:
             ctl.close()
+
+
+@dataclass(frozen=True)
+class CgroupChild:
+    """A cgroup v2 directory made for one test, named like a docker container's scope."""
+
+    directory: str  # under the cgroup2 mount
+    path: str  # as /proc/PID/cgroup shows it ("0::<path>")
+    container_id: str
+
+    def enter_and_exec(self, *argv: str) -> list[str]:
+        """A command line: a shell that moves itself into this cgroup, then execs ``argv``."""
+        return ["/bin/sh", "-c", f'echo $$ > {self.directory}/cgroup.procs && exec "$@"', "sh", *argv]
+
+
+def _cgroup2_mount() -> str | None:
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8") as f:
+            for line in f:
+                before, _, after = line.partition(" - ")
+                if after.split(" ", 1)[0] == "cgroup2":
+                    return before.split()[4]
+    except OSError:
+        return None
+    return None
+
+
+@pytest.fixture
+def cgroup_child() -> Iterator[CgroupChild]:
+    """A new cgroup v2 child (removed afterwards) to put a spawned process in."""
+    import secrets
+
+    if os.geteuid() != 0:
+        pytest.skip("creating a cgroup needs root")
+    mount = _cgroup2_mount()
+    if mount is None:
+        pytest.skip("no cgroup2 hierarchy is mounted")
+    cid = secrets.token_hex(32)
+    parent = os.path.join(mount, f"zeek-agent-test-{os.getpid()}")
+    directory = os.path.join(parent, f"docker-{cid}.scope")
+    try:
+        os.makedirs(directory)
+    except OSError as exc:
+        pytest.skip(f"the kernel refused a new cgroup under {mount}: {exc}")
+    try:
+        yield CgroupChild(directory, f"/{os.path.basename(parent)}/docker-{cid}.scope", cid)
+    finally:
+        for d in (directory, parent):  # the test's processes have exited: the cgroups are empty
+            try:
+                os.rmdir(d)
+            except OSError as exc:
+                if exc.errno != errno.ENOENT:
+                    raise

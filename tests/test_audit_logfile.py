@@ -70,6 +70,15 @@ def test_malformed_lines_counted_not_fatal() -> None:
     assert "type=" in stats.examples[0][1]
 
 
+def test_truncated_last_line_is_counted_and_the_event_kept() -> None:
+    lines = [line.encode() + b"\n" for line in RHEL6[1:4]]
+    lines[1] = b'type=EXECVE msg=audit(1400000000.200:301): argc=2 a0="/opt/i386/old" a1="/etc/pa'  # cut off
+    stats = ReplayStats()
+    rows = list(replay(lines, stats))
+    assert [(r["pid"], r["cmdline"], r["cwd"]) for _, r in rows] == [(21, "", "/tmp")]  # no half an argument
+    assert stats.malformed == 1 and "truncated" in stats.examples[0][1] and stats.examples[0][0] == 2
+
+
 def test_window_flushes_events_without_end_marker() -> None:
     lines = []
     for i in range(300):  # long log of exec events with no PROCTITLE at all: each flushed by the window

@@ -12,6 +12,7 @@ from eventsources.audit.records import (
     PATH,
     PROCTITLE,
     SOCKADDR,
+    SOCKETCALL,
     SYSCALL,
     RecordError,
     SockAddr,
@@ -107,6 +108,13 @@ def test_execve_split_argument_across_records() -> None:
     argv, argc = execve_args([r1, r2, r3])
     assert argc == 4
     assert argv == ["/bin/true", "a b", long_arg.decode(), "z"]
+
+
+def test_execve_split_argument_with_quoted_chunks() -> None:
+    # an argument that needs no encoding may be split in "quoted" chunks; a bad chunk loses only its argument
+    r = parse_message(EXECVE, 'audit(1.0:9): argc=4 a0="ls" a1_len=12 a1[0]="abcdef" a1[1]="ghijkl" a2="-l" '
+                              'a3_len=4 a3[0]=ZZ a3[1]="ab"')
+    assert execve_args([r]) == (["ls", "abcdefghijkl", "-l"], 4)
 
 
 def test_execve_args_sorted_numerically_beyond_ten() -> None:
@@ -261,6 +269,27 @@ def test_socket_rows() -> None:
         ("connect", 1, None, None, "/run/x.sock", None, "/run/x.sock", "succeeded", 1, "26"),
     ]
     assert all(t == "socket_events" and r["path"] == "/usr/bin/curl" and r["pid"] == 4242 for t, r in rows)
+
+
+def test_i386_socketcall_rows_take_fd_from_the_socketcall_record() -> None:
+    def socketcall(serial: int, call: int, fd: int, saddr: str, **kw) -> list[tuple[int, str]]:
+        return [syscall(serial, nr=102, a0=f"{call:x}", arch="40000003", exe='"/opt/i386/nc"', **kw),
+                rec(SOCKETCALL, serial, f"nargs=3 a0={fd:x} a1=ffd0 a2=10"),
+                rec(SOCKADDR, serial, f"saddr={saddr}"), rec(EOE, serial, "")]
+
+    records = (socketcall(1, 3, 11, "020000167F0000010000000000000000", success="no", exit_=-111)  # connect
+               + socketcall(2, 2, 12, "02001F90000000000000000000000000")  # bind
+               + socketcall(3, 4, 12, "02001F90000000000000000000000000")  # listen: not a socket event
+               + socketcall(4, 18, 12, "0200C350C0A800010000000000000000", exit_=5))  # accept4
+    rows, builder, _ = assemble(records)
+    got = [(r["action"], r["fd"], r["local_address"], r["local_port"], r["remote_address"], r["remote_port"],
+            r["status"], r["path"]) for _, r in rows]
+    assert got == [
+        ("connect", "11", None, None, "127.0.0.1", 22, "failed", "/opt/i386/nc"),
+        ("bind", "12", "0.0.0.0", 8080, None, None, "succeeded", "/opt/i386/nc"),
+        ("accept", "12", None, None, "192.168.0.1", 50000, "succeeded", "/opt/i386/nc"),
+    ]
+    assert builder.skipped == {"other_syscall": 1}
 
 
 def test_socket_events_off_skips_socket_calls() -> None:

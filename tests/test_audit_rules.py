@@ -15,6 +15,7 @@ from eventsources.audit.rules import (
     AUDIT_FILTERKEY,
     AUDIT_NOT_EQUAL,
     AUDIT_PID,
+    agent_rules,
     build_rule,
     native_abis,
     parse_rule,
@@ -42,6 +43,20 @@ def test_rule_32bit_numbers_and_missing_syscalls() -> None:
         build_rule(0x1234, ("execve",))
     with pytest.raises(ValueError, match="at least"):
         parse_rule(b"\0" * 100)
+
+
+def test_agent_rules_add_socketcall_on_i386_only_with_socket_events() -> None:
+    assert [parse_rule(r).syscalls for r in agent_rules(AUDIT_ARCH_I386, socket_events=False)] == [{11, 358}]
+    assert len(agent_rules(AUDIT_ARCH_X86_64, socket_events=True)) == 1  # no socketcall on x86_64
+    rules = [parse_rule(r) for r in agent_rules(AUDIT_ARCH_I386, socket_events=True, key="k", exclude_pid=7)]
+    assert [r.syscalls for r in rules] == [{11, 358, 362, 361, 364}, {102}, {102}]
+    a0 = 200  # AUDIT_ARG0
+    assert [r.fields for r in rules[1:]] == [
+        ((AUDIT_ARCH, AUDIT_EQUAL, AUDIT_ARCH_I386), (a0, 0x60000000, 2), (a0, 0x50000000, 5),  # 2 <= a0 <= 5
+         (AUDIT_PID, AUDIT_NOT_EQUAL, 7), (AUDIT_FILTERKEY, AUDIT_EQUAL, "k")),
+        ((AUDIT_ARCH, AUDIT_EQUAL, AUDIT_ARCH_I386), (a0, AUDIT_EQUAL, 18),  # accept4
+         (AUDIT_PID, AUDIT_NOT_EQUAL, 7), (AUDIT_FILTERKEY, AUDIT_EQUAL, "k")),
+    ]
 
 
 def test_syscall_names_per_abi() -> None:

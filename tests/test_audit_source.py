@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from eventsources.audit.netlink import AuditNetlink, open_audit_socket
-from eventsources.audit.rules import DEFAULT_KEY, build_rule, native_abis, parse_rule
+from eventsources.audit.rules import DEFAULT_KEY, agent_rules, build_rule, native_abis, parse_rule
 from eventsources.audit.source import AuditSource
 from eventsources.base import SourceUnavailable
 
@@ -69,7 +69,7 @@ def kernel_state() -> tuple[Any, list[Any]]:
         ctl.close()
 
 
-async def test_process_events_owner_mode(audit_state, tmp_path) -> None:
+async def test_process_events_owner_mode(audit_state, tmp_path, cgroup_child) -> None:
     sink = Collector()
     source = AuditSource(sink)
     await start_or_skip(source)
@@ -104,14 +104,14 @@ async def test_process_events_owner_mode(audit_state, tmp_path) -> None:
             assert row["mode"] == "0100755" and row["owner_uid"] == os.stat(TRUE).st_uid
             assert row["cmdline_size"] == len(expected.encode())
             assert row["mtime"] == int(os.stat(TRUE).st_mtime)
-        # cgroup path and container id are read at event time from a process that is still there
-        from eventsources.procinfo import cgroup_of
-
-        sleeper = subprocess.Popen(["/bin/sleep", "30"])
+        # cgroup path and container id are read at event time from a process that is still there:
+        # a shell moves itself into a new cgroup (named like a docker scope), then execs sleep
+        sleeper = subprocess.Popen(cgroup_child.enter_and_exec("/bin/sleep", "30"))
         try:
-            (row,) = await sink.wait_for("process_events", lambda r: r["pid"] == sleeper.pid)
-            assert (row["cgroup_path"], row["container_id"]) == cgroup_of(sleeper.pid)
-            assert row["cgroup_path"] is not None
+            rows = await sink.wait_for("process_events", lambda r: r["pid"] == sleeper.pid, 2)
+            row = rows[-1]  # the shell's exec, then sleep's
+            assert row["path"] == os.path.realpath("/bin/sleep")
+            assert (row["cgroup_path"], row["container_id"]) == (cgroup_child.path, cgroup_child.container_id)
         finally:
             sleeper.kill()
             sleeper.wait()
@@ -198,6 +198,78 @@ async def test_socket_events_owner_mode(audit_state, tmp_path) -> None:
     assert rows[0]["fd"] == str(info["c4fd"]) and rows[0]["path"] == os.path.realpath(sys.executable)
     assert rows[2]["socket"] == path and rows[4]["socket"] == "@zeek-agent-test-abstract"
     assert all(r["auid"] is not None and r["time"] > 0 for r in rows)
+
+
+# The i386 syscall ABI from a 64-bit process: ``int 0x80`` with arguments in memory below 4 GiB.
+IA32_CHILD = r'''
+import ctypes, json, mmap, os, socket, struct, sys
+
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+MAP_32BIT = 0x40
+base = libc.mmap(None, 4096, 7, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | MAP_32BIT, -1, 0)
+if base in (None, ctypes.c_void_p(-1).value) or base >= 1 << 32:
+    print(json.dumps({"error": "no memory below 4 GiB for int 0x80 arguments"})); sys.exit(0)
+
+def int80(eax, ebx, ecx, edx=0):
+    # push rbx; mov eax, ebx, ecx, edx; int 0x80; pop rbx; ret  (the i386 syscall ABI from a 64-bit process)
+    code = (b"\x53" + b"\xb8" + struct.pack("<I", eax) + b"\xbb" + struct.pack("<I", ebx)
+            + b"\xb9" + struct.pack("<I", ecx) + b"\xba" + struct.pack("<I", edx) + b"\xcd\x80\x5b\xc3")
+    ctypes.memmove(base, code, len(code))
+    return ctypes.CFUNCTYPE(ctypes.c_int)(base)()
+
+data = base + 256
+def put(blob):
+    global data
+    addr = data
+    ctypes.memmove(addr, blob, len(blob))
+    data += (len(blob) + 7) & ~7
+    return addr
+
+if sys.argv[1] == "socket":
+    port = int(sys.argv[2])
+    s = socket.socket()
+    sa = put(struct.pack("<H", socket.AF_INET) + struct.pack(">H", port) + socket.inet_aton("127.0.0.1") + b"\0" * 8)
+    args = put(struct.pack("<III", s.fileno(), sa, 16))
+    ret = int80(102, 3, args)  # socketcall(SYS_CONNECT, args)
+    print(json.dumps({"pid": os.getpid(), "fd": s.fileno(), "ret": ret}), flush=True)
+else:
+    argv = [a.encode() + b"\0" for a in sys.argv[2:]]
+    ptrs = [put(a) for a in argv]
+    vec = put(struct.pack(f"<{len(ptrs) + 1}I", *ptrs, 0))
+    env = put(struct.pack("<I", 0))
+    print(json.dumps({"pid": os.getpid()}), flush=True)
+    ret = int80(11, ptrs[0], vec, env)  # execve(argv[0], argv, {}) through the i386 table
+    print(json.dumps({"error": f"execve returned {ret}"}), flush=True)
+'''
+
+
+async def test_32bit_abi_exec_and_socketcall(audit_state) -> None:
+    """execve and socketcall(SYS_CONNECT) through the i386 table (arch=40000003) are captured."""
+    if os.uname().machine != "x86_64":
+        pytest.skip(f"the int 0x80 helper is x86_64 code; this is {os.uname().machine}")
+    sink = Collector()
+    source = AuditSource(sink, socket_events=True)
+    await start_or_skip(source)
+    try:
+        port = closed_port()
+        out = subprocess.run([sys.executable, "-c", IA32_CHILD, "socket", str(port)], capture_output=True, text=True)
+        sock = json.loads(out.stdout)
+        if "error" in sock or sock["ret"] == -38:  # ENOSYS: the kernel has no IA32 emulation
+            pytest.skip(f"no i386 syscalls from a 64-bit process here: {sock}")
+        out = subprocess.run([sys.executable, "-c", IA32_CHILD, "exec", TRUE, "ia32 exec", "x"],
+                             capture_output=True, text=True)
+        execd = json.loads(out.stdout.splitlines()[0])
+        assert out.returncode == 0 and len(out.stdout.splitlines()) == 1, out.stdout + out.stderr
+        (srow,) = await sink.wait_for("socket_events", lambda r: r["pid"] == sock["pid"])
+        (prow,) = await sink.wait_for("process_events", lambda r: r["pid"] == execd["pid"] and r["path"] == TRUE)
+    finally:
+        await source.stop()
+    assert sock["ret"] == -111  # ECONNREFUSED
+    assert (srow["action"], srow["family"], srow["remote_address"], srow["remote_port"], srow["status"], srow["fd"]) == (
+        "connect", 2, "127.0.0.1", port, "failed", str(sock["fd"]))
+    assert (prow["syscall"], prow["cmdline"], prow["parent"]) == ("execve", f"{TRUE} ia32 exec x", os.getpid())
 
 
 OWNER_HELPER = textwrap.dedent(
@@ -340,7 +412,8 @@ async def test_sigterm_restores_and_crash_leftovers_are_removed(audit_state) -> 
     agent.kill()
     agent.wait(10)
     leftovers = [r for r in kernel_state()[1] if r.key == DEFAULT_KEY]
-    assert len(leftovers) == 2 and all(r.field_value(0) == agent.pid for r in leftovers)
+    ours = sum(len(agent_rules(arch, socket_events=True)) for arch in native_abis())  # 4 on x86_64 (socketcall)
+    assert len(leftovers) == ours and all(r.field_value(0) == agent.pid for r in leftovers)
     # a rule of another *live* agent with our key is not touched
     live = build_rule(native_abis()[0], ("execve",), exclude_pid=os.getppid())
     ctl = AuditNetlink(open_audit_socket())
@@ -349,7 +422,7 @@ async def test_sigterm_restores_and_crash_leftovers_are_removed(audit_state) -> 
         source = AuditSource(Collector())
         await start_or_skip(source)
         try:
-            assert source.status().extra["stale_rules_removed"] == 2
+            assert source.status().extra["stale_rules_removed"] == ours
             assert source.status().mode == "owner"
         finally:
             await source.stop()
@@ -451,6 +524,13 @@ def _settings(st) -> tuple[int, int, int]:  # noqa: ANN001 - AuditStatus
     return (st.enabled, st.backlog_limit, st.backlog_wait_time)
 
 
+def assert_restored(audit_state, settings: tuple[int, int, int]) -> None:  # noqa: ANN001 - AuditSnapshot
+    """The kernel has ``settings``, the audit pid and exactly the rules the test found."""
+    st, rules = kernel_state()
+    assert _settings(st) == settings and st.pid == audit_state.pid
+    assert tuple(r.raw for r in rules) == audit_state.rules
+
+
 async def test_state_file_restores_what_a_killed_run_changed(audit_state, tmp_path) -> None:
     from eventsources.audit.state import load_state
 
@@ -483,9 +563,7 @@ async def test_state_file_restores_what_a_killed_run_changed(audit_state, tmp_pa
         assert _settings(st) == OURS and st.pid == os.getpid()
     finally:
         await source.stop()
-    st, rules = kernel_state()
-    assert _settings(st) == baseline and st.pid == audit_state.pid
-    assert tuple(r.raw for r in rules) == audit_state.rules
+    assert_restored(audit_state, baseline)
     assert not path.exists()
     assert not list(path.parent.iterdir())  # no temp files left either
 
@@ -509,7 +587,5 @@ async def test_corrupt_state_file_is_ignored_with_a_warning(audit_state, tmp_pat
         assert _settings(kernel_state()[0]) == OURS
     finally:
         await source.stop()
-    st, rules = kernel_state()
-    assert _settings(st) == baseline and st.pid == audit_state.pid
-    assert tuple(r.raw for r in rules) == audit_state.rules
+    assert_restored(audit_state, baseline)
     assert not path.exists()

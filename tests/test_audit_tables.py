@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from eventsources.audit.logfile import ReplayStats, replay
 from tables.events import EventStore
 from tables.registry import get_spec
@@ -26,9 +29,14 @@ SOCKET_COLUMNS = [
 
 def test_columns_match_osquery() -> None:
     proc, sock = get_spec("process_events"), get_spec("socket_events")
+    reference = json.loads((Path(__file__).parent / "fixtures" / "osquery_schema.json").read_text())
+    for spec in (proc, sock):  # osquery's hidden flags (what SELECT * shows) as well as names and types
+        ours = {c.name: (c.type, c.hidden) for c in spec.columns}
+        assert {n: ours.get(n) for n, *_ in reference[spec.name]["columns"]} == {
+            n: (t, hidden) for n, t, hidden, _required in reference[spec.name]["columns"]}
     assert [(c.name, c.type) for c in proc.columns] == PROCESS_COLUMNS
     assert [(c.name, c.type) for c in sock.columns] == SOCKET_COLUMNS
-    assert {c.name for c in proc.columns if c.hidden} == {"cmdline_size", "env", "env_count", "env_size", "overflows", "eid", "status"}
+    assert {c.name for c in proc.columns if c.hidden} == {"cmdline_size", "env", "env_count", "env_size", "overflows", "eid"}
     assert {c.name for c in sock.columns if c.hidden} == {"protocol", "socket", "eid", "success"}
     assert [c.name for c in proc.columns if c.additional] == ["time"] == [c.name for c in sock.columns if c.additional]
     assert proc.event and sock.event

@@ -47,7 +47,7 @@ def test_query_csv_and_line() -> None:
         ("SELEC 1", 'near "SELEC": syntax error'),
         ("SELECT * FROM no_such_table", "no such table: no_such_table"),
         ("SELECT * FROM hash", "Table hash was queried without a required column"),
-        ("DELETE FROM processes", ""),
+        ("DELETE FROM processes", "table processes may not be modified"),  # as osquery: no xUpdate
         ("ATTACH ':memory:' AS x", "not authorized"),
     ],
 )
@@ -114,3 +114,148 @@ def test_status_without_connect_is_a_clear_error() -> None:
 def test_connect_to_missing_socket_is_a_clear_error(tmp_path) -> None:
     out = cli("--connect", str(tmp_path / "none.sock"), "query", "SELECT 1")
     assert out.returncode == 1 and out.stderr.startswith("Error: ") and "Traceback" not in out.stderr
+
+
+def test_osquery_utility_tables_describe_this_process_like_osqueryi() -> None:
+    out = cli("query", "--json", "SELECT pid, version, build_platform, extensions FROM osquery_info")
+    assert out.returncode == 0, out.stderr
+    (row,) = json.loads(out.stdout)
+    assert row["build_platform"] == "linux" and row["extensions"] == "inactive" and row["version"]
+    assert int(row["pid"]) > 0 and int(row["pid"]) != os.getpid()
+    flags = cli("query", "--csv", "SELECT name FROM osquery_flags WHERE name = 'host_identifier'")
+    assert flags.stdout.splitlines() == ["name", "host_identifier"], flags.stderr
+    names = [line.split()[0] for line in cli("tables", "osquery_").stdout.splitlines()]
+    assert {"osquery_info", "osquery_flags", "osquery_schedule", "osquery_packs"} <= set(names)
+    schema = cli("shell", stdin=".schema osquery_info\n")
+    assert schema.stdout.startswith("CREATE TABLE osquery_info(`pid` INTEGER, `uuid` TEXT")
+
+
+def test_each_statement_prints_its_own_result() -> None:
+    out = cli("query", "--csv", "SELECT 1 AS a; SELECT 2 AS b, ';' AS c;")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "a\n1\nb,c\n2,;\n"
+    failed = cli("query", "SELECT 1 AS a; SELEC 2")
+    assert failed.returncode == 1 and failed.stderr == 'Error: near "SELEC": syntax error\n'
+
+
+def test_split_statements_and_incomplete_lines() -> None:
+    from agent.cli import _incomplete, split_statements
+
+    assert split_statements("SELECT ';'; SELECT 2 ;  ;") == ["SELECT ';';", " SELECT 2 ;"]
+    assert split_statements("SELECT 1") == ["SELECT 1"] and split_statements(" ; ") == []
+    assert _incomplete("SELECT pid,") and _incomplete("SELECT * FROM processes WHERE")
+    assert not _incomplete("SELECT pid FROM processes") and not _incomplete("SELEC 1")
+
+
+def _controlling_terminal() -> None:
+    import fcntl
+    import termios
+
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+class Terminal:
+    """agent-cli shell on a real pseudo-terminal, as a user at a keyboard drives it."""
+
+    def __init__(self, home: str) -> None:
+        import pty
+
+        self.master, slave = pty.openpty()
+        env = {**os.environ, "PYTHONPATH": ROOT, "HOME": home, "TERM": "dumb"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "agent.cli", "--time-limit", "120", "shell"],
+            stdin=slave, stdout=slave, stderr=slave, env=env, cwd=ROOT, close_fds=True,
+            preexec_fn=_controlling_terminal,  # so Ctrl-C on the terminal sends SIGINT, as for a user
+        )
+        os.close(slave)
+        self.seen = b""
+
+    def expect(self, text: str, timeout: float = 30) -> str:
+        """Read until ``text`` shows; return everything read since the last expect."""
+        import select
+        import time
+
+        deadline = time.monotonic() + timeout
+        while text.encode() not in self.seen:
+            left = deadline - time.monotonic()
+            assert left > 0, f"{text!r} never showed; the terminal shows {self.seen.decode(errors='replace')!r}"
+            if select.select([self.master], [], [], left)[0]:
+                try:
+                    chunk = os.read(self.master, 65536)
+                except OSError:  # the shell exited: no more to read
+                    chunk = b""
+                if not chunk:
+                    break
+                self.seen += chunk
+        assert text.encode() in self.seen, self.seen.decode(errors="replace")
+        head, _, self.seen = self.seen.partition(text.encode())
+        return (head + text.encode()).decode(errors="replace")
+
+    def send(self, keys: str) -> None:
+        os.write(self.master, keys.encode())
+
+    def close(self) -> int:
+        try:
+            return self.proc.wait(timeout=30)
+        finally:
+            os.close(self.master)
+
+
+def test_interactive_shell_on_a_terminal(tmp_path) -> None:
+    """Prompt, a multi-line statement, Ctrl-C (line and running query), Ctrl-D, history across sessions."""
+    term = Terminal(str(tmp_path))
+    try:
+        term.expect("agent> ")
+        term.send("SELECT 40 +\r")  # not a whole statement: the shell asks for more
+        term.expect("...> ")
+        term.send("2 AS answer;\r")
+        assert "| 42     |" in term.expect("agent> ")
+        term.send("SELECT 'typed, then abandoned'\x03")  # Ctrl-C clears the line
+        term.expect("agent> ")
+        term.send("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c\r")
+        term.expect("FROM c\r\n")
+        term.send("\x03")  # Ctrl-C stops the running query (it would never end), not the shell
+        assert "count(*)" not in term.expect("agent> ")
+        term.send(".mode line\r")
+        term.expect("agent> ")
+        term.send("SELECT 1 AS one\r")
+        assert "one = 1" in term.expect("agent> ")
+        term.send("\x04")  # Ctrl-D leaves
+        assert term.close() == 0
+    finally:
+        if term.proc.poll() is None:
+            term.proc.kill()
+    history = (tmp_path / ".agent_cli_history").read_text().splitlines()
+    assert history[-2:] == [".mode line", "SELECT 1 AS one"], history
+    assert "SELECT 40 +" in history and "SELECT 'typed, then abandoned'" not in history
+
+    again = Terminal(str(tmp_path))  # a new session recalls the last one's lines with Up
+    try:
+        again.expect("agent> ")
+        again.send("\x1b[A\r")  # Up, Enter: runs "SELECT 1 AS one" again
+        assert "| one |" in again.expect("agent> ")
+        again.send(".quit\r")
+        assert again.close() == 0
+    finally:
+        if again.proc.poll() is None:
+            again.proc.kill()
+
+
+@pytest.mark.parametrize("command", ["query", "shell"])
+def test_reader_closing_the_pipe_early_is_not_an_error(command: str) -> None:
+    """`agent-cli ... | head -1`: exit 0, nothing on stderr (no "Broken pipe", no traceback)."""
+    sql = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 200000) SELECT x FROM c"
+    args = ["query", sql] if command == "query" else ["shell"]
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent.cli", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, env=env, cwd=ROOT,
+    )
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    proc.stdin.write(f"{sql};\n".encode() if command == "shell" else b"")
+    proc.stdin.close()
+    assert proc.stdout.readline().startswith(b"+---")  # far more is coming than a pipe holds
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 0
+    assert proc.stderr.read() == b""

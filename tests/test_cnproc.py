@@ -120,6 +120,20 @@ async def test_live_exec_of_bin_true_with_args(tmp_path) -> None:
     assert source.status().mode == "inactive"
 
 
+async def test_cgroup_and_container_id_read_at_exec_time(cgroup_child) -> None:
+    rows: list[dict[str, Any]] = []
+    source = await _started(ProcConnectorSource(lambda t, r: rows.append(r)))
+    sleeper = await asyncio.create_subprocess_exec(*cgroup_child.enter_and_exec("/bin/sleep", "30"))
+    try:
+        row = await _wait_for(rows, lambda r: r["pid"] == sleeper.pid and r.get("path") == os.path.realpath("/bin/sleep"))
+        assert row is not None, f"no process_events row for sleep (pid {sleeper.pid})"
+        assert (row["cgroup_path"], row["container_id"]) == (cgroup_child.path, cgroup_child.container_id)
+    finally:
+        sleeper.kill()
+        await sleeper.wait()
+        await source.stop()
+
+
 async def test_live_fork_and_exit_rows() -> None:
     rows: list[dict[str, Any]] = []
     source = await _started(ProcConnectorSource(lambda t, r: rows.append(r), fork_events=True, exit_events=True))

@@ -1,14 +1,17 @@
 """agent.events: the EventManager's source choice, own-pid filter, bounds and agent_events_status.
 
-These tests never touch kernel audit: they ask for the proc connector (or polling)
+Most tests never touch kernel audit: they ask for the proc connector (or polling)
 explicitly.  The "auto" choice, which may start audit, runs under the audit_state
-fixture (tests/conftest.py) when that fixture exists.
+fixture (tests/conftest.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -200,11 +203,7 @@ def test_status_table_without_a_manager_is_empty() -> None:
 
 
 @pytest.mark.audit
-async def test_auto_prefers_audit_then_falls_back(request) -> None:
-    try:
-        request.getfixturevalue("audit_state")  # snapshots and restores audit state, serialises audit tests
-    except pytest.FixtureLookupError:
-        pytest.skip("tests/conftest.py has no audit_state fixture yet: the auto choice may touch audit")
+async def test_auto_prefers_audit_then_falls_back(audit_state) -> None:
     manager = EventManager(EventOptions(disable_hardware_events=True))
     await manager.start()
     try:
@@ -233,8 +232,7 @@ def test_audit_state_file_location() -> None:
 
 
 @pytest.mark.audit
-async def test_audit_source_gets_the_state_file(request, tmp_path) -> None:
-    request.getfixturevalue("audit_state")
+async def test_audit_source_gets_the_state_file(audit_state, tmp_path) -> None:
     manager = EventManager(EventOptions(process_events_source="audit", disable_hardware_events=True),
                            state_dir=str(tmp_path))
     path = tmp_path / "audit-state.json"
@@ -248,3 +246,65 @@ async def test_audit_source_gets_the_state_file(request, tmp_path) -> None:
     finally:
         await manager.stop()
     assert not path.exists()
+
+
+FALLBACK_CHILD = """
+import asyncio, json, logging, sys, time
+sys.path.insert(0, sys.argv[1])
+logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+from agent.events import EventManager, EventOptions
+async def main():
+    manager = EventManager(EventOptions(disable_hardware_events=True))
+    await manager.start()
+    try:
+        proc = await asyncio.create_subprocess_exec("/bin/sleep", "1")  # long enough for /proc polling
+        await proc.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if any(r["pid"] == proc.pid for r in manager.stores["process_events"].select(None)):
+                break
+            await asyncio.sleep(0.05)
+        found = any(r["pid"] == proc.pid for r in manager.stores["process_events"].select(None))
+        print(json.dumps({"source": manager.process_source, "found": found, "status": manager.status()}))
+    finally:
+        await manager.stop()
+asyncio.run(main())
+"""
+
+
+@pytest.mark.audit
+@pytest.mark.parametrize(
+    ("wrapper", "chosen", "refused"),
+    [
+        # no audit capability in the initial namespaces: the proc connector still works
+        (["setpriv", "--inh-caps=-audit_control,-audit_read", "--bounding-set=-audit_control,-audit_read"],
+         "proc_connector", ("audit",)),
+        # an unprivileged user namespace (a container): audit and the proc connector refuse, /proc polling runs
+        (["unshare", "-U", "-r", "-n"], "proc_poll", ("audit", "proc_connector")),
+    ],
+    ids=["no-audit-caps", "userns"],
+)
+def test_auto_falls_back_when_the_kernel_refuses(audit_state, wrapper, chosen, refused) -> None:
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        out = subprocess.run([*wrapper, sys.executable, "-c", FALLBACK_CHILD, repo],
+                             capture_output=True, text=True, timeout=60)
+    except FileNotFoundError:
+        pytest.skip(f"no {wrapper[0]}(1) on this host")
+    if out.returncode != 0 and wrapper[0] in out.stderr.split(":")[0]:
+        pytest.skip(f"cannot run {wrapper[0]} here: {out.stderr.strip()}")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    if result["source"] == "audit":
+        pytest.skip(f"the kernel allowed audit under {' '.join(wrapper)}: nothing to fall back from")
+    assert (result["source"], result["found"]) == (chosen, True)
+    rows = {r["name"]: r for r in result["status"]}
+    for name in refused:
+        assert (rows[name]["kind"], rows[name]["mode"], rows[name]["active"]) == ("source", "failed", 0)
+        assert "refused" in rows[name]["detail"]
+        assert f"events: {name} refused" in out.stderr  # and logged
+    assert rows[chosen]["active"] == 1 and rows[chosen]["events_seen"] >= 1
+    assert all(f"{name}: refused" in rows[chosen]["detail"] for name in refused)  # why it was chosen
+    assert rows["process_events"]["tables"] == chosen
+    assert rows["socket_events"]["mode"] == "unavailable"
+    assert f"events: process_events from {chosen}" in out.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tables._files import list_files, mount_namespace_id, namespace_views, read_text
+from tables._files import list_files, mount_namespace_id, namespace_views, namespaces, read_text
 from tables.spec import HostPaths, QueryContext
 
 
@@ -37,3 +37,18 @@ def test_namespace_views_default_and_pids() -> None:
 def test_mount_namespace_id_matches_readlink() -> None:
     link = os.readlink("/proc/self/ns/mnt")
     assert mount_namespace_id(HostPaths()) == link[link.index("[") + 1 : -1]
+
+
+def test_namespaces_of_a_pid() -> None:
+    paths = HostPaths()
+    assert namespaces(QueryContext(table="t", paths=paths)) == [namespaces(QueryContext(table="t"))[0]]
+    assert namespaces(QueryContext(table="t", paths=paths))[0].prefix == ""
+
+    def ctx(*pids: int) -> QueryContext:
+        return QueryContext(table="t", paths=paths, constraints={"pid_with_namespace": frozenset(pids)})
+
+    (me,) = namespaces(ctx(os.getpid()))
+    assert me.prefix == f"/proc/{os.getpid()}/root" and me.pid == os.getpid()
+    assert me.mount_namespace_id == os.readlink("/proc/self/ns/mnt")[5:-1]
+    assert namespaces(ctx(2**22 + 12345)) == []  # no such pid: skipped
+    assert [ns.pid for ns in namespaces(ctx(0, os.getpid()))] == [0, os.getpid()]

@@ -96,3 +96,42 @@ async def test_reader_delivers_datagrams_and_counts_enobufs() -> None:
         reader.detach(drain=False)
         rx.close()
         tx.close()
+
+
+async def test_linger_reads_a_trickle_in_batches() -> None:
+    rx, tx = _pair(rcvbuf=1 << 20)
+    if os.geteuid() != 0:
+        rx.close()
+        tx.close()
+        pytest.skip("sending to a NETLINK_USERSOCK multicast group needs CAP_NET_ADMIN")
+    got: list[bytes] = []
+    callbacks: list[int] = []  # datagrams seen at each readable callback
+    reader = NetlinkReader(got.append, what="test", batch=64, before_batch=lambda: callbacks.append(len(got)),
+                           linger=3600.0)  # after the first read the socket is not watched again in this test
+    try:
+        reader.attach(rx)
+        _multicast(tx, pack_nlmsg(0x20, b"first"))
+        for _ in range(200):
+            if got:
+                break
+            await asyncio.sleep(0.01)
+        assert len(got) == 1 and callbacks == [0]
+        for i in range(5):  # a trickle while the reader lingers: queued in the socket, not read one by one
+            _multicast(tx, pack_nlmsg(0x20, bytes([i])))
+            await asyncio.sleep(0.01)
+        assert len(got) == 1 and callbacks == [0]
+        assert reader._resume is not None
+        reader._resume.cancel()  # end the linger now (what its call_later would do): one callback reads them all
+        reader._watch_again(rx)
+        for _ in range(200):
+            if len(got) == 6:
+                break
+            await asyncio.sleep(0.01)
+        assert len(got) == 6 and callbacks == [0, 1]
+        _multicast(tx, pack_nlmsg(0x20, b"last"))
+        sock = reader.detach()  # cancels the pending resume and still reads what is queued
+        assert sock is rx and got[-1][16:20] == b"last" and reader._resume is None
+    finally:
+        reader.detach(drain=False)
+        rx.close()
+        tx.close()

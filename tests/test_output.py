@@ -46,6 +46,14 @@ def test_control_characters_do_not_break_the_box() -> None:
     assert "a\\nb" in text and len(text.splitlines()) == 5
 
 
+def test_terminal_escapes_and_nul_are_shown_escaped() -> None:
+    """A process named with an ESC sequence must not drive the reader's terminal from the box."""
+    text = render("pretty", ["name"], [("evil\x1b[2J\x00",), (b"\x00\xffA",)])
+    assert "\x1b" not in text and "\x00" not in text
+    assert "evil\\x1b[2J\\x00" in text and "\\x00\ufffdA" in text
+    assert len({len(line) for line in text.splitlines()}) == 1, "every line of the box is as wide"
+
+
 def test_unknown_mode() -> None:
     with pytest.raises(ValueError, match="mode should be one of"):
         render("xml", COLUMNS, ROWS)

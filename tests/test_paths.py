@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tables._paths import compile_pattern, expand, namespaces, split_path
+from tables._paths import compile_pattern, expand, split_path
 
 
 def test_compile_pattern_components() -> None:
@@ -95,11 +95,3 @@ def test_check_is_called(tree: Path) -> None:
     calls = []
     list(expand(f"{tree}/%%", check=lambda: calls.append(1)))
     assert calls
-
-
-def test_namespaces_of_a_pid() -> None:
-    assert namespaces(None, "/proc")[0].prefix == ""
-    me = namespaces(frozenset({os.getpid()}), "/proc")
-    assert me[0].prefix == f"/proc/{os.getpid()}/root" and me[0].pid == os.getpid()
-    assert me[0].mount_namespace_id == os.readlink("/proc/self/ns/mnt")[5:-1]
-    assert namespaces(frozenset({2**22 + 12345}), "/proc") == []  # no such pid: skipped

@@ -165,3 +165,27 @@ def test_read_file_reads_past_short_reads_of_seq_files() -> None:
     data = read_file("/proc/self/maps")
     assert len(data) > 4096
     assert data.splitlines()[-1].split()[-1] == expected_tail
+
+
+def test_read_pid_file_whole_cmdline_and_status() -> None:
+    """A real process whose argv is longer than the read buffer, and one shorter: all bytes arrive."""
+    import subprocess
+    import sys
+
+    long_arg = "x" * 100_000
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", long_arg])
+    try:
+        deadline = time.monotonic() + 10
+        while long_arg.encode() not in pf.read_file(f"/proc/{child.pid}/cmdline"):
+            assert time.monotonic() < deadline, "child never exec'd"
+            time.sleep(0.01)
+        expected = pf.read_file(f"/proc/{child.pid}/cmdline")
+        assert pf.read_pid_file(f"/proc/{child.pid}/cmdline") == expected
+        assert pf.parse_cmdline(expected).endswith(" " + long_arg)
+    finally:
+        child.kill()
+        child.wait()
+    status = pf.read_pid_file("/proc/self/status")
+    assert status.rstrip().splitlines()[-1] == pf.read_file("/proc/self/status").rstrip().splitlines()[-1]
+    with pytest.raises(FileNotFoundError):
+        pf.read_pid_file(f"/proc/{child.pid}/stat")

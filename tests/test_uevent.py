@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -123,3 +126,49 @@ async def test_live_socket_receives_a_synthetic_kernel_uevent() -> None:
     assert rows, "no uevent arrived on the live socket"
     assert rows[0]["action"] == "change" and rows[0]["path"] == "/dev/null"
     assert source.status().extra["uevents"] >= 1
+
+
+NETNS_CHILD = """
+import asyncio, json, socket, sys
+sys.path.insert(0, sys.argv[1])
+from eventsources.uevent import UeventSource
+async def main():
+    rows = []
+    source = UeventSource(lambda t, r: rows.append([t, r]))  # the agent's defaults: USB devices, add/remove
+    await source.start()
+    s = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 15)
+    s.bind((0, 0))
+    dev = "/devices/pci0000:00/0000:00:14.0/usb9/9-1"
+    env = ["ACTION=add", "DEVPATH=" + dev, "SUBSYSTEM=usb", "DEVNAME=bus/usb/009/002", "DEVTYPE=usb_device",
+           "PRODUCT=46d/c52b/1211", "SEQNUM=1"]
+    s.sendto(b"junk without a header\\0", (0, 1))
+    s.sendto(("\\0".join(["add@" + dev, *env, ""])).encode(), (0, 1))
+    for _ in range(1000):
+        if rows:
+            break
+        await asyncio.sleep(0.01)
+    await source.stop()
+    print(json.dumps({"rows": rows, "uevents": source.status().extra["uevents"],
+                      "malformed": source.status().parse_errors}))
+asyncio.run(main())
+"""
+
+
+def test_crafted_usb_uevent_on_the_live_socket_in_a_network_namespace() -> None:
+    """A crafted USB add datagram sent to the kernel uevent group (in a netns of its own: no udevd sees it)."""
+    repo = str(Path(__file__).resolve().parent.parent)
+    try:
+        out = subprocess.run(["unshare", "-n", sys.executable, "-c", NETNS_CHILD, repo],
+                             capture_output=True, text=True, timeout=60)
+    except FileNotFoundError:
+        pytest.skip("no unshare(1) on this host")
+    if out.returncode != 0 and out.stderr.startswith("unshare"):
+        pytest.skip(f"cannot create a network namespace here: {out.stderr.strip()}")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["rows"], f"no hardware_events row: {result}"
+    table, row = result["rows"][0]
+    assert table == "hardware_events"
+    assert (row["action"], row["type"], row["vendor_id"], row["model_id"], row["revision"], row["path"]) == (
+        "add", "usb_device", "046d", "c52b", "1211", "/dev/bus/usb/009/002")
+    assert (result["uevents"], result["malformed"]) == (2, 1)  # the junk datagram is counted, not fatal

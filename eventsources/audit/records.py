@@ -28,7 +28,7 @@ __all__ = [
     "parse_message",
 ]
 
-SYSCALL, PATH, SOCKADDR, CWD, EXECVE, EOE, PROCTITLE = 1300, 1302, 1306, 1307, 1309, 1320, 1327
+SYSCALL, PATH, SOCKETCALL, SOCKADDR, CWD, EXECVE, EOE, PROCTITLE = 1300, 1302, 1304, 1306, 1307, 1309, 1320, 1327
 
 #: record type number -> name (as auditd writes it in logs)
 RECORD_NAMES: dict[int, str] = {
@@ -47,7 +47,7 @@ RECORD_NAMES: dict[int, str] = {
 RECORD_TYPES: dict[str, int] = {name: num for num, name in RECORD_NAMES.items()}
 
 #: the record types process_events and socket_events are built from
-USED_TYPES = frozenset({SYSCALL, PATH, SOCKADDR, CWD, EXECVE, EOE, PROCTITLE})
+USED_TYPES = frozenset({SYSCALL, PATH, SOCKETCALL, SOCKADDR, CWD, EXECVE, EOE, PROCTITLE})
 
 _NULLS = frozenset({"(null)", "(none)", "?"})
 
@@ -129,6 +129,8 @@ def parse_line(line: str) -> Record:
     rest = text[space + 1 :]
     if not rest.startswith("msg="):
         raise RecordError(f"expected 'msg=' after type={name}: {line[:60]!r}")
+    if rest.count('"') % 2:  # the kernel's quoted values never hold a '"' (those are hex)
+        raise RecordError(f"unbalanced quotes (a truncated line?): {line[:60]!r}")
     return parse_message(rtype, rest[4:])
 
 
@@ -177,8 +179,10 @@ def decode_untrusted(value: str | None) -> str | None:
 def execve_args(records: list[Record]) -> tuple[list[str], int | None]:
     """(argv, argc) from an event's EXECVE records, long arguments put back together.
 
-    A long argument arrives as ``aN_len=L aN[0]=HEX aN[1]=HEX ...`` possibly over
-    several records; chunks are joined as bytes before decoding.
+    A long argument arrives as ``aN_len=L aN[0]=... aN[1]=...`` possibly over
+    several records; each chunk is hex or (when the argument needs no encoding)
+    ``"quoted"``, and chunks are joined as bytes before decoding.  An argument with
+    an unreadable chunk is left out (argv then has fewer than ``argc`` entries).
     """
     argc: int | None = None
     args: dict[int, str | None] = {}
@@ -204,11 +208,20 @@ def execve_args(records: list[Record]) -> tuple[list[str], int | None]:
                     chunks.setdefault(int(idx), {})[int(part)] = value
     for idx, parts in chunks.items():
         try:
-            data = bytes.fromhex("".join(parts[j] for j in sorted(parts)))
+            data = b"".join(_chunk_bytes(parts[j]) for j in sorted(parts))
         except ValueError:
             continue
         args[idx] = data.decode("utf-8", "replace")
     return [args[i] or "" for i in sorted(args)], argc
+
+
+def _chunk_bytes(value: str) -> bytes:
+    """One ``aN[i]`` chunk: ``"quoted"`` printable ASCII or hex."""
+    if value[:1] == '"':
+        if len(value) < 2 or value[-1] != '"':
+            raise ValueError(f"unterminated quoted chunk: {value[:40]!r}")
+        return value[1:-1].encode("latin-1", "replace")
+    return bytes.fromhex(value)
 
 
 class SockAddr(NamedTuple):

@@ -2,7 +2,8 @@
 
 Columns follow osquery's audit subscribers: process rows from execve/execveat
 (SYSCALL + EXECVE + CWD + PATH item 0), socket rows from connect/bind/accept(4)
-(SYSCALL + SOCKADDR).  Failed execs are dropped (nothing ran); socket calls are
+(SYSCALL + SOCKADDR; for i386's socketcall(2) the call is its a0 and the real
+arguments are in the SOCKETCALL record).  Failed execs are dropped (nothing ran); socket calls are
 kept with their status.  What needs the host (file times, cgroup) is added by
 the caller at event time.
 """
@@ -12,8 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from .reassemble import AuditEvent
-from .records import CWD, EXECVE, PATH, SOCKADDR, SYSCALL, decode_sockaddr, decode_untrusted, execve_args
-from .rules import syscall_name
+from .records import CWD, EXECVE, PATH, SOCKADDR, SOCKETCALL, SYSCALL, decode_sockaddr, decode_untrusted, execve_args
+from .rules import SOCKETCALL_CALLS, syscall_name
 
 __all__ = ["RowBuilder", "event_row"]
 
@@ -61,6 +62,10 @@ class RowBuilder:
             self.malformed += 1
             return None
         name = syscall_name(arch, nr)
+        via_socketcall = name == "socketcall"
+        if via_socketcall:
+            call = _int(f.get("a0"), 16)
+            name = SOCKETCALL_CALLS.get(call) if call is not None else None
         if name is None:
             self._skip("other_syscall")
             return None
@@ -87,7 +92,11 @@ class RowBuilder:
         if not self.socket_events:
             self._skip("socket_events_off")
             return None
-        row = self._socket(event, f, name, common)
+        args = f
+        if via_socketcall:  # socketcall's own a0 is the call number; the call's arguments are in SOCKETCALL
+            rec = event.first(SOCKETCALL)
+            args = rec.fields if rec is not None else {}
+        row = self._socket(event, f, name, common, fd=_int(args.get("a0"), 16))
         if row is None:
             return None
         return "socket_events", row
@@ -121,7 +130,9 @@ class RowBuilder:
         row["btime"] = 0
         return row
 
-    def _socket(self, event: AuditEvent, f: dict[str, str], name: str, row: dict[str, Any]) -> dict[str, Any] | None:
+    def _socket(
+        self, event: AuditEvent, f: dict[str, str], name: str, row: dict[str, Any], *, fd: int | None
+    ) -> dict[str, Any] | None:
         action = SOCKET_ACTIONS[name]
         exit_code = _int(f.get("exit"))
         if f.get("success") == "yes":
@@ -132,7 +143,6 @@ class RowBuilder:
             status = "no_client"
         else:
             status = "failed"
-        fd = _int(f.get("a0"), 16)
         row.update(
             action=action,
             fd=str(fd) if fd is not None else None,

@@ -2,6 +2,9 @@
 
 Our rules are ``exit,always`` syscall rules, one per ABI (``arch=b64`` and
 ``arch=b32``), with a ``pid!=`` field excluding the agent itself and our filter key.
+With socket events, ABIs that multiplex socket calls through ``socketcall(2)``
+(i386: glibc still uses it there) get two more rules for its bind, connect and
+accept calls (``a0``: 2-5, where listen=4 is skipped by the row builder, and 18).
 The kernel deletes a rule only when given the same fields, so deleting replays
 the bytes we added (or the bytes AUDIT_LIST_RULES returned).
 """
@@ -17,7 +20,9 @@ __all__ = [
     "AuditRule",
     "DEFAULT_KEY",
     "EXEC_SYSCALLS",
+    "SOCKETCALL_CALLS",
     "SOCKET_SYSCALLS",
+    "agent_rules",
     "build_rule",
     "native_abis",
     "parse_rule",
@@ -34,6 +39,7 @@ AUDIT_BITMASK_SIZE = 64
 # field ids
 AUDIT_PID = 0
 AUDIT_ARCH = 11
+AUDIT_ARG0 = 200
 AUDIT_FILTERKEY = 210
 # string-valued fields: subj_* 13-17, obj_* 19-23, watch 105, dir 107, exe 112, key 210
 _STRING_FIELDS = frozenset({13, 14, 15, 16, 17, 19, 20, 21, 22, 23, 105, 107, 112, AUDIT_FILTERKEY})
@@ -41,6 +47,8 @@ _STRING_FIELDS = frozenset({13, 14, 15, 16, 17, 19, 20, 21, 22, 23, 105, 107, 11
 # operators (userspace encoding of fieldflags)
 AUDIT_EQUAL = 0x40000000
 AUDIT_NOT_EQUAL = 0x30000000
+AUDIT_LESS_THAN_OR_EQUAL = 0x50000000
+AUDIT_GREATER_THAN_OR_EQUAL = 0x60000000
 
 AUDIT_ARCH_X86_64 = 0xC000003E
 AUDIT_ARCH_I386 = 0x40000003
@@ -51,7 +59,7 @@ AUDIT_ARCH_ARM = 0x40000028
 #: aarch64 from asm-generic/unistd.h, arm EABI from asm/unistd-eabi.h).
 SYSCALL_TABLES: dict[int, dict[str, int]] = {
     AUDIT_ARCH_X86_64: {"execve": 59, "execveat": 322, "connect": 42, "bind": 49, "accept": 43, "accept4": 288},
-    AUDIT_ARCH_I386: {"execve": 11, "execveat": 358, "connect": 362, "bind": 361, "accept4": 364},
+    AUDIT_ARCH_I386: {"execve": 11, "execveat": 358, "connect": 362, "bind": 361, "accept4": 364, "socketcall": 102},
     AUDIT_ARCH_AARCH64: {"execve": 221, "execveat": 281, "connect": 203, "bind": 200, "accept": 202, "accept4": 242},
     AUDIT_ARCH_ARM: {"execve": 11, "execveat": 387, "connect": 283, "bind": 282, "accept": 285, "accept4": 366},
 }
@@ -65,6 +73,8 @@ ABIS: dict[str, tuple[int, int]] = {
 
 EXEC_SYSCALLS = ("execve", "execveat")
 SOCKET_SYSCALLS = ("connect", "bind", "accept", "accept4")
+#: socketcall(2)'s call number (its a0) -> the socket call it makes, for those we audit
+SOCKETCALL_CALLS = {2: "bind", 3: "connect", 5: "accept", 18: "accept4"}
 
 _RULE = struct.Struct(f"=3I{AUDIT_BITMASK_SIZE}I{AUDIT_MAX_FIELDS}I{AUDIT_MAX_FIELDS}I{AUDIT_MAX_FIELDS}II")
 
@@ -108,8 +118,28 @@ class AuditRule:
         return None
 
 
-def build_rule(arch: int, syscalls: list[str] | tuple[str, ...], *, key: str = DEFAULT_KEY, exclude_pid: int | None = None) -> bytes:
-    """``-a exit,always -F arch=ARCH -S ... [-F pid!=PID] -k KEY`` as rule bytes."""
+def agent_rules(
+    arch: int, *, socket_events: bool, key: str = DEFAULT_KEY, exclude_pid: int | None = None
+) -> list[bytes]:
+    """The rules the agent installs for one ABI: exec calls, and socket calls when ``socket_events``."""
+    rules = [build_rule(arch, EXEC_SYSCALLS + (SOCKET_SYSCALLS if socket_events else ()), key=key,
+                        exclude_pid=exclude_pid)]
+    if socket_events and "socketcall" in SYSCALL_TABLES.get(arch, {}):
+        for fields in (((AUDIT_ARG0, AUDIT_GREATER_THAN_OR_EQUAL, 2), (AUDIT_ARG0, AUDIT_LESS_THAN_OR_EQUAL, 5)),
+                       ((AUDIT_ARG0, AUDIT_EQUAL, 18),)):
+            rules.append(build_rule(arch, ("socketcall",), key=key, exclude_pid=exclude_pid, fields=fields))
+    return rules
+
+
+def build_rule(
+    arch: int,
+    syscalls: list[str] | tuple[str, ...],
+    *,
+    key: str = DEFAULT_KEY,
+    exclude_pid: int | None = None,
+    fields: tuple[tuple[int, int, int], ...] = (),
+) -> bytes:
+    """``-a exit,always -F arch=ARCH -S ... [-F FIELD OP VALUE ...] [-F pid!=PID] -k KEY`` as rule bytes."""
     table = SYSCALL_TABLES.get(arch)
     if table is None:
         raise ValueError(f"audit rules: no syscall table for arch 0x{arch:08x}")
@@ -120,6 +150,10 @@ def build_rule(arch: int, syscalls: list[str] | tuple[str, ...], *, key: str = D
     for nr in numbers:
         mask[nr // 32] |= 1 << (nr % 32)
     fids, values, ops = [AUDIT_ARCH], [arch], [AUDIT_EQUAL]
+    for fid, op, value in fields:
+        fids.append(fid)
+        values.append(value)
+        ops.append(op)
     if exclude_pid is not None:
         fids.append(AUDIT_PID)
         values.append(exclude_pid)

@@ -13,8 +13,9 @@ start was left by a crashed run, and is the state stop() puts back (the kernel
 shows what the crashed run set).  A corrupt file is logged and ignored.
 
 Control requests go over their own socket; the event socket is read on the event
-loop (``add_reader``) in a tight non-blocking loop, records are parsed lazily and
-only for the types rows are built from.
+loop (``add_reader``) in a tight non-blocking loop, then left alone for ``LINGER``
+(10 ms) once emptied so records are read in batches rather than one wake-up per
+exec; records are parsed lazily and only for the types rows are built from.
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ from .._netlink import NetlinkReader
 from ..base import EventSource, Sink, SourceStatus, SourceUnavailable
 from .netlink import AUDIT_NLGRP_READLOG, AuditNetlink, AuditStatus, NetlinkError, open_audit_socket
 from .reassemble import AuditEvent, Reassembler
-from .records import CWD, EOE, EXECVE, PATH, SOCKADDR, SYSCALL, Record, RecordError, parse_message
+from .records import CWD, EOE, EXECVE, PATH, SOCKADDR, SOCKETCALL, SYSCALL, Record, RecordError, parse_message
 from .rows import RowBuilder
-from .rules import AUDIT_NOT_EQUAL, AUDIT_PID, DEFAULT_KEY, EXEC_SYSCALLS, SOCKET_SYSCALLS, build_rule, native_abis, parse_rule
+from .rules import AUDIT_NOT_EQUAL, AUDIT_PID, DEFAULT_KEY, agent_rules, native_abis, parse_rule
 from .state import SavedState, StateFileError, load_state, remove_state, save_state
 
 __all__ = ["AuditSource", "pid_alive"]
@@ -45,8 +46,9 @@ log = logging.getLogger(__name__)
 
 MODES = ("auto", "owner", "read-only")
 RCVBUF = 32 << 20  # kauditd must never wait on us: 32 MiB of records
-LIVE_TYPES = frozenset({SYSCALL, PATH, SOCKADDR, CWD, EXECVE, EOE})  # PROCTITLE is not needed live
+LIVE_TYPES = frozenset({SYSCALL, PATH, SOCKADDR, SOCKETCALL, CWD, EXECVE, EOE})  # PROCTITLE is not needed live
 BATCH = 1024  # datagrams per readable callback before yielding to the loop
+LINGER = 0.01  # s between reads of a socket that was emptied: ~8 records/exec read in batches, not one by one
 MAX_EXAMPLES = 5
 
 
@@ -169,7 +171,7 @@ class AuditSource(EventSource):
         self._pending_stash: list[tuple[int, bytes]] = []  # records that came with the AUDIT_SET ack
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
-        self._reader = NetlinkReader(self._feed, what="audit", batch=BATCH, before_batch=self._tick)
+        self._reader = NetlinkReader(self._feed, what="audit", batch=BATCH, before_batch=self._tick, linger=LINGER)
         self._now = time.monotonic()  # the reader's clock, read once per batch
         self._reasm = Reassembler(timeout=reorder_timeout)
         self._builder = RowBuilder(own_pid=self.own_pid, socket_events=socket_events)
@@ -403,16 +405,15 @@ class AuditSource(EventSource):
             raise _unavailable("cannot join the audit multicast group (needs CAP_AUDIT_READ)", exc) from exc
 
     def _add_rules(self, ctl: AuditNetlink) -> None:
-        syscalls = EXEC_SYSCALLS + (SOCKET_SYSCALLS if self.socket_events else ())
         for arch in native_abis():
-            rule = build_rule(arch, syscalls, key=self.key, exclude_pid=self.own_pid)
-            try:
-                ctl.add_rule(rule)
-            except NetlinkError as exc:
-                if exc.errno == errno.EEXIST:
-                    continue  # the same rule (same pid) is there already; not ours to delete
-                raise _unavailable(f"adding the audit rule for arch 0x{arch:08x} failed", exc) from exc
-            self._rules.append(rule)
+            for rule in agent_rules(arch, socket_events=self.socket_events, key=self.key, exclude_pid=self.own_pid):
+                try:
+                    ctl.add_rule(rule)
+                except NetlinkError as exc:
+                    if exc.errno == errno.EEXIST:
+                        continue  # the same rule (same pid) is there already; not ours to delete
+                    raise _unavailable(f"adding the audit rule for arch 0x{arch:08x} failed", exc) from exc
+                self._rules.append(rule)
 
     def _restore(self) -> None:
         """Put back what _setup found; every step is attempted, failures are logged."""
