@@ -118,6 +118,7 @@ class Settings:
     stop_timeout: float = 5.0  # the whole shutdown fits in this
     query_grace: float = 2.0  # how long shutdown waits for a running query before interrupting it
     adhoc_time_limit: float = 60.0  # control-socket queries
+    adhoc_max_rows: int = 1_000_000  # control-socket queries: bounded before they are held in memory
     loss_report_interval: float = 60.0
     watchdog_interval: float = 3.0  # seconds between samples of our own CPU and RSS (osquery: 3)
 
@@ -684,7 +685,7 @@ class Agent:
 
     def _adhoc(self, sql: str, time_limit: float) -> Any:
         assert self.database is not None
-        return self.database.execute(sql, time_limit=time_limit)
+        return self.database.execute(sql, time_limit=time_limit, max_rows=self.settings.adhoc_max_rows)
 
     def status(self) -> dict[str, Any]:
         """Schedule, event sources and buffers, agent info (``agent-cli status``)."""

@@ -317,26 +317,42 @@ class Database:
         *,
         consumer: str | None = None,
         time_limit: float | None = None,
+        max_rows: int | None = None,
     ) -> QueryResult:
-        """Run ``sql`` and return every row; raise :class:`QueryError` with a clear message.
+        """Run one SQL statement and return every row; raise :class:`QueryError` with a clear message.
 
         ``consumer`` names the scheduled query asking, so event tables return only the
         events it has not seen yet; ad-hoc queries pass None and see the whole buffer.
+        ``max_rows`` bounds the result held in memory (ad-hoc queries from the network).
+        Several statements in one call are refused: their rows would share one header.
         """
         limit = self.time_limit if time_limit is None else time_limit
         self._run.time_limit = limit
         self._run.deadline = time.monotonic() + limit if limit and limit > 0 else float("inf")
         self._run.consumer = consumer
         columns: list[str] = []
+        statements = 0
 
         def trace(cursor: apsw.Cursor, statement: str, _bindings: Any) -> bool:
+            nonlocal statements
+            statements += 1
+            if statements > 1:
+                return False  # aborts with ExecTraceAbort, reported below
             columns[:] = [d[0] for d in cursor.get_description()]
             return True
 
         cursor = self.connection.cursor()
         cursor.exec_trace = trace
+        rows: list[tuple[Any, ...]] = []
         try:
-            rows = list(cursor.execute(sql, bindings))
+            for row in cursor.execute(sql, bindings):
+                rows.append(row)
+                if max_rows is not None and len(rows) > max_rows:
+                    raise QueryError(
+                        f"result too large: more than {max_rows:,} rows; narrow it with WHERE or LIMIT"
+                    )
+        except apsw.ExecTraceAbort:
+            raise QueryError("one SQL statement per query, please: this one has several") from None
         except QueryError:
             raise
         except QueryDeadline:
@@ -354,6 +370,7 @@ class Database:
         except TypeError as exc:  # apsw: wrong number/type of bindings
             raise QueryError(str(exc)) from None
         finally:
+            cursor.close(True)  # end an abandoned statement now: its generate() runs its cleanup
             self._run.deadline = float("inf")
             self._run.consumer = None
         return QueryResult(columns, rows)

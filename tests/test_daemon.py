@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.control import format_status, remote_query, remote_status
+from agent.control import ControlError, format_status, remote_query, remote_status
 from agent.config import parse_config
 from agent.daemon import DEFAULT_CONFIG, Agent, Settings
 from agent.sdnotify import Notifier
@@ -180,6 +180,25 @@ async def test_serve_until_the_shutdown_trigger(tmp_path):
     notify.close()
     assert not os.path.exists(agent.settings.socket)
     assert [line["name"] for line in result_lines(tmp_path)] == ["one"]
+
+
+async def test_adhoc_results_are_bounded_before_they_are_held(tmp_path):
+    """A control-socket query past adhoc_max_rows gets a clear error; the daemon goes on serving."""
+    stop = asyncio.Event()
+    config = write_config(tmp_path / "agentd.conf", {"one": {"query": "SELECT 1 AS one", "interval": 3600}})
+    agent = Agent(settings_for(tmp_path, config, Clock(), adhoc_max_rows=50), shutdown_trigger=stop.wait, environ={})
+    serving = asyncio.create_task(agent.serve())
+    for _ in range(300):
+        if os.path.exists(agent.settings.socket):
+            break
+        await asyncio.sleep(0.05)
+    many = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 51) SELECT x FROM c"
+    with pytest.raises(ControlError, match="more than 50 rows"):
+        await asyncio.to_thread(remote_query, agent.settings.socket, many)
+    _, rows = await asyncio.to_thread(remote_query, agent.settings.socket, many.replace("51", "50"))
+    assert len(rows) == 50
+    stop.set()
+    assert await asyncio.wait_for(serving, timeout=30) == 0
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

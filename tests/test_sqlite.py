@@ -234,3 +234,16 @@ def test_consumer_reaches_generate() -> None:
 def test_registering_a_name_twice_fails(db: Database) -> None:
     with pytest.raises(ValueError, match="twice"):
         db.register(NUMBERS)
+
+
+def test_several_statements_are_refused(db: Database) -> None:
+    with pytest.raises(QueryError, match="one SQL statement per query"):
+        db.execute("SELECT 1; SELECT 2, 3")
+    assert db.execute("SELECT 1;  ").rows == [(1,)], "a trailing semicolon is one statement"
+
+
+def test_max_rows_bounds_the_result(db: Database) -> None:
+    with pytest.raises(QueryError, match="more than 10 rows"):
+        db.execute("SELECT n FROM numbers", max_rows=10)
+    assert len(db.execute("SELECT n FROM numbers", max_rows=100).rows) == 100
+    assert db.execute("SELECT n FROM numbers WHERE n = 1").rows == [(1,)], "usable afterwards"
