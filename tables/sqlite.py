@@ -365,6 +365,11 @@ class Database:
             ) from None
         except apsw.AuthError as exc:
             raise QueryError(f"{_message(exc)} (queries are read-only)") from None
+        except apsw.SQLError as exc:
+            message = _message(exc)
+            if "may not be modified" in message:  # SQLite refuses writes to read-only tables before the authorizer
+                message = f"not authorized: {message} (queries are read-only)"
+            raise QueryError(message) from None
         except (apsw.Error, TableError) as exc:
             raise QueryError(_message(exc)) from None
         except TypeError as exc:  # apsw: wrong number/type of bindings

@@ -47,7 +47,7 @@ def test_query_csv_and_line() -> None:
         ("SELEC 1", 'near "SELEC": syntax error'),
         ("SELECT * FROM no_such_table", "no such table: no_such_table"),
         ("SELECT * FROM hash", "Table hash was queried without a required column"),
-        ("DELETE FROM processes", "table processes may not be modified"),  # as osquery: no xUpdate
+        ("DELETE FROM processes", "not authorized: table processes may not be modified"),
         ("ATTACH ':memory:' AS x", "not authorized"),
     ],
 )

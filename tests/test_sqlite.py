@@ -156,8 +156,7 @@ def test_required_column_from_equality_like_or_join(db: Database) -> None:
     ],
 )
 def test_writes_and_escapes_are_not_authorized(db: Database, sql: str) -> None:
-    # SQLite itself refuses some writes to read-only virtual tables before asking the authorizer
-    with pytest.raises(QueryError, match="not authorized|may not be modified"):
+    with pytest.raises(QueryError, match="not authorized"):
         db.execute(sql)
 
 
