@@ -13,6 +13,7 @@ A failed query prints ``Error: <message>`` to stderr and exits 1, never a traceb
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -100,11 +101,19 @@ class RemoteEngine:
     def execute(self, sql: str) -> tuple[list[str], list[Sequence[Any]]]:
         from .control import ControlError, remote_query
 
+        # agentd interrupts the query at --time-limit (0: at its own ad-hoc limit); wait a little longer.
+        limit = self.time_limit if self.time_limit > 0 else None
         try:
-            columns, rows = remote_query(self.socket_path, sql, timeout=self.time_limit + 5)
+            columns, rows = remote_query(
+                self.socket_path, sql, time_limit=limit, timeout=(limit or _NO_LIMIT_WAIT) + 5
+            )
         except ControlError as exc:
             raise UserError(str(exc)) from None
         return list(columns), list(rows)
+
+
+#: How long agent-cli --connect waits for a query run without --time-limit (agentd bounds it itself).
+_NO_LIMIT_WAIT = 3600.0
 
 
 class UserError(Exception):
@@ -360,6 +369,17 @@ class Shell:
 # -- argument parsing -------------------------------------------------------
 
 
+def _seconds(text: str) -> float:
+    """An argparse type: a number of seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds, 0 or more, not {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="agent-cli",
@@ -367,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--connect", metavar="SOCKET", help="run inside the agentd listening on this control socket")
     parser.add_argument(
-        "--time-limit", type=float, default=DEFAULT_TIME_LIMIT, metavar="SECONDS",
+        "--time-limit", type=_seconds, default=DEFAULT_TIME_LIMIT, metavar="SECONDS",
         help=f"interrupt a query running longer than this (default {DEFAULT_TIME_LIMIT:g}; 0: no limit)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

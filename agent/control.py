@@ -94,6 +94,7 @@ class ControlServer:
         self.max_request = max_request
         self.max_reply = max_reply
         self._server: asyncio.AbstractServer | None = None
+        self._bound = False  # the socket file at path is ours to remove
         self._connections: set[asyncio.Task[Any]] = set()
         self.requests = 0
         self.errors = 0
@@ -104,17 +105,19 @@ class ControlServer:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.bind(self.path)
+            self._bound = True
             os.chmod(self.path, 0o600)
             sock.listen(16)
             sock.setblocking(False)
             self._server = await asyncio.start_unix_server(self._serve, sock=sock, limit=self.max_request)
         except OSError as exc:
             sock.close()
+            await self.close()
             raise ControlError(f"cannot listen on control socket {self.path}: {exc.strerror or exc}") from exc
         log.info("control socket listening on %s", self.path)
 
     async def close(self) -> None:
-        """Stop accepting, end open connections, remove the socket file."""
+        """Stop accepting, end open connections, remove the socket file (only one this server bound)."""
         if self._server is not None:
             self._server.close()
             for task in list(self._connections):
@@ -124,8 +127,10 @@ class ControlServer:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), timeout=1.0)
             self._server = None
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+        if self._bound:
+            self._bound = False
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

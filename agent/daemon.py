@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tables._procfs import CLK_TCK
 from tables.registry import all_specs
 from tables.spec import TableSpec
 from tables.sqlite import Database, QueryError
@@ -52,6 +53,8 @@ from .watchdog import (
     ResourceWatch,
     WatchdogLimits,
     denylist_message,
+    own_rss,
+    parse_stat,
     read_sample,
 )
 
@@ -198,19 +201,10 @@ def _thread_cpu_ms() -> tuple[int, int]:
     """(user, system) CPU milliseconds of the calling thread (/proc/thread-self/stat)."""
     try:
         with open("/proc/thread-self/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-        tick = os.sysconf("SC_CLK_TCK")
-        return int(fields[11]) * 1000 // tick, int(fields[12]) * 1000 // tick
+            utime, stime = parse_stat(f.read())
     except (OSError, ValueError, IndexError):
         return 0, 0
-
-
-def _rss() -> int:
-    try:
-        with open("/proc/self/statm", "rb") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
+    return utime * 1000 // CLK_TCK, stime * 1000 // CLK_TCK
 
 
 class Agent:
@@ -378,14 +372,14 @@ class Agent:
             if name in self.queries:
                 log.warning("query %s stays denylisted until %s (%s)", name, _utc(until), reason)
 
-        await self.events.start()
+        # The socket first: a path that cannot be served fails start-up before kernel audit is touched.
         self.control = ControlServer(settings.socket, self)
         try:
             await self.control.start()
         except ControlError as exc:
             self._fail(str(exc))
-            await self.events.stop()
             return
+        await self.events.start()
 
         if limits.enabled:
             self.watch = ResourceWatch(limits, started=time.monotonic())
@@ -551,7 +545,7 @@ class Agent:
             outcome = RunOutcome(name=query.name, error=f"internal error: {type(exc).__name__}: {exc}")
         user1, system1 = _thread_cpu_ms()
         size = len(encode_lines(outcome.lines)) if outcome.lines else 0
-        return outcome, user1 - user0, system1 - system0, _rss(), size
+        return outcome, user1 - user0, system1 - system0, own_rss(), size
 
     def denylist(self, query: ScheduledQuery, reason: str) -> None:
         """Denylist ``query`` for 24 h (unless ``denylist: false`` or an event-only query), and log why."""
@@ -709,7 +703,7 @@ class Agent:
                 "state_dir": info.state_dir,
                 "results_log": info.results_log,
                 "socket": info.socket,
-                "rss_bytes": self.state.rss or _rss(),
+                "rss_bytes": self.state.rss or own_rss(),
                 "cpu_percent": round(self.state.cpu_percent, 2),
                 "running": self.state.running,
                 "events": self.events.choice if self.events is not None else "",

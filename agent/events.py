@@ -87,21 +87,10 @@ class EventOptions:
 
     @classmethod
     def from_options(cls, options: Any) -> EventOptions:
-        """From any object with (some of) these attribute names, e.g. agent.options.Options.
-
-        ``audit_backlog_limit`` is taken only when the config set it explicitly
-        (``options.explicit``); otherwise the event manager's 8192 applies.
-        """
+        """From any object with (some of) these attribute names, e.g. agent.options.Options."""
         if isinstance(options, cls):
             return options
-        values: dict[str, Any] = {}
-        explicit = getattr(options, "explicit", None)
-        for name in cls.__dataclass_fields__:
-            if not hasattr(options, name):
-                continue
-            if name == "audit_backlog_limit" and explicit is not None and name not in explicit:
-                continue
-            values[name] = getattr(options, name)
+        values = {name: getattr(options, name) for name in cls.__dataclass_fields__ if hasattr(options, name)}
         return cls(**values)
 
 

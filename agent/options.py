@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .events import PROCESS_SOURCES
+
 __all__ = ["HOST_IDENTIFIERS", "OptionError", "Options", "WATCHDOG_PROFILES", "parse_options"]
 
 HOST_IDENTIFIERS = ("hostname", "uuid", "instance", "ephemeral", "specified")
@@ -62,11 +64,12 @@ class Options:
     events_enforce_denylist: bool = False
     # audit (Linux). agentd exists to capture events, so audit is on by default (osquery: off).
     disable_audit: bool = False
+    process_events_source: str = "auto"  # agentd's own: auto (audit, proc_connector, proc_poll) or one of them
     audit_allow_process_events: bool = True
     audit_allow_sockets: bool = False
     audit_allow_user_events: bool = True
     audit_allow_fim_events: bool = False
-    audit_backlog_limit: int = 4096
+    audit_backlog_limit: int = 8192  # osquery: 4096; zero loss at ~2,600 execs/s wants more (bench/RESULTS.md)
     audit_backlog_wait_time: int = 0
     # watchdog
     watchdog_level: int = 0
@@ -78,11 +81,9 @@ class Options:
     disable_watchdog: bool = False
     #: custom_* options, kept as given.
     custom: dict[str, Any] = field(default_factory=dict)
-    #: names set explicitly in the config (the rest are defaults).
-    explicit: frozenset[str] = frozenset()
 
 
-_SPECIAL = {"custom", "explicit"}
+_SPECIAL = {"custom"}
 _FIELDS = {f.name: f for f in dataclasses.fields(Options) if f.name not in _SPECIAL}
 _TYPES = {name: Options.__annotations__[name] for name in _FIELDS}
 _RANGES: dict[str, tuple[float, float]] = {
@@ -176,10 +177,16 @@ def parse_options(raw: Mapping[str, Any] | None) -> tuple[Options, list[str]]:
         )
     if values.get("host_identifier") == "specified" and not values.get("specified_identifier"):
         raise OptionError("options.specified_identifier: required (non-empty) when host_identifier is 'specified'")
+    sources = ("auto", *PROCESS_SOURCES)
+    if values.get("process_events_source", "auto") not in sources:
+        raise OptionError(
+            f"options.process_events_source: must be one of {', '.join(sources)}, "
+            f"got {values['process_events_source']!r}"
+        )
     if "pack_delimiter" in values and not values["pack_delimiter"]:
         raise OptionError("options.pack_delimiter: must not be empty")
     level = values.get("watchdog_level", 0)
     for name, default in zip(_WATCHDOG_LIMITS, WATCHDOG_PROFILES[level]):
         values.setdefault(name, default)  # the profile gives limits not set explicitly
-    options = Options(**values, custom=custom, explicit=frozenset(k for k in raw if k in _FIELDS))
+    options = Options(**values, custom=custom)
     return options, warnings

@@ -15,7 +15,7 @@ import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["MODES", "render"]
+__all__ = ["MODES", "escape_controls", "render"]
 
 MODES = ("pretty", "json", "csv", "line")
 
@@ -42,7 +42,8 @@ def _width(text: str) -> int:
 _ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)} | {0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"}
 
 
-def _cell(text: str) -> str:
+def escape_controls(text: str) -> str:
+    """``text`` with control characters escaped (\\n, \\x1b, ...), safe to print on a terminal."""
     return text if text.isprintable() else text.translate(_ESCAPES)
 
 
@@ -50,7 +51,7 @@ def render_pretty(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A ``+---+`` box with a header row; nothing at all for an empty result."""
     if not rows:
         return ""
-    cells = [[_cell(_text(v)) for v in row] for row in rows]
+    cells = [[escape_controls(_text(v)) for v in row] for row in rows]
     widths = [_width(c) for c in columns]
     for row in cells:
         for i, text in enumerate(row):

@@ -196,10 +196,6 @@ class StateDB:
         with self._lock:
             return [r[0] for r in self._db.execute("SELECT name FROM queries ORDER BY name")]
 
-    def forget_query(self, name: str) -> None:
-        with self._lock:
-            self._db.execute("DELETE FROM queries WHERE name = ?", (name,))
-
     # -- outbox ------------------------------------------------------------
 
     def pending(self) -> list[OutboxEntry]:

@@ -17,6 +17,8 @@ from typing import Any, Protocol
 
 from tables.spec import Column, QueryContext, Row, TableSpec
 
+from .watchdog import own_rss
+
 __all__ = [
     "AGENT_SERVICE",
     "AgentInfo",
@@ -177,12 +179,7 @@ def _info(context: QueryContext) -> AgentInfo:
 def _self_usage() -> tuple[int, int, int]:
     """(resident bytes, user ms, system ms) of this process."""
     t = os.times()
-    try:
-        with open("/proc/self/statm", "rb") as f:
-            rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        rss = 0
-    return rss, int(t.user * 1000), int(t.system * 1000)
+    return own_rss(), int(t.user * 1000), int(t.system * 1000)
 
 
 # ---------------------------------------------------------------------------
@@ -527,7 +524,7 @@ def flag_rows(options: Any) -> list[dict[str, Any]]:
     defaults = type(options)()
     rows = []
     for f in dataclasses.fields(options):
-        if f.name in ("custom", "explicit"):
+        if f.name == "custom":
             continue
         value = getattr(options, f.name)
         kind = {bool: "bool", int: "int32", float: "double"}.get(type(value), "string")

@@ -27,6 +27,7 @@ from tables.registry import all_specs
 from tables.spec import TableSpec
 
 from .events import PROCESS_SOURCES, EventManager, EventOptions
+from .output import escape_controls
 
 __all__ = ["RowPrinter", "add_parser", "run"]
 
@@ -120,7 +121,7 @@ def _text(column: str, value: Any) -> str:
         return time.strftime("%H:%M:%S", time.localtime(value))
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
-    return str(value).replace("\n", "\\n").replace("\t", "\\t")
+    return escape_controls(str(value))  # a process may put terminal escapes in its command line
 
 
 def _event_spec(name: str) -> TableSpec:

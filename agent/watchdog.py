@@ -23,6 +23,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tables._procfs import CLK_TCK, PAGE_SIZE, STAT_STIME, STAT_UTIME
+from tables._procfs import parse_stat as _stat_fields
+
 __all__ = [
     "DENYLIST_SECONDS",
     "EXIT_WATCHDOG",
@@ -31,6 +34,7 @@ __all__ = [
     "Verdict",
     "WatchdogLimits",
     "denylist_message",
+    "own_rss",
     "parse_stat",
     "parse_statm",
     "read_sample",
@@ -41,8 +45,6 @@ EXIT_WATCHDOG = 75
 #: How long a query that tripped the watchdog stays denylisted (osquery: one day).
 DENYLIST_SECONDS = 86_400
 
-_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 #: osquery's watchdog profiles by --watchdog_level: (memory MB, CPU %, latency s).
 _LEVELS = {0: (200.0, 10.0, 12.0), 1: (100.0, 5.0, 6.0), -1: (10_000.0, 100.0, 0.0)}
@@ -110,15 +112,23 @@ class Verdict:
 
 
 def parse_stat(text: bytes) -> tuple[int, int]:
-    """(utime, stime) clock ticks from /proc/<pid>/stat text (split on the last ')')."""
-    fields = text[text.rindex(b")") + 2 :].split()
-    # fields[0] is state (field 3); utime and stime are fields 14 and 15.
-    return int(fields[11]), int(fields[12])
+    """(utime, stime) clock ticks from /proc/<pid>/stat text."""
+    _, fields = _stat_fields(text)
+    return int(fields[STAT_UTIME]), int(fields[STAT_STIME])
 
 
-def parse_statm(text: bytes, page_size: int = _PAGE) -> int:
+def parse_statm(text: bytes, page_size: int = PAGE_SIZE) -> int:
     """Resident set size in bytes from /proc/<pid>/statm text."""
     return int(text.split()[1]) * page_size
+
+
+def own_rss() -> int:
+    """This process's resident set size in bytes (0 when /proc cannot say)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return parse_statm(f.read())
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def read_sample(proc: str = "/proc", pid: int | str = "self") -> Sample:
@@ -127,7 +137,7 @@ def read_sample(proc: str = "/proc", pid: int | str = "self") -> Sample:
         utime, stime = parse_stat(f.read())
     with open(f"{proc}/{pid}/statm", "rb") as f:
         rss = parse_statm(f.read())
-    return Sample(time=time.monotonic(), cpu=(utime + stime) / _CLK_TCK, rss=rss)
+    return Sample(time=time.monotonic(), cpu=(utime + stime) / CLK_TCK, rss=rss)
 
 
 class ResourceWatch:

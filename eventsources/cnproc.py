@@ -26,7 +26,7 @@ from typing import Any
 
 from ._netlink import NLMSGHDR, NetlinkReader, open_netlink, pack_nlmsg
 from .base import EventSource, Sink, SourceStatus, SourceUnavailable
-from .procinfo import ProcessGone, snapshot
+from .procinfo import ProcessGone, executable_columns, snapshot
 
 __all__ = ["ProcEvent", "ProcConnectorSource", "build_listen_message", "parse_messages"]
 
@@ -144,25 +144,6 @@ def _refused(what: str, exc: OSError) -> str:
     if exc.errno in (errno.ECONNREFUSED, errno.EPERM, errno.EACCES):
         what = "proc connector subscribe failed (not in the initial network namespace, or no CAP_NET_ADMIN)"
     return f"{what}: {exc}"
-
-
-def _file_columns(path: str | None) -> dict[str, Any]:
-    """mode/owner/times of the executable, as process_events shows them."""
-    if not path:
-        return {}
-    try:
-        st = os.stat(path)
-    except OSError:
-        return {}
-    return {
-        "mode": f"{st.st_mode:07o}",  # as audit's PATH record writes it, e.g. 0100755
-        "owner_uid": st.st_uid,
-        "owner_gid": st.st_gid,
-        "atime": int(st.st_atime),
-        "mtime": int(st.st_mtime),
-        "ctime": int(st.st_ctime),
-        "btime": 0,
-    }
 
 
 class ProcConnectorSource(EventSource):
@@ -309,7 +290,7 @@ class ProcConnectorSource(EventSource):
         except ProcessGone:
             self._n.enrich_missed += 1
             row = {"pid": ev.pid, "parent": self._parents.get(ev.pid, -1)}
-        row.update(_file_columns(row.get("path")))
+        row.update(executable_columns(row.get("path")))
         row["syscall"] = "execve"
         row["status"] = 0
         row["time"] = int(time.time())

@@ -13,10 +13,13 @@ import os
 import re
 from typing import Any
 
+from tables._procfs import STAT_PPID, STAT_STARTTIME, parse_stat
+
 __all__ = [
     "ProcessGone",
     "cgroup_of",
     "container_id_from_cgroup",
+    "executable_columns",
     "parse_cgroup",
     "parse_cmdline",
     "parse_stat_times",
@@ -93,13 +96,9 @@ def parse_status(text: str) -> dict[str, int | None]:
 
 
 def parse_stat_times(data: bytes) -> tuple[int, int]:
-    """(ppid, starttime in clock ticks since boot) from /proc/PID/stat bytes.
-
-    The comm field may hold spaces and parentheses: split on the LAST ')'.
-    """
-    rest = data[data.rindex(b")") + 2 :].split()
-    # rest[0] is state (field 3); ppid is field 4, starttime field 22.
-    return int(rest[1]), int(rest[19])
+    """(ppid, starttime in clock ticks since boot) from /proc/PID/stat bytes."""
+    _, fields = parse_stat(data)
+    return int(fields[STAT_PPID]), int(fields[STAT_STARTTIME])
 
 
 def _read_bytes(path: str) -> bytes:
@@ -128,6 +127,25 @@ def _readlink(path: str) -> str | None:
     except PermissionError:
         return None
     return target
+
+
+def executable_columns(path: str | None) -> dict[str, Any]:
+    """mode/owner/times of the executable at ``path``, as process_events shows them ({} when unreadable)."""
+    if not path:
+        return {}
+    try:
+        st = os.stat(path)
+    except OSError:
+        return {}
+    return {
+        "mode": f"{st.st_mode:07o}",  # as audit's PATH record writes it, e.g. 0100755
+        "owner_uid": st.st_uid,
+        "owner_gid": st.st_gid,
+        "atime": int(st.st_atime),
+        "mtime": int(st.st_mtime),
+        "ctime": int(st.st_ctime),
+        "btime": 0,
+    }
 
 
 def snapshot(pid: int, proc_root: str = "/proc") -> dict[str, Any]:

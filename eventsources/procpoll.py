@@ -17,22 +17,16 @@ import os
 import time
 from typing import Any
 
-from .base import EventSource, Sink, SourceStatus
-from .procinfo import ProcessGone, parse_stat_times, snapshot
+from tables._procfs import boot_time
 
-__all__ = ["ProcPollSource", "parse_boot_time"]
+from .base import EventSource, Sink, SourceStatus
+from .procinfo import ProcessGone, executable_columns, parse_stat_times, snapshot
+
+__all__ = ["ProcPollSource"]
 
 log = logging.getLogger(__name__)
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def parse_boot_time(text: str) -> int | None:
-    """The ``btime`` (boot time, UNIX seconds) from /proc/stat text."""
-    for line in text.splitlines():
-        if line.startswith("btime "):
-            return int(line.split()[1])
-    return None
 
 
 class ProcPollSource(EventSource):
@@ -60,11 +54,7 @@ class ProcPollSource(EventSource):
     async def start(self) -> None:
         if self._task is not None:
             return
-        try:
-            with open(f"{self.proc_root}/stat", encoding="ascii", errors="replace") as f:
-                self._boot_time = parse_boot_time(f.read())
-        except OSError:
-            self._boot_time = None
+        self._boot_time = boot_time(self.proc_root)
         self._known = dict(self._scan())  # the baseline: no rows for what already runs
         self._task = asyncio.create_task(self._run(), name="proc_poll")
         self._mode = "active"
@@ -155,6 +145,7 @@ class ProcPollSource(EventSource):
         except ProcessGone:
             self.vanished += 1
             return None
+        row.update(executable_columns(row.get("path")))
         started = start / _CLK_TCK
         row["syscall"] = "execve"
         row["status"] = 0

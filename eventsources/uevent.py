@@ -21,6 +21,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tables._files import read_attr
+
 from ._netlink import NetlinkReader, open_netlink
 from .base import EventSource, Sink, SourceStatus, SourceUnavailable
 
@@ -122,12 +124,7 @@ def read_sysfs_attrs(sys_root: str, devpath: str) -> dict[str, str]:
     base = os.path.join(sys_root, devpath.lstrip("/"))
     out: dict[str, str] = {}
     for name, key in SYSFS_ATTRS.items():
-        try:
-            with open(os.path.join(base, name), "rb") as f:
-                value = f.read().decode("utf-8", "replace").strip()
-        except OSError:
-            continue
-        if value:
+        if value := read_attr(base, name):
             out[key] = value
     return out
 

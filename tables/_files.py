@@ -1,4 +1,4 @@
-"""Reading the host's small config files, and osquery's ``pid_with_namespace`` roots.
+"""Reading the host's small config files and sysfs/proc attributes, and osquery's ``pid_with_namespace`` roots.
 
 Shared by the file-backed tables (users, groups, etc_hosts, os_version, deb_packages,
 crontab, ...).  Missing files read as None; the caller decides what "missing" means.
@@ -6,21 +6,28 @@ crontab, ...).  Missing files read as None; the caller decides what "missing" me
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
+from ._paths import expand
 from .spec import HostPaths, QueryContext
 
 __all__ = [
     "Namespace",
+    "directory_entries",
     "list_files",
     "mount_namespace_id",
     "namespace_views",
     "namespaces",
+    "query_paths",
+    "read_attr",
     "read_bytes",
     "read_text",
 ]
+
+log = logging.getLogger(__name__)
 
 
 def read_bytes(path: str) -> bytes | None:
@@ -36,6 +43,19 @@ def read_text(path: str) -> str | None:
     """The file as text (undecodable bytes replaced), or None when it cannot be read."""
     data = read_bytes(path)
     return None if data is None else data.decode("utf-8", "replace")
+
+
+def read_attr(*parts: str) -> str | None:
+    """A sysfs/proc attribute file (path given whole or in parts) as stripped text.
+
+    None when it cannot be read for any OS reason: absent, refused, or EINVAL (a down
+    link's ``speed``), EIO and the like that some sysfs attributes answer.
+    """
+    try:
+        with open(os.path.join(*parts), "rb") as f:
+            return f.read().decode("utf-8", "replace").strip()
+    except OSError:
+        return None
 
 
 def list_files(directory: str) -> list[str]:
@@ -105,3 +125,33 @@ def namespaces(context: QueryContext) -> list[Namespace]:
         if ns_id is not None:
             found.append(Namespace(os.path.join(context.paths.proc, str(pid), "root"), pid, ns_id))
     return found
+
+
+def query_paths(
+    context: QueryContext, ns: Namespace, column: str, *, folders: bool = True, files: bool = True
+) -> list[str]:
+    """The paths the query names in ``column`` (``=``/``IN`` values, LIKE patterns expanded inside ``ns``).
+
+    As the query sees them (without the namespace's root prefix), sorted, each once;
+    ``folders``/``files`` keep only directories or only files among the LIKE matches.
+    """
+    found = {v for v in context.values(column) or () if isinstance(v, str) and v}
+    for pattern in context.likes.get(column, ()):
+        for match in expand(ns.prefix + pattern, folders=folders, files=files, check=context.check_deadline):
+            found.add(match[len(ns.prefix):])
+    return sorted(found)
+
+
+def directory_entries(
+    context: QueryContext, ns: Namespace, directories: list[str]
+) -> Iterator[tuple[str, str]]:
+    """(path, directory) of every entry directly inside each directory, by name; unlistable ones are skipped."""
+    for directory in directories:
+        try:
+            names = sorted(os.listdir(ns.prefix + directory))
+        except OSError as exc:  # not a directory, unreadable, vanished
+            log.debug("%s: cannot list %s: %s", context.table, directory, exc)
+            continue
+        for name in names:
+            context.check_deadline()
+            yield (directory + name if directory.endswith("/") else f"{directory}/{name}"), directory

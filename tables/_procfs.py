@@ -231,11 +231,11 @@ def parse_cgroup_path(data: bytes) -> str:
 
 def parse_boot_time(data: bytes) -> int:
     """The ``btime`` line of ``/proc/stat``."""
-    start = data.find(b"\nbtime ")
-    if start < 0:
+    start = 0 if data.startswith(b"btime ") else data.find(b"\nbtime ") + 1
+    if start == 0 and not data.startswith(b"btime "):
         raise ValueError("/proc/stat has no btime line")
-    end = data.find(b"\n", start + 7)
-    return int(data[start + 7 : end if end >= 0 else None])
+    end = data.find(b"\n", start + 6)
+    return int(data[start + 6 : end if end >= 0 else None])
 
 
 def parse_ns_inode(link: str) -> int | None:

@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterator
 
 from ._blkid import probe_device
-from ._files import read_text
+from ._files import read_attr, read_text
 from .spec import Column, HostPaths, QueryContext, Row, TableSpec
 
 __all__ = ["SPEC", "generate", "parse_udev_properties"]
@@ -22,11 +22,6 @@ def parse_udev_properties(text: str) -> dict[str, str]:
     return props
 
 
-def _attr(path: str) -> str | None:
-    text = read_text(path)
-    return None if text is None else text.strip()
-
-
 def _int(text: str | None) -> int | None:
     return int(text) if text is not None and text.isdigit() else None
 
@@ -36,10 +31,10 @@ def _device_row(paths: HostPaths, name: str, probe: bool) -> Row:
     is_partition = os.path.exists(f"{node}/partition")
     disk = os.path.basename(os.path.dirname(os.path.realpath(node))) if is_partition else None
     device_dir = f"{paths.sys}/class/block/{disk or name}/device"
-    dev = _attr(f"{node}/dev") or ""
+    dev = read_attr(f"{node}/dev") or ""
     props = parse_udev_properties(read_text(paths.host(f"/run/udev/data/b{dev}")) or "") if dev else {}
     queue = f"{paths.sys}/class/block/{disk or name}/queue"
-    size = _int(_attr(f"{node}/size"))
+    size = _int(read_attr(f"{node}/size"))
     if probe and "ID_FS_TYPE" not in props and size:
         found = probe_device(paths.host(f"/dev/{name}"))  # no udev record: read the superblock
         if found is not None:
@@ -47,11 +42,11 @@ def _device_row(paths: HostPaths, name: str, probe: bool) -> Row:
     return {
         "name": f"/dev/{name}",
         "parent": f"/dev/{disk}" if disk else "",
-        "vendor": props.get("ID_VENDOR") or _attr(f"{device_dir}/vendor") or "",
-        "model": props.get("ID_MODEL") or _attr(f"{device_dir}/model") or "",
-        "serial": props.get("ID_SERIAL_SHORT") or _attr(f"{node}/serial") or _attr(f"{device_dir}/serial") or "",
+        "vendor": props.get("ID_VENDOR") or read_attr(f"{device_dir}/vendor") or "",
+        "model": props.get("ID_MODEL") or read_attr(f"{device_dir}/model") or "",
+        "serial": props.get("ID_SERIAL_SHORT") or read_attr(f"{node}/serial") or read_attr(f"{device_dir}/serial") or "",
         "size": size,
-        "block_size": _int(_attr(f"{queue}/logical_block_size")),
+        "block_size": _int(read_attr(f"{queue}/logical_block_size")),
         "uuid": props.get("ID_FS_UUID", ""),
         "type": props.get("ID_FS_TYPE", ""),
         "label": props.get("ID_FS_LABEL", ""),

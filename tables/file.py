@@ -15,8 +15,8 @@ import os
 import stat
 from collections.abc import Iterator
 
-from ._files import Namespace, namespaces
-from ._paths import expand, split_path
+from ._files import directory_entries, namespaces, query_paths
+from ._paths import split_path
 from .spec import Column, QueryContext, Row, TableSpec
 
 __all__ = ["SPEC", "file_row", "file_type", "generate", "lsperms"]
@@ -90,39 +90,13 @@ def file_row(path: str, directory: str | None, real: str | None = None) -> Row |
     }
 
 
-def _named_paths(context: QueryContext, ns: Namespace) -> list[str]:
-    paths: set[str] = {v for v in context.values("path") or () if isinstance(v, str) and v}
-    for pattern in context.likes.get("path", ()):
-        for found in expand(ns.prefix + pattern, check=context.check_deadline):
-            paths.add(found[len(ns.prefix):])
-    return sorted(paths)
-
-
-def _named_directories(context: QueryContext, ns: Namespace) -> list[str]:
-    dirs: set[str] = {v for v in context.values("directory") or () if isinstance(v, str) and v}
-    for pattern in context.likes.get("directory", ()):
-        for found in expand(ns.prefix + pattern, files=False, check=context.check_deadline):
-            dirs.add(found[len(ns.prefix):])
-    return sorted(dirs)
-
-
 def generate(context: QueryContext) -> Iterator[Row]:
     for ns in namespaces(context):
         extra = {"pid_with_namespace": ns.pid, "mount_namespace_id": ns.mount_namespace_id}
-        for path in _named_paths(context, ns):
-            row = file_row(path, None, ns.prefix + path)
-            if row is not None:
-                row.update(extra)
-                yield row
-        for directory in _named_directories(context, ns):
-            try:
-                names = sorted(os.listdir(ns.prefix + directory))
-            except OSError as exc:  # not a directory, unreadable, vanished
-                log.debug("file: cannot list %s: %s", directory, exc)
-                continue
-            for name in names:
-                context.check_deadline()
-                path = directory + name if directory.endswith("/") else f"{directory}/{name}"
+        named = [(path, None) for path in query_paths(context, ns, "path")]
+        listed = directory_entries(context, ns, query_paths(context, ns, "directory", files=False))
+        for source in (named, listed):
+            for path, directory in source:
                 row = file_row(path, directory, ns.prefix + path)
                 if row is not None:
                     row.update(extra)

@@ -15,8 +15,8 @@ import os
 import stat
 from collections.abc import Iterator
 
-from ._files import Namespace, namespaces
-from ._paths import expand, split_path
+from ._files import Namespace, directory_entries, namespaces, query_paths
+from ._paths import split_path
 from .spec import Column, QueryContext, Row, TableSpec
 
 __all__ = ["SPEC", "generate", "hash_file"]
@@ -75,43 +75,12 @@ def _row(path: str, directory: str, real: str, ns: Namespace, algorithms: tuple[
     return row
 
 
-def _paths(context: QueryContext, ns: Namespace) -> Iterator[tuple[str, str]]:
-    """(path as the query sees it, parent directory) of each file the path column names."""
-    wanted: set[str] = set()
-    for value in context.values("path") or ():
-        if isinstance(value, str) and value:
-            wanted.add(value)
-    for pattern in context.likes.get("path", ()):
-        for found in expand(ns.prefix + pattern, folders=False, check=context.check_deadline):
-            wanted.add(found[len(ns.prefix):])
-    for path in sorted(wanted):
-        yield path, split_path(path)[0]
-
-
-def _directory_files(context: QueryContext, ns: Namespace) -> Iterator[tuple[str, str]]:
-    """(path, directory) of the regular files directly inside each directory named."""
-    directories: set[str] = set()
-    for value in context.values("directory") or ():
-        if isinstance(value, str) and value:
-            directories.add(value)
-    for pattern in context.likes.get("directory", ()):
-        for found in expand(ns.prefix + pattern, files=False, check=context.check_deadline):
-            directories.add(found[len(ns.prefix):])
-    for directory in sorted(directories):
-        try:
-            names = sorted(os.listdir(ns.prefix + directory))
-        except OSError as exc:
-            log.debug("hash: cannot list %s: %s", directory, exc)
-            continue
-        for name in names:
-            path = directory + name if directory.endswith("/") else f"{directory}/{name}"
-            yield path, directory
-
-
 def generate(context: QueryContext) -> Iterator[Row]:
     algorithms = tuple(name for name in DIGESTS if context.is_column_used(name))
     for ns in namespaces(context):
-        for source in (_paths(context, ns), _directory_files(context, ns)):
+        named = [(path, split_path(path)[0]) for path in query_paths(context, ns, "path", folders=False)]
+        listed = directory_entries(context, ns, query_paths(context, ns, "directory", files=False))
+        for source in (named, listed):
             for path, directory in source:
                 real = ns.prefix + path
                 if not _is_regular(real):

@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+from ._files import read_attr
 from ._netlink import attr, rtnl
 from .spec import Column, QueryContext, Row, TableSpec
 
@@ -38,14 +39,6 @@ def parse_pci_slot(uevent: str) -> str | None:
         if key == "PCI_SLOT_NAME" and value:
             return value.strip()
     return None
-
-
-def _read_sys(path: str) -> str | None:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read().decode("utf-8", "replace").strip()
-    except OSError:  # absent, EINVAL for a down link's speed, permission
-        return None
 
 
 def link_row(message: Any) -> Row:
@@ -74,13 +67,13 @@ def generate(context: QueryContext) -> Iterator[Row]:
         row = link_row(message)
         base = os.path.join(context.paths.sys, "class", "net", row["interface"])
         if want_speed:
-            speed = _read_sys(os.path.join(base, "speed"))
+            speed = read_attr(os.path.join(base, "speed"))
             try:
                 row["link_speed"] = int(speed) if speed is not None and int(speed) >= 0 else None
             except ValueError:
                 row["link_speed"] = None
         if want_pci:
-            uevent = _read_sys(os.path.join(base, "device", "uevent"))
+            uevent = read_attr(os.path.join(base, "device", "uevent"))
             row["pci_slot"] = parse_pci_slot(uevent) if uevent else None
         yield row
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import apsw
@@ -355,11 +355,7 @@ class Database:
             raise QueryError("one SQL statement per query, please: this one has several") from None
         except QueryError:
             raise
-        except QueryDeadline:
-            raise QueryTimeout(
-                f"query exceeded the time limit of {limit:g} s and was interrupted"
-            ) from None
-        except apsw.InterruptError:
+        except (QueryDeadline, apsw.InterruptError):
             raise QueryTimeout(
                 f"query exceeded the time limit of {limit:g} s and was interrupted"
             ) from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-from ._files import list_files, read_text
+from ._files import list_files, read_attr, read_text
 from .spec import Column, HostPaths, QueryContext, Row, TableSpec
 
 __all__ = ["CONFIG_DIRS", "SPEC", "generate", "parse_sysctl_conf"]
@@ -47,14 +47,6 @@ def _config(paths: HostPaths) -> dict[str, str]:
     return config
 
 
-def _read_value(path: str) -> str | None:
-    try:
-        with open(path, "rb") as f:
-            return f.read().decode("utf-8", "replace").strip()
-    except OSError:  # write-only controls (vm.drop_caches) and refused reads
-        return None
-
-
 def _leaves(directory: str, context: QueryContext) -> Iterator[str]:
     """Control files below ``directory``: subdirectories first, then files, like osquery."""
     context.check_deadline()
@@ -91,7 +83,7 @@ def generate(context: QueryContext) -> Iterator[Row]:
                 "name": name,
                 "oid": "",
                 "subsystem": name.split(".", 1)[0],
-                "current_value": _read_value(path),
+                "current_value": read_attr(path),  # None: write-only (vm.drop_caches) or refused
                 "config_value": config.get(name),
                 "type": "string",
             }

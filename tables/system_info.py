@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-from ._files import read_text
+from ._files import read_attr, read_text
 from .etc_hosts import parse_hosts
 from .spec import Column, HostPaths, QueryContext, Row, TableSpec
 
@@ -82,15 +82,10 @@ def fqdn(hostname: str, hosts_text: str) -> str:
     return hostname
 
 
-def _sysfs(path: str) -> str | None:
-    text = read_text(path)
-    return text.strip() if text is not None else None
-
-
 def _hostname(paths: HostPaths) -> str:
-    name = _sysfs(os.path.join(paths.proc, "sys/kernel/hostname"))
+    name = read_attr(os.path.join(paths.proc, "sys/kernel/hostname"))
     if name is None:
-        name = (_sysfs(paths.host("/etc/hostname")) or "").split("\n")[0]
+        name = (read_attr(paths.host("/etc/hostname")) or "").split("\n")[0]
     return name
 
 
@@ -105,7 +100,7 @@ def generate(context: QueryContext) -> Iterator[Row]:
         "cpu_type": os.uname().machine,
     }
     dmi = os.path.join(paths.sys, "class/dmi/id")
-    uuid = _sysfs(os.path.join(dmi, "product_uuid"))
+    uuid = read_attr(os.path.join(dmi, "product_uuid"))
     if not uuid:
         uuid = uuid_from_machine_id(read_text(paths.host("/etc/machine-id")) or "")
     row["uuid"] = uuid or ""
@@ -116,7 +111,7 @@ def generate(context: QueryContext) -> Iterator[Row]:
         row["physical_memory"] = parse_meminfo_total(read_text(os.path.join(paths.proc, "meminfo")) or "")
     for column, name in _DMI.items():
         if context.is_column_used(column):
-            row[column] = _sysfs(os.path.join(dmi, name))
+            row[column] = read_attr(os.path.join(dmi, name))
     yield row
 
 

@@ -14,6 +14,7 @@ import logging
 import os
 from collections.abc import Iterator
 
+from ._files import read_attr
 from .spec import Column, QueryContext, Row, TableSpec
 
 __all__ = ["SPEC", "device_row", "generate", "is_device_entry"]
@@ -26,17 +27,6 @@ _REMOVABLE = {"removable": 1, "fixed": 0}
 def is_device_entry(name: str) -> bool:
     """True for a USB device entry: not an interface (``1-1:1.0``), not a root hub (``usb1``)."""
     return ":" not in name and not name.startswith("usb") and "-" in name
-
-
-def _read(directory: str, attribute: str) -> str | None:
-    try:
-        with open(os.path.join(directory, attribute), "rb") as handle:
-            return handle.read().decode("utf-8", "replace").strip()
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except OSError as exc:  # PermissionError and friends: NULL the field
-        log.debug("usb_devices: cannot read %s/%s: %s", directory, attribute, exc)
-        return None
 
 
 def _int(text: str | None) -> int | None:
@@ -57,29 +47,29 @@ def _first_interface(directory: str, name: str) -> str | None:
 
 def device_row(directory: str, name: str) -> Row | None:
     """The row for one device directory; None if it vanished or is not a device."""
-    busnum = _int(_read(directory, "busnum"))
-    devnum = _int(_read(directory, "devnum"))
+    busnum = _int(read_attr(directory, "busnum"))
+    devnum = _int(read_attr(directory, "devnum"))
     if busnum is None or devnum is None:
         return None  # osquery: a device without address and port is not listed
-    klass = _read(directory, "bDeviceClass")
-    subclass = _read(directory, "bDeviceSubClass")
-    protocol = _read(directory, "bDeviceProtocol")
+    klass = read_attr(directory, "bDeviceClass")
+    subclass = read_attr(directory, "bDeviceSubClass")
+    protocol = read_attr(directory, "bDeviceProtocol")
     if klass in (None, "00"):
         interface = _first_interface(directory, name)
         if interface is not None:
-            klass = _read(interface, "bInterfaceClass") or klass
-            subclass = _read(interface, "bInterfaceSubClass") or subclass
-            protocol = _read(interface, "bInterfaceProtocol") or protocol
-    removable = _read(directory, "removable")
+            klass = read_attr(interface, "bInterfaceClass") or klass
+            subclass = read_attr(interface, "bInterfaceSubClass") or subclass
+            protocol = read_attr(interface, "bInterfaceProtocol") or protocol
+    removable = read_attr(directory, "removable")
     return {
         "usb_address": busnum,
         "usb_port": devnum,
-        "vendor": _read(directory, "manufacturer"),
-        "vendor_id": _read(directory, "idVendor"),
-        "version": _read(directory, "bcdDevice"),
-        "model": _read(directory, "product"),
-        "model_id": _read(directory, "idProduct"),
-        "serial": _read(directory, "serial"),
+        "vendor": read_attr(directory, "manufacturer"),
+        "vendor_id": read_attr(directory, "idVendor"),
+        "version": read_attr(directory, "bcdDevice"),
+        "model": read_attr(directory, "product"),
+        "model_id": read_attr(directory, "idProduct"),
+        "serial": read_attr(directory, "serial"),
         "class": klass,
         "subclass": subclass,
         "protocol": protocol,

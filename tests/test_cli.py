@@ -64,6 +64,39 @@ def test_time_limit_flag() -> None:
     assert out.returncode == 1 and "time limit of 0.3 s" in out.stderr
 
 
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "ten"])
+def test_time_limit_flag_refuses_bad_values(value: str) -> None:
+    out = cli("--time-limit", value, "query", "SELECT 1")
+    assert out.returncode == 2 and "--time-limit" in out.stderr and "Traceback" not in out.stderr
+
+
+async def test_time_limit_flag_reaches_a_running_agent(tmp_path, capsys) -> None:
+    """With --connect, agentd (here a ControlServer like its own) interrupts the query at --time-limit."""
+    import asyncio
+
+    from agent.cli import main
+    from agent.control import ControlServer, FunctionHandler
+    from tables.sqlite import Database
+
+    db = Database([], time_limit=60)
+
+    async def query(sql: str, time_limit: float | None = None):
+        result = await asyncio.to_thread(db.execute, sql, time_limit=time_limit)
+        return result.columns, result.rows
+
+    server = ControlServer(str(tmp_path / "agentd.sock"), FunctionHandler(query, lambda: {}))
+    await server.start()
+    try:
+        sql = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+        code = await asyncio.to_thread(
+            main, ["--connect", str(tmp_path / "agentd.sock"), "--time-limit", "0.3", "query", sql]
+        )
+    finally:
+        await server.close()
+        db.close()
+    assert code == 1 and "time limit of 0.3 s" in capsys.readouterr().err
+
+
 def test_tables_and_schema() -> None:
     tables = cli("tables")
     assert tables.returncode == 0

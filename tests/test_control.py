@@ -173,8 +173,21 @@ async def test_stale_socket_is_replaced_and_live_one_refused(tmp_path):
         second = ControlServer(path, FunctionHandler(query, dict))
         with pytest.raises(ControlError, match="already listening"):
             await second.start()
+        await second.close()  # as agentd's shutdown does after a failed start
+        assert await asyncio.to_thread(remote_query, path, "SELECT 1") == (["x"], [[1]])
     finally:
         await first.close()
+    assert not os.path.exists(path)
+
+
+async def test_a_path_that_is_not_a_socket_is_refused_and_left_alone(tmp_path):
+    path = tmp_path / "precious.txt"
+    path.write_text("keep me\n")
+    server = ControlServer(str(path), FunctionHandler(lambda sql: None, dict))
+    with pytest.raises(ControlError, match="not a socket"):
+        await server.start()
+    await server.close()
+    assert path.read_text() == "keep me\n"
 
 
 async def test_big_results_arrive_whole_and_too_big_is_a_clear_error(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -331,6 +332,20 @@ async def test_bad_config_exits_1_with_the_key(tmp_path, caplog):
     with caplog.at_level(logging.ERROR, logger="agentd"):
         assert await agent.serve() == 1
     assert "config error" in caplog.text and "schedule.q.interval" in caplog.text
+
+
+async def test_a_socket_path_that_is_a_file_exits_1_and_keeps_the_file(tmp_path, caplog):
+    """A bad --socket fails start-up before the event sources start, and the file is not removed."""
+    config = write_config(tmp_path / "agentd.conf", {}, disable_events=False, disable_audit=True)
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me\n")
+    settings = dataclasses.replace(settings_for(tmp_path, config), socket_path=str(precious))
+    agent = Agent(settings, notifier=Notifier(None))
+    with caplog.at_level(logging.ERROR, logger="agentd"):
+        assert await agent.serve() == 1
+    assert "is not a socket" in caplog.text
+    assert precious.read_text() == "keep me\n"
+    assert agent.events is not None and agent.events.choice == "not started"
 
 
 def test_embedded_default_config_shows_events():

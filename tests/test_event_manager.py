@@ -64,12 +64,14 @@ def test_options_from_an_options_object_and_validation() -> None:
         events_expiry = 60
         audit_allow_sockets = True
         audit_backlog_limit = 4096
-        explicit = frozenset({"events_max"})
         schedule_timeout = 5.0  # not ours: ignored
 
     opts = EventOptions.from_options(Opts())
     assert (opts.events_max, opts.events_expiry, opts.audit_allow_sockets) == (7, 60, True)
-    assert opts.audit_backlog_limit == 8192  # not set explicitly in the config
+    assert opts.audit_backlog_limit == 4096
+    from agent.options import parse_options
+
+    assert EventOptions.from_options(parse_options({})[0]).audit_backlog_limit == 8192  # agentd's default
     with pytest.raises(ValueError, match="process_events_source"):
         EventOptions(process_events_source="ebpf")
 
@@ -80,6 +82,8 @@ def test_options_from_the_agents_config_options() -> None:
     options, _ = parse_options({"events_max": 10, "audit_allow_sockets": True, "audit_backlog_limit": 2048})
     opts = EventOptions.from_options(options)
     assert (opts.events_max, opts.audit_allow_sockets, opts.audit_backlog_limit) == (10, True, 2048)
+    options, warnings = parse_options({"process_events_source": "proc_poll"})  # docs/events.md: a config option
+    assert warnings == [] and EventOptions.from_options(options).process_events_source == "proc_poll"
 
 
 async def test_proc_connector_is_chosen_and_reported() -> None:

@@ -21,8 +21,6 @@ def test_strings_are_coerced_like_osquery_flags():
     assert warnings == []
     assert (o.schedule_splay_percent, o.logger_numerics, o.disable_events) == (20, True, False)
     assert (o.schedule_timeout, o.logger_mode, o.events_max) == (2.5, 0o600, 1000)
-    assert o.explicit == {"schedule_splay_percent", "logger_numerics", "disable_events", "schedule_timeout",
-                          "logger_mode", "events_max"}
 
 
 def test_unknown_options_warn_and_custom_options_are_kept():
@@ -44,6 +42,8 @@ def test_unknown_options_warn_and_custom_options_are_kept():
         ({"host_identifier": "specified"},
          "options.specified_identifier: required (non-empty) when host_identifier is 'specified'"),
         ({"logger_mode": "rw"}, 'options.logger_mode: must be an octal file mode such as "0640", got \'rw\''),
+        ({"process_events_source": "ebpf"},
+         "options.process_events_source: must be one of auto, audit, proc_connector, proc_poll, got 'ebpf'"),
     ],
 )
 def test_wrong_types_name_the_option(raw, message):

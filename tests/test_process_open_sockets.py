@@ -12,6 +12,7 @@ import pytest
 
 from tables import process_open_sockets as pos
 from tables.sqlite import Database
+from tests._table_checks import assert_column_types
 
 SPEC = pos.SPEC
 
@@ -231,9 +232,4 @@ def test_column_types(db, opened):
     result = db.execute("SELECT * FROM process_open_sockets")
     assert result.columns == list(SPEC.column_names)
     assert result.rows
-    for row in result.rows:
-        for column, value in zip(SPEC.columns, row, strict=True):
-            if value is None:
-                continue
-            expected = str if column.type == "TEXT" else int
-            assert type(value) is expected, (column.name, value)
+    assert_column_types(SPEC, result.dicts())

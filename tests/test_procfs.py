@@ -100,11 +100,17 @@ def test_parse_boot_time():
     assert pf.parse_boot_time(b"cpu  1 2 3\nintr 5\nbtime 1700000000\nprocesses 9\n") == 1700000000
     with pytest.raises(ValueError, match="btime"):
         pf.parse_boot_time(b"cpu 1 2 3\n")
+    assert pf.parse_boot_time(b"btime 1700000000\n") == 1700000000  # first line (a test's tree)
 
 
 def test_boot_time_matches_psutil():
     assert pf.boot_time("/proc") == int(psutil.boot_time())
     assert pf.boot_time("/nonexistent-proc-root") is None
+
+
+def test_boot_time_without_btime_is_none(tmp_path):
+    (tmp_path / "stat").write_bytes(b"cpu 1\n")
+    assert pf.boot_time(str(tmp_path)) is None
 
 
 def test_parse_links():

@@ -10,12 +10,7 @@ from typing import Any
 
 import pytest
 
-from eventsources.procpoll import ProcPollSource, parse_boot_time
-
-
-def test_parse_boot_time() -> None:
-    assert parse_boot_time("cpu  1 2 3\nbtime 1700000000\nprocesses 9\n") == 1700000000
-    assert parse_boot_time("cpu 1\n") is None
+from eventsources.procpoll import ProcPollSource
 
 
 def _fake_process(root: Path, pid: int, start: int, cmdline: bytes) -> None:
@@ -70,6 +65,7 @@ async def test_polling_sees_a_process_that_lives_long_enough(tmp_path: Path) -> 
     assert row["cmdline"] == "/bin/sleep 1"
     assert row["parent"] == os.getpid()
     assert row["cwd"] == str(tmp_path)
+    assert row["mode"] == f"{os.stat(sleep).st_mode:07o}" and row["owner_uid"] == os.stat(sleep).st_uid
     assert abs(row["time"] - time.time()) < 3600  # a real wall-clock time, not ticks
 
 

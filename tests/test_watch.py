@@ -56,6 +56,20 @@ def test_unknown_table_is_an_error(capsys) -> None:
     assert "no column bogus" in capsys.readouterr().err
 
 
+def test_rows_print_control_characters_escaped() -> None:
+    """A command line with a terminal escape or a newline cannot drive the terminal or break the line."""
+    import io
+
+    from agent.watch import RowPrinter
+
+    spec = next(s for s in all_specs() if s.name == "process_events")
+    out = io.StringIO()
+    RowPrinter(spec, as_json=False, columns=["pid", "cmdline"], out=out).print(
+        {"pid": 7, "cmdline": "evil \x1b[2J\nnext\tline"})
+    header, line = out.getvalue().splitlines()
+    assert line.split(None, 1) == ["7", "evil \\x1b[2J\\nnext\\tline"]
+
+
 def test_audit_log_replay_prints_rows_and_a_summary(tmp_path: Path, capsys) -> None:
     log = tmp_path / "audit.log"
     log.write_text("\n".join(AUDIT_LOG) + "\n")

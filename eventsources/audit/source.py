@@ -31,6 +31,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from tables._procfs import boot_time
+
 from .._netlink import NetlinkReader
 from ..base import EventSource, Sink, SourceStatus, SourceUnavailable
 from .netlink import AUDIT_NLGRP_READLOG, AuditNetlink, AuditStatus, NetlinkError, open_audit_socket
@@ -71,17 +73,6 @@ def _comm(pid: int, proc_root: str) -> str:
             return f.read().strip().decode("utf-8", "replace")
     except OSError:
         return "?"
-
-
-def _boot_time(proc_root: str) -> float | None:
-    try:
-        with open(f"{proc_root}/stat", "rb") as f:
-            for line in f:
-                if line.startswith(b"btime "):
-                    return float(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
 
 
 def _cgroup_reader() -> Callable[[int, str], tuple[str | None, str | None]]:
@@ -193,7 +184,7 @@ class AuditSource(EventSource):
         if self._events is not None:
             return
         self._loop = asyncio.get_running_loop()
-        self._builder.boot_time = _boot_time(self.proc_root)
+        self._builder.boot_time = boot_time(self.proc_root)
         setup = asyncio.ensure_future(asyncio.to_thread(self._setup))
         try:
             await asyncio.shield(setup)
