@@ -551,9 +551,8 @@ class Agent:
         """Denylist ``query`` for 24 h (unless ``denylist: false`` or an event-only query), and log why."""
         assert self.statedb is not None and self.config is not None and self.database is not None
         stats = self.state.queries.get(query.name)
-        event_tables = [n for n, s in self.database.specs.items() if s.event]
         exempt = not query.denylist or (
-            event_tables_in(query.query, event_tables) and not self.config.options.events_enforce_denylist
+            event_tables_in(self.database, query.query) and not self.config.options.events_enforce_denylist
         )
         if exempt:
             log.warning("%s", denylist_message(query.name, reason, None))

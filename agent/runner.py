@@ -24,7 +24,6 @@ Exactly once across kill -9 (no duplicate line, no missed change):
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -79,10 +78,13 @@ def stringify(value: Any) -> str:
     return str(value)
 
 
-def event_tables_in(sql: str, event_tables: Sequence[str]) -> list[str]:
-    """The event tables ``sql`` mentions (word match, case-insensitive)."""
-    lowered = sql.lower()
-    return [t for t in event_tables if re.search(rf"\b{re.escape(t.lower())}\b", lowered)]
+def event_tables_in(database: Database, sql: str) -> frozenset[str]:
+    """The event tables ``sql`` reads, as SQLite resolves them (empty for bad SQL: the run reports it)."""
+    try:
+        read = database.tables_read(sql)
+    except QueryError:
+        return frozenset()
+    return frozenset(t for t in read if (spec := database.specs.get(t)) is not None and spec.event)
 
 
 def _numeric_columns(raw_rows: Sequence[Mapping[str, Any]]) -> set[str]:
@@ -185,8 +187,7 @@ class QueryRunner:
     def run(self, query: ScheduledQuery, now: float, writer: ResultWriter | None = None) -> RunOutcome:
         """Run ``query`` as due at ``now`` (unix seconds); with ``writer``, also commit and deliver."""
         outcome = RunOutcome(name=query.name)
-        event_tables = [n for n, s in self.database.specs.items() if s.event]
-        is_event_query = bool(event_tables_in(query.query, event_tables))
+        is_event_query = bool(event_tables_in(self.database, query.query))
         start = time.monotonic()
         try:
             result = self.database.execute(

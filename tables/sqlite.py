@@ -286,6 +286,8 @@ class Database:
         self.services: dict[str, Any] = dict(services or {})
         self.specs: dict[str, TableSpec] = {}
         self._run = _Run(time_limit=time_limit)
+        self._reads: set[str] | None = None  # tables_read() collects READ actions here
+        self._tables_read: dict[str, frozenset[str]] = {}
         self.connection = apsw.Connection(":memory:")
         self.connection.authorizer = self._authorize
         self.connection.set_progress_handler(self._progress, 1000)
@@ -388,8 +390,30 @@ class Database:
     def _progress(self) -> bool:
         return time.monotonic() > self._run.deadline  # True interrupts the statement
 
-    @staticmethod
-    def _authorize(action: int, p1: str | None, p2: str | None, dbname: str | None, trigger: str | None) -> int:
+    def tables_read(self, sql: str) -> frozenset[str]:
+        """The tables ``sql`` reads, as SQLite resolves them (aliases, subqueries, CTEs).
+
+        Found by preparing the statement (``EXPLAIN``, which runs no table) with the
+        authorizer noting every READ; cached per SQL text. Raises QueryError for bad SQL.
+        """
+        found = self._tables_read.get(sql)
+        if found is None:
+            reads: set[str] = set()
+            self._reads = reads
+            try:
+                self.connection.execute("EXPLAIN " + sql).fetchall()
+            except apsw.Error as exc:
+                raise QueryError(_message(exc)) from None
+            finally:
+                self._reads = None
+            found = frozenset(reads)
+            if len(self._tables_read) < 1024:
+                self._tables_read[sql] = found
+        return found
+
+    def _authorize(self, action: int, p1: str | None, p2: str | None, dbname: str | None, trigger: str | None) -> int:
+        if action == apsw.SQLITE_READ and self._reads is not None and p1:
+            self._reads.add(p1)
         if action in _ALLOWED_ACTIONS:
             if action == apsw.SQLITE_FUNCTION and p2 and p2.lower() == "load_extension":
                 return apsw.SQLITE_DENY

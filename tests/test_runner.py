@@ -168,7 +168,8 @@ def test_event_queries_see_only_new_events_and_count_from_one(env):
     runner = make()
     eq = q("select what from thing_events", name="ev")
     other = q("select what from thing_events", name="ev2")
-    assert event_tables_in(eq.query, list(db.specs)) == ["thing_events"]
+    assert event_tables_in(db, eq.query) == {"thing_events"}
+    assert event_tables_in(db, "select 'thing_events' as name") == frozenset(), "a string is not a table"
     late = q("select what from thing_events", name="late")
     assert runner.run(late, 1.0, writer).counter is None  # a first run without events stores no counter
     store.extend([{"what": "a"}, {"what": "b"}])

@@ -246,3 +246,15 @@ def test_max_rows_bounds_the_result(db: Database) -> None:
         db.execute("SELECT n FROM numbers", max_rows=10)
     assert len(db.execute("SELECT n FROM numbers", max_rows=100).rows) == 100
     assert db.execute("SELECT n FROM numbers WHERE n = 1").rows == [(1,)], "usable afterwards"
+
+
+def test_tables_read_resolves_aliases_subqueries_and_ctes(db: Database) -> None:
+    assert db.tables_read("SELECT 1") == frozenset()
+    assert db.tables_read("SELECT a.n FROM numbers AS a WHERE a.n = 1") == {"numbers"}
+    assert db.tables_read(
+        "WITH f AS (SELECT path FROM files WHERE path = '/x') SELECT * FROM f JOIN numbers ON numbers.n = 1"
+    ) == {"files", "numbers"}
+    assert db.tables_read("SELECT 'numbers' AS name") == frozenset(), "a string literal is not a table"
+    assert CALLS == [], "preparing runs no table"
+    with pytest.raises(QueryError, match="no such table"):
+        db.tables_read("SELECT * FROM nope")
