@@ -13,7 +13,7 @@ $(BIN)/agent-cli: pyproject.toml
 
 ## run: agentd in the foreground on its embedded default config; state and logs in ./state (Ctrl-C stops it)
 run: $(BIN)/agent-cli
-	$(BIN)/agent-cli query "SELECT pid, name, cmdline FROM processes ORDER BY pid LIMIT 5"
+	$(BIN)/agent-cli query "SELECT pid, parent, uid, name FROM processes ORDER BY pid LIMIT 5"
 	@echo "agentd: results in state/log/results.log; try: $(BIN)/agent-cli --connect state/agentd.sock status"
 	$(BIN)/agentd --state-dir state --log-dir state/log
 
