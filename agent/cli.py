@@ -82,9 +82,7 @@ class LocalEngine:
     """
 
     def __init__(self, time_limit: float) -> None:
-        self.db = Database(
-            _specs().values(), time_limit=time_limit, services={AGENT_SERVICE: _this_process()}
-        )
+        self.db = Database(_specs().values(), time_limit=time_limit, services={AGENT_SERVICE: _this_process()})
 
     def execute(self, sql: str) -> tuple[list[str], list[Sequence[Any]]]:
         result = self.db.execute(sql)
@@ -104,9 +102,7 @@ class RemoteEngine:
         # agentd interrupts the query at --time-limit (0: at its own ad-hoc limit); wait a little longer.
         limit = self.time_limit if self.time_limit > 0 else None
         try:
-            columns, rows = remote_query(
-                self.socket_path, sql, time_limit=limit, timeout=(limit or _NO_LIMIT_WAIT) + 5
-            )
+            columns, rows = remote_query(self.socket_path, sql, time_limit=limit, timeout=(limit or _NO_LIMIT_WAIT) + 5)
         except ControlError as exc:
             raise UserError(str(exc)) from None
         return list(columns), list(rows)
@@ -387,7 +383,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--connect", metavar="SOCKET", help="run inside the agentd listening on this control socket")
     parser.add_argument(
-        "--time-limit", type=_seconds, default=DEFAULT_TIME_LIMIT, metavar="SECONDS",
+        "--time-limit",
+        type=_seconds,
+        default=DEFAULT_TIME_LIMIT,
+        metavar="SECONDS",
         help=f"interrupt a query running longer than this (default {DEFAULT_TIME_LIMIT:g}; 0: no limit)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -31,11 +31,11 @@ from urllib.parse import urlsplit
 from .options import OptionError, Options, parse_options
 
 __all__ = [
+    "MAX_INTERVAL",
+    "OSQUERY_COMPAT_VERSION",
     "AgentConfig",
     "ConfigError",
     "Decorators",
-    "MAX_INTERVAL",
-    "OSQUERY_COMPAT_VERSION",
     "Pack",
     "ScheduledQuery",
     "check_config",
@@ -74,8 +74,20 @@ _OSQUERY_UNSUPPORTED = frozenset(
     }
 )
 _QUERY_KEYS = frozenset(
-    {"query", "interval", "snapshot", "removed", "platform", "version", "shard", "denylist",
-     "description", "value", "startup_priority", "reference"}
+    {
+        "query",
+        "interval",
+        "snapshot",
+        "removed",
+        "platform",
+        "version",
+        "shard",
+        "denylist",
+        "description",
+        "value",
+        "startup_priority",
+        "reference",
+    }
 )
 _PACK_KEYS = frozenset({"queries", "platform", "version", "shard", "discovery", "oncall", "name"})
 _COLLECTOR_KEYS = frozenset({"url", "tls", "ca", "host_groups", "reconnect"})
@@ -293,7 +305,7 @@ def _parse_query(
 ) -> ScheduledQuery:
     if not key.strip():
         raise ConfigError(f"{where}: a query name must not be empty (it names the query's result lines)")
-    entry = _object(raw, where, "with at least a \"query\"")
+    entry = _object(raw, where, 'with at least a "query"')
     if "query" not in entry:
         raise ConfigError(f"{where}.query: missing (every scheduled query needs its SQL)")
     sql = entry["query"]
@@ -339,9 +351,10 @@ def _skip_reason(platform: str, version: str, shard: int, host: _Host) -> str | 
     return None
 
 
-def _parse_pack(name: str, raw: Any, where: str, *, source: str | None, options: Options,
-                host: _Host, warnings: list[str]) -> Pack:
-    body = _object(raw, where, "with \"queries\"")
+def _parse_pack(
+    name: str, raw: Any, where: str, *, source: str | None, options: Options, host: _Host, warnings: list[str]
+) -> Pack:
+    body = _object(raw, where, 'with "queries"')
     for extra in sorted(set(body) - _PACK_KEYS):
         warnings.append(f"{where}.{extra}: not a pack key agentd supports; ignored")
     discovery: list[str] = []
@@ -487,8 +500,11 @@ def parse_config(text: str, *, base_dir: str, source: str = "<config>", hostname
         raise ConfigError(str(exc)) from None
     warnings += option_warnings
     host_name = hostname if hostname is not None else socket.gethostname()
-    host = _Host(hostname=host_name, platform=sys.platform if sys.platform != "linux" else "linux",
-                 shard=machine_shard(host_name))
+    host = _Host(
+        hostname=host_name,
+        platform=sys.platform if sys.platform != "linux" else "linux",
+        shard=machine_shard(host_name),
+    )
     config = AgentConfig(options=options, source=source)
     for key in document:
         if key in _TOP_LEVEL:
@@ -497,8 +513,10 @@ def parse_config(text: str, *, base_dir: str, source: str = "<config>", hostname
         if key in _OSQUERY_UNSUPPORTED:
             warnings.append(f"{key}: osquery config key not supported by agentd; ignored")
         elif key == "queries" and not {"schedule", "packs"} & set(document):
-            warnings.append(f"{key}: unknown top-level key; ignored (this looks like a pack file: "
-                            "reference it from a config's \"packs\" section)")
+            warnings.append(
+                f"{key}: unknown top-level key; ignored (this looks like a pack file: "
+                'reference it from a config\'s "packs" section)'
+            )
         else:
             warnings.append(f"{key}: unknown top-level key; ignored")
 
@@ -588,4 +606,3 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(_main())
-

@@ -30,12 +30,12 @@ from typing import Any, Protocol
 from tables.sqlite import QueryError
 
 __all__ = [
+    "MAX_REPLY",
+    "MAX_REQUEST",
     "ControlError",
     "ControlHandler",
     "ControlServer",
     "FunctionHandler",
-    "MAX_REPLY",
-    "MAX_REQUEST",
     "format_status",
     "remote_query",
     "remote_status",
@@ -164,10 +164,15 @@ class ControlServer:
         data = _encode(reply) if len(rows) < _THREAD_ENCODE_ROWS else await asyncio.to_thread(_encode, reply)
         if len(data) > self.max_reply:
             self.errors += 1
-            return _encode({"ok": False, "error": (
-                f"result too large: {len(rows)} rows, {len(data)} bytes encoded (limit {self.max_reply}); "
-                "select fewer columns or add a WHERE or LIMIT"
-            )})
+            return _encode(
+                {
+                    "ok": False,
+                    "error": (
+                        f"result too large: {len(rows)} rows, {len(data)} bytes encoded (limit {self.max_reply}); "
+                        "select fewer columns or add a WHERE or LIMIT"
+                    ),
+                }
+            )
         return data
 
     async def _answer(self, line: bytes) -> dict[str, Any]:
@@ -337,8 +342,8 @@ def _when(ts: Any) -> str:
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     cells = [[str("" if v is None else v) for v in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
-    lines = ["  " + "  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
-    lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines = ["  " + "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=False)).rstrip()]
+    lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in cells]
     return lines
 
 
@@ -359,8 +364,15 @@ def format_status(status: Mapping[str, Any]) -> str:
             + (f", up {int(uptime)} s" if isinstance(uptime, (int, float)) else "")
             + (f", host {agent['host_identifier']}" if agent.get("host_identifier") else "")
         )
-        labels = {"config_path": "config", "state_dir": "state dir", "results_log": "results log",
-                  "socket": "socket", "rss_bytes": "memory (RSS)", "cpu_percent": "CPU", "running": "running now"}
+        labels = {
+            "config_path": "config",
+            "state_dir": "state dir",
+            "results_log": "results log",
+            "socket": "socket",
+            "rss_bytes": "memory (RSS)",
+            "cpu_percent": "CPU",
+            "running": "running now",
+        }
         for key, label in labels.items():
             if agent.get(key) is None:
                 continue
@@ -392,8 +404,15 @@ def format_status(status: Mapping[str, Any]) -> str:
     lines.append(f"event sources ({len(sources)}):")
     if sources:
         rows = [
-            (s.get("name"), s.get("mode"), _names(s.get("tables")), s.get("events_seen", 0),
-             s.get("kernel_lost", 0), s.get("parse_errors", 0), s.get("detail", ""))
+            (
+                s.get("name"),
+                s.get("mode"),
+                _names(s.get("tables")),
+                s.get("events_seen", 0),
+                s.get("kernel_lost", 0),
+                s.get("parse_errors", 0),
+                s.get("detail", ""),
+            )
             for s in sources
         ]
         lines += _table(("source", "mode", "tables", "events", "lost", "errors", "detail"), rows)
@@ -401,8 +420,14 @@ def format_status(status: Mapping[str, Any]) -> str:
     lines.append(f"event buffers ({len(buffers)}):")
     if buffers:
         rows = [
-            (b.get("table") or b.get("name"), b.get("buffered", 0), b.get("added", 0), b.get("dropped_overflow", 0),
-             b.get("dropped_expired", 0), b.get("consumers", 0))
+            (
+                b.get("table") or b.get("name"),
+                b.get("buffered", 0),
+                b.get("added", 0),
+                b.get("dropped_overflow", 0),
+                b.get("dropped_expired", 0),
+                b.get("consumers", 0),
+            )
             for b in buffers
         ]
         lines += _table(("table", "buffered", "added", "dropped(max)", "expired", "consumers"), rows)

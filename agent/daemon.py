@@ -106,7 +106,7 @@ DEFAULT_CONFIG = """{
     }
   }
 }
-"""
+"""  # noqa: E501
 
 
 @dataclass(slots=True)
@@ -173,7 +173,7 @@ class _Worker:
             self.busy = True
             try:
                 result, error = fn(*args), None
-            except BaseException as exc:  # handed to the awaiting coroutine
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
                 result, error = None, exc
             finally:
                 self.busy = False
@@ -308,7 +308,9 @@ class Agent:
         log_dir = options.logger_path or settings.log_dir
         try:
             self.writer = ResultWriter(
-                log_dir, max_bytes=options.logger_rotate_size, backups=options.logger_rotate_max_files,
+                log_dir,
+                max_bytes=options.logger_rotate_size,
+                backups=options.logger_rotate_max_files,
                 mode=options.logger_mode,
             )
         except OSError as exc:
@@ -340,7 +342,10 @@ class Agent:
         self.worker = _Worker("agentd-query")
         decorations = DecorationRunner(self._execute_dicts, config.decorators)
         self.runner = QueryRunner(
-            self.database, self.statedb, host_identifier=identifier, options=options,
+            self.database,
+            self.statedb,
+            host_identifier=identifier,
+            options=options,
             decorations_provider=decorations,
         )
         try:
@@ -388,8 +393,13 @@ class Agent:
             self._spawn(self._sd_watchdog_loop(self.sd_watchdog_interval), "sd-watchdog")
         self._spawn(self._loss_loop(settings.loss_report_interval), "event-loss")
         summary = f"{len(queries)} scheduled queries; {self.events.choice}"
-        log.info("agentd %s ready: %s; control socket %s; results in %s", self.state.info.version, summary,
-                 settings.socket, log_dir)
+        log.info(
+            "agentd %s ready: %s; control socket %s; results in %s",
+            self.state.info.version,
+            summary,
+            settings.socket,
+            log_dir,
+        )
         self.notifier.ready(summary)
 
     def _load_config(self) -> AgentConfig:
@@ -414,8 +424,13 @@ class Agent:
             if query.name in self.state.queries:
                 continue
             self.state.queries[query.name] = QueryStats(
-                name=query.name, query=query.query, interval=query.interval, pack=query.pack or "",
-                snapshot=query.snapshot, removed=query.removed, denylist=query.denylist,
+                name=query.name,
+                query=query.query,
+                interval=query.interval,
+                pack=query.pack or "",
+                snapshot=query.snapshot,
+                removed=query.removed,
+                denylist=query.denylist,
                 denylisted_until=denied.get(query.name, (0.0, ""))[0],
             )
 
@@ -433,8 +448,13 @@ class Agent:
         if names == set(self.queries):
             return
         added, gone = sorted(names - set(self.queries)), sorted(set(self.queries) - names)
-        log.info("pack discovery changed the schedule: %d queries added%s, %d removed%s", len(added),
-                 f" ({', '.join(added)})" if added else "", len(gone), f" ({', '.join(gone)})" if gone else "")
+        log.info(
+            "pack discovery changed the schedule: %d queries added%s, %d removed%s",
+            len(added),
+            f" ({', '.join(added)})" if added else "",
+            len(gone),
+            f" ({', '.join(gone)})" if gone else "",
+        )
         self.scheduler.set_queries(queries, last_runs=self.statedb.last_runs(), splayed=self.statedb.splay())
         for name, (interval, splayed) in self.scheduler.splayed().items():
             self.statedb.set_splay(name, interval, splayed)
@@ -470,11 +490,17 @@ class Agent:
                     log.info("pack %s is active now: its discovery queries return rows", pack.name)
                 elif not active:
                     log.info("pack %s is inactive: %s", pack.name, pack.inactive_reason or pack.skipped)
-            packs.append({
-                "name": pack.name, "platform": pack.platform, "version": pack.version, "shard": pack.shard,
-                "discovery_cache_hits": 0, "discovery_executions": self._discovery_runs.get(pack.name, 0),
-                "active": int(active),
-            })
+            packs.append(
+                {
+                    "name": pack.name,
+                    "platform": pack.platform,
+                    "version": pack.version,
+                    "shard": pack.shard,
+                    "discovery_cache_hits": 0,
+                    "discovery_executions": self._discovery_runs.get(pack.name, 0),
+                    "active": int(active),
+                }
+            )
         self.state.packs = packs
         return [q for q in config.queries if not q.pack or q.pack not in inactive]
 
@@ -510,13 +536,22 @@ class Agent:
         self.state.running = query.name
         self._interrupt_reason = None
         try:
-            outcome, user_ms, system_ms, memory, size = await self.worker.submit(self._execute_scheduled, query, started)
+            outcome, user_ms, system_ms, memory, size = await self.worker.submit(
+                self._execute_scheduled, query, started
+            )
         finally:
             self.state.running = None
         finished = self.clock()
         stats.record(
-            finished=finished, wall_ms=int(outcome.wall_time * 1000), user_ms=user_ms, system_ms=system_ms,
-            memory=memory, rows=outcome.rows, lines=len(outcome.lines), output_bytes=size, error=outcome.error or "",
+            finished=finished,
+            wall_ms=int(outcome.wall_time * 1000),
+            user_ms=user_ms,
+            system_ms=system_ms,
+            memory=memory,
+            rows=outcome.rows,
+            lines=len(outcome.lines),
+            output_bytes=size,
+            error=outcome.error or "",
         )
         if outcome.error:
             if outcome.timed_out or self._interrupt_reason:
@@ -587,7 +622,7 @@ class Agent:
         if self.events is not None:
             try:
                 await asyncio.wait_for(self.events.stop(), timeout=_left(deadline, 1.0))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.error("shutdown: event sources did not stop in time")
         if self.control is not None:
             await self.control.close()
@@ -647,8 +682,7 @@ class Agent:
                 continue
             if running is not None and running in self.queries:
                 self.denylist(self.queries[running], f"was running when the watchdog stopped agentd: {verdict.reason}")
-            log.error("watchdog: %s; agentd exits with status %d so systemd restarts it", verdict.reason,
-                      EXIT_WATCHDOG)
+            log.error("watchdog: %s; agentd exits with status %d so systemd restarts it", verdict.reason, EXIT_WATCHDOG)
             self.request_stop("watchdog", EXIT_WATCHDOG)
             return
 
@@ -672,7 +706,9 @@ class Agent:
         """An ad-hoc query inside the daemon (serialised with the schedule in the worker)."""
         if self.worker is None or self.database is None:
             raise ControlError("agentd is not ready")
-        limit = self.settings.adhoc_time_limit if time_limit is None else min(time_limit, self.settings.adhoc_time_limit)
+        limit = (
+            self.settings.adhoc_time_limit if time_limit is None else min(time_limit, self.settings.adhoc_time_limit)
+        )
         result = await self.worker.submit(self._adhoc, sql, limit)
         return result.columns, result.rows
 
@@ -769,10 +805,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config", metavar="FILE", help="osquery-format JSON config (default: the embedded config)")
     p.add_argument("--config-check", metavar="FILE", help="validate FILE and exit (0 valid, 1 invalid)")
-    p.add_argument("--state-dir", metavar="DIR", default=DEFAULT_STATE_DIR,
-                   help=f"state database and control socket (default {DEFAULT_STATE_DIR})")
-    p.add_argument("--log-dir", metavar="DIR", default=DEFAULT_LOG_DIR,
-                   help=f"results log directory (default {DEFAULT_LOG_DIR})")
+    p.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        default=DEFAULT_STATE_DIR,
+        help=f"state database and control socket (default {DEFAULT_STATE_DIR})",
+    )
+    p.add_argument(
+        "--log-dir", metavar="DIR", default=DEFAULT_LOG_DIR, help=f"results log directory (default {DEFAULT_LOG_DIR})"
+    )
     p.add_argument("--socket", metavar="PATH", help="control socket (default <state-dir>/agentd.sock)")
     p.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     return p
@@ -785,7 +826,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return config_check_main(args.config_check)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s" if os.environ.get("INVOCATION_ID")
+        format="%(levelname)s %(name)s: %(message)s"
+        if os.environ.get("INVOCATION_ID")
         else "%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )

@@ -55,14 +55,14 @@ def diff(previous: Sequence[Row], current: Sequence[Row]) -> tuple[list[Row], li
     for key in previous_keys:
         remaining[key] = remaining.get(key, 0) + 1
     added: list[Row] = []
-    for row, key in zip(current, _keys(current, columns)):
+    for row, key in zip(current, _keys(current, columns), strict=False):
         count = remaining.get(key, 0)
         if count:
             remaining[key] = count - 1
         else:
             added.append(row)
     removed: list[Row] = []
-    for row, key in zip(previous, previous_keys):
+    for row, key in zip(previous, previous_keys, strict=False):
         count = remaining.get(key, 0)
         if count:
             remaining[key] = count - 1

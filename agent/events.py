@@ -28,9 +28,9 @@ from tables.spec import Column, QueryContext, Row, TableSpec
 
 __all__ = [
     "AUDIT_STATE_FILE",
+    "EVENTS_STATUS_SPEC",
     "EVENT_MANAGER",
     "EVENT_TABLES",
-    "EVENTS_STATUS_SPEC",
     "PROCESS_SOURCES",
     "EventManager",
     "EventOptions",
@@ -123,8 +123,7 @@ class EventManager:
             self.options = replace(self.options, state_dir=state_dir)
         self.own_pid = os.getpid() if own_pid is None else own_pid
         self.stores: dict[str, EventStore] = {
-            table: EventStore(table, max_events=self.options.events_max, expiry=self.options.events_expiry,
-                              clock=clock)
+            table: EventStore(table, max_events=self.options.events_max, expiry=self.options.events_expiry, clock=clock)
             for table in EVENT_TABLES
         }
         self._counters = {table: _TableCounters() for table in EVENT_TABLES}
@@ -232,7 +231,7 @@ class EventManager:
         opts = self.options
         chain = list(PROCESS_SOURCES)
         if opts.process_events_source != "auto":
-            chain = chain[chain.index(opts.process_events_source):]
+            chain = chain[chain.index(opts.process_events_source) :]
         reasons: list[str] = []
         if opts.process_events_source == "auto" and opts.disable_audit and "audit" in chain:
             chain.remove("audit")
@@ -264,8 +263,11 @@ class EventManager:
             from eventsources.audit.source import AuditSource  # written beside us; may be absent
 
             return AuditSource(
-                self.sink, socket_events=opts.audit_allow_sockets, mode="auto",
-                backlog_limit=opts.audit_backlog_limit, proc_root=opts.proc_root,
+                self.sink,
+                socket_events=opts.audit_allow_sockets,
+                mode="auto",
+                backlog_limit=opts.audit_backlog_limit,
+                proc_root=opts.proc_root,
                 state_path=opts.audit_state_file(),
             )
         if name == "proc_connector":
@@ -313,26 +315,45 @@ class EventManager:
             detail = st.detail
             if st.name == self.process_source and active:
                 detail = f"{detail} [{self.choice}]" if detail else self.choice
-            rows.append({
-                "kind": "source", "name": st.name, "mode": st.mode, "active": int(active),
-                "tables": ",".join(st.tables), "events_seen": st.events_seen, "kernel_lost": st.kernel_lost,
-                "parse_errors": st.parse_errors, "detail": detail,
-                "extra": json.dumps(st.extra, sort_keys=True, default=str) if st.extra else None,
-            })
+            rows.append(
+                {
+                    "kind": "source",
+                    "name": st.name,
+                    "mode": st.mode,
+                    "active": int(active),
+                    "tables": ",".join(st.tables),
+                    "events_seen": st.events_seen,
+                    "kernel_lost": st.kernel_lost,
+                    "parse_errors": st.parse_errors,
+                    "detail": detail,
+                    "extra": json.dumps(st.extra, sort_keys=True, default=str) if st.extra else None,
+                }
+            )
         for table in EVENT_TABLES:
             stats = self.stores[table].stats()
             counters = self._counters[table]
             mode, detail = self._table_notes.get(table, ("active" if table in feeding else "idle", ""))
             if table in feeding:
                 mode, detail = "active", f"fed by {feeding[table]}"
-            rows.append({
-                "kind": "table", "name": table, "mode": mode, "active": int(table in feeding),
-                "tables": feeding.get(table), "buffered": stats.buffered, "added": stats.added,
-                "dropped_expired": stats.dropped_expired, "dropped_overflow": stats.dropped_overflow,
-                "filtered_self": counters.filtered_self, "consumers": stats.consumers, "detail": detail,
-                "extra": json.dumps({"listener_errors": counters.listener_errors}) if counters.listener_errors
-                else None,
-            })
+            rows.append(
+                {
+                    "kind": "table",
+                    "name": table,
+                    "mode": mode,
+                    "active": int(table in feeding),
+                    "tables": feeding.get(table),
+                    "buffered": stats.buffered,
+                    "added": stats.added,
+                    "dropped_expired": stats.dropped_expired,
+                    "dropped_overflow": stats.dropped_overflow,
+                    "filtered_self": counters.filtered_self,
+                    "consumers": stats.consumers,
+                    "detail": detail,
+                    "extra": json.dumps({"listener_errors": counters.listener_errors})
+                    if counters.listener_errors
+                    else None,
+                }
+            )
         return rows
 
     def loss_summary(self) -> str | None:
@@ -371,8 +392,11 @@ EVENTS_STATUS_SPEC = TableSpec(
     columns=(
         Column("kind", "TEXT", "source or table"),
         Column("name", "TEXT", "Source name (audit, proc_connector, proc_poll, uevent) or event table name"),
-        Column("mode", "TEXT", "Source: owner, read-only, active, failed, inactive; table: active, idle, "
-                               "unavailable, disabled"),
+        Column(
+            "mode",
+            "TEXT",
+            "Source: owner, read-only, active, failed, inactive; table: active, idle, unavailable, disabled",
+        ),
         Column("active", "INTEGER", "1 when the source runs or a running source feeds the table"),
         Column("tables", "TEXT", "Source: tables it feeds; table: the source feeding it"),
         Column("events_seen", "BIGINT", "Rows the source produced"),

@@ -16,7 +16,7 @@ from typing import Any
 
 from .events import PROCESS_SOURCES
 
-__all__ = ["HOST_IDENTIFIERS", "OptionError", "Options", "WATCHDOG_PROFILES", "parse_options"]
+__all__ = ["HOST_IDENTIFIERS", "WATCHDOG_PROFILES", "OptionError", "Options", "parse_options"]
 
 HOST_IDENTIFIERS = ("hostname", "uuid", "instance", "ephemeral", "specified")
 
@@ -129,14 +129,16 @@ def _coerce(key: str, kind: str, value: Any) -> Any:
             try:
                 number = int(value, 8)  # "0640", as osquery's flag
             except ValueError:
-                raise OptionError(f"{where}: must be an octal file mode such as \"0640\", got {value!r}") from None
+                raise OptionError(f'{where}: must be an octal file mode such as "0640", got {value!r}') from None
         elif isinstance(value, (int, float)):
             number = value
         elif isinstance(value, str):
             try:
                 number = float(value.strip()) if kind == "float" else int(value.strip(), 10)
             except ValueError:
-                raise OptionError(f"{where}: must be {'a number' if kind == 'float' else 'an integer'}, got {value!r}") from None
+                raise OptionError(
+                    f"{where}: must be {'a number' if kind == 'float' else 'an integer'}, got {value!r}"
+                ) from None
         else:
             raise OptionError(f"{where}: must be a number, got {value!r}")
         if kind == "int":
@@ -186,7 +188,7 @@ def parse_options(raw: Mapping[str, Any] | None) -> tuple[Options, list[str]]:
     if "pack_delimiter" in values and not values["pack_delimiter"]:
         raise OptionError("options.pack_delimiter: must not be empty")
     level = values.get("watchdog_level", 0)
-    for name, default in zip(_WATCHDOG_LIMITS, WATCHDOG_PROFILES[level]):
+    for name, default in zip(_WATCHDOG_LIMITS, WATCHDOG_PROFILES[level], strict=False):
         values.setdefault(name, default)  # the profile gives limits not set explicitly
     options = Options(**values, custom=custom)
     return options, warnings

@@ -61,7 +61,7 @@ def render_pretty(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
 
     def line(values: Sequence[str]) -> str:
-        return "|" + "|".join(f" {v}{' ' * (w - _width(v))} " for v, w in zip(values, widths)) + "|"
+        return "|" + "|".join(f" {v}{' ' * (w - _width(v))} " for v, w in zip(values, widths, strict=False)) + "|"
 
     out = [rule, line(list(columns)), rule]
     out.extend(line(row) for row in cells)
@@ -75,7 +75,7 @@ def render_json(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
         return "[\n\n]\n"
     lines = []
     for row in rows:
-        obj = {c: _text(v) for c, v in zip(columns, row)}
+        obj = {c: _text(v) for c, v in zip(columns, row, strict=False)}
         lines.append("  " + json.dumps(dict(sorted(obj.items())), ensure_ascii=False, separators=(",", ":")))
     return "[\n" + ",\n".join(lines) + "\n]\n"
 
@@ -93,7 +93,7 @@ def render_csv(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 def render_line(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """``name = value`` per column, names right-aligned, a blank line between rows."""
     pad = max([5, *(len(c) for c in columns)])
-    blocks = ["\n".join(f"{c:>{pad}} = {_text(v)}" for c, v in zip(columns, row)) for row in rows]
+    blocks = ["\n".join(f"{c:>{pad}} = {_text(v)}" for c, v in zip(columns, row, strict=False)) for row in rows]
     return "".join(b + "\n\n" for b in blocks)
 
 

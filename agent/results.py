@@ -148,8 +148,7 @@ def format_snapshot_lines(
 def encode_lines(lines: Iterable[Mapping[str, Any]]) -> bytes:
     """Lines as compact JSON, one per line, UTF-8 (what the log files hold)."""
     return b"".join(
-        json.dumps(line, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "replace") + b"\n"
-        for line in lines
+        json.dumps(line, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "replace") + b"\n" for line in lines
     )
 
 
@@ -242,7 +241,12 @@ class ResultWriter:
     """The two osquery filesystem logs in one directory: results.log and snapshots.log."""
 
     def __init__(
-        self, directory: str, *, max_bytes: int = 25 * 1024 * 1024, backups: int = 25, mode: int = 0o640,
+        self,
+        directory: str,
+        *,
+        max_bytes: int = 25 * 1024 * 1024,
+        backups: int = 25,
+        mode: int = 0o640,
         fsync: bool = True,
     ) -> None:
         self.directory = directory

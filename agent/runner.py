@@ -207,11 +207,11 @@ class QueryRunner:
         outcome.rows = len(rows)
         numeric = _numeric_columns(raw) if self.options.logger_numerics else set()
         decorations = dict(self.decorations_provider(now)) if self.decorations_provider else {}
-        common = dict(
-            numerics=self.options.logger_numerics,
-            decorations=decorations,
-            decorations_top_level=self.options.decorations_top_level,
-        )
+        common = {
+            "numerics": self.options.logger_numerics,
+            "decorations": decorations,
+            "decorations_top_level": self.options.decorations_top_level,
+        }
         epoch = self.options.schedule_epoch
 
         if query.snapshot:
@@ -223,8 +223,9 @@ class QueryRunner:
                     )
                 else:
                     outcome.lines = [
-                        format_snapshot(query.name, self.host_identifier, now, rows=shown, epoch=epoch, counter=0,
-                                        **common)
+                        format_snapshot(
+                            query.name, self.host_identifier, now, rows=shown, epoch=epoch, counter=0, **common
+                        )
                     ]
             outcome._commit = {"snapshot": True, "sql": query.query, "epoch": epoch, "last_run": now}
             return self._finish(outcome, writer)
@@ -257,16 +258,36 @@ class QueryRunner:
                 added, removed = _as_numbers(added, numeric), _as_numbers(removed, numeric)
             if self.options.logger_event_type:
                 outcome.lines = format_event_lines(
-                    query.name, self.host_identifier, now, epoch=epoch, counter=counter or 0,
-                    added=added, removed=removed, **common,
+                    query.name,
+                    self.host_identifier,
+                    now,
+                    epoch=epoch,
+                    counter=counter or 0,
+                    added=added,
+                    removed=removed,
+                    **common,
                 )
             else:
                 outcome.lines = [
-                    format_batch(query.name, self.host_identifier, now, epoch=epoch, counter=counter or 0,
-                                 added=added, removed=removed, **common)
+                    format_batch(
+                        query.name,
+                        self.host_identifier,
+                        now,
+                        epoch=epoch,
+                        counter=counter or 0,
+                        added=added,
+                        removed=removed,
+                        **common,
+                    )
                 ]
-        outcome._commit = {"snapshot": False, "sql": query.query, "epoch": epoch, "counter": counter,
-                           "rows": store_rows, "last_run": now}
+        outcome._commit = {
+            "snapshot": False,
+            "sql": query.query,
+            "epoch": epoch,
+            "counter": counter,
+            "rows": store_rows,
+            "last_run": now,
+        }
         return self._finish(outcome, writer)
 
     def _finish(self, outcome: RunOutcome, writer: ResultWriter | None) -> RunOutcome:
@@ -288,13 +309,24 @@ class QueryRunner:
         data = encode_lines(outcome.lines)
         if pending["snapshot"]:
             self.state.commit_run(
-                outcome.name, sql=pending["sql"], epoch=pending["epoch"], counter=None, rows=None,
-                last_run=pending["last_run"], outbox=[(target, data)], update_query=False,
+                outcome.name,
+                sql=pending["sql"],
+                epoch=pending["epoch"],
+                counter=None,
+                rows=None,
+                last_run=pending["last_run"],
+                outbox=[(target, data)],
+                update_query=False,
             )
         else:
             self.state.commit_run(
-                outcome.name, sql=pending["sql"], epoch=pending["epoch"], counter=pending["counter"],
-                rows=pending["rows"], last_run=pending["last_run"], outbox=[(target, data)],
+                outcome.name,
+                sql=pending["sql"],
+                epoch=pending["epoch"],
+                counter=pending["counter"],
+                rows=pending["rows"],
+                last_run=pending["last_run"],
+                outbox=[(target, data)],
             )
         outcome.committed = True
 

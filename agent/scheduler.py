@@ -94,8 +94,9 @@ class Scheduler:
                 interval = splayed_interval(query.name, query.interval, self.splay_percent, self.seed)
             previous = old.get(query.name)
             if previous is not None and previous.query.interval == query.interval:
-                entries[query.name] = _Entry(query, previous.splayed, previous.next_due, previous.last_run,
-                                             previous.running)
+                entries[query.name] = _Entry(
+                    query, previous.splayed, previous.next_due, previous.last_run, previous.running
+                )
                 continue
             last = (last_runs or {}).get(query.name)
             next_due = now if last is None else max(now, last + interval)

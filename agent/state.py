@@ -91,7 +91,7 @@ def unpack_rows(data: bytes) -> list[dict[str, Any]]:
     if not items:
         return []
     columns = items[0]
-    return [dict(zip(columns, r)) if isinstance(r, tuple) else r for r in items[1:]]
+    return [dict(zip(columns, r, strict=False)) if isinstance(r, tuple) else r for r in items[1:]]
 
 
 class StateDB:

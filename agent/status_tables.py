@@ -21,10 +21,10 @@ from .watchdog import own_rss
 
 __all__ = [
     "AGENT_SERVICE",
+    "SPECS",
     "AgentInfo",
     "AgentView",
     "QueryStats",
-    "SPECS",
     "build_distro",
     "flag_rows",
 ]

@@ -34,15 +34,36 @@ __all__ = ["RowPrinter", "add_parser", "run"]
 #: Columns the text view shows by default (the JSON view has every visible column).
 DEFAULT_COLUMNS = {
     "process_events": ("time", "pid", "parent", "uid", "syscall", "path", "cmdline"),
-    "socket_events": ("time", "action", "pid", "path", "family", "local_address", "local_port",
-                      "remote_address", "remote_port", "status"),
+    "socket_events": (
+        "time",
+        "action",
+        "pid",
+        "path",
+        "family",
+        "local_address",
+        "local_port",
+        "remote_address",
+        "remote_port",
+        "status",
+    ),
     "hardware_events": ("time", "action", "type", "vendor_id", "model_id", "vendor", "model", "serial", "path"),
 }
 #: Tables that an audit log replay yields.
 REPLAY_TABLES = ("process_events", "socket_events")
 REMOTE_POLL_INTERVAL = 1.0  # s
-_WIDTHS = {"time": 8, "pid": 7, "parent": 7, "uid": 5, "syscall": 7, "action": 7, "family": 6,
-           "local_port": 10, "remote_port": 11, "vendor_id": 9, "model_id": 8}
+_WIDTHS = {
+    "time": 8,
+    "pid": 7,
+    "parent": 7,
+    "uid": 5,
+    "syscall": 7,
+    "action": 7,
+    "family": 6,
+    "local_port": 10,
+    "remote_port": 11,
+    "vendor_id": 9,
+    "model_id": 8,
+}
 
 
 class WatchError(Exception):
@@ -58,8 +79,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--audit-log", metavar="FILE", help="replay auditd's text log FILE instead of the kernel")
     p.add_argument("--count", type=int, metavar="N", help="stop after N rows")
     p.add_argument("--columns", metavar="A,B,...", help="columns of the text view (default: a readable few)")
-    p.add_argument("--source", choices=("auto", *PROCESS_SOURCES), default="auto",
-                   help="process event source when the sources run in this process (default: auto)")
+    p.add_argument(
+        "--source",
+        choices=("auto", *PROCESS_SOURCES),
+        default="auto",
+        help="process event source when the sources run in this process (default: auto)",
+    )
     p.set_defaults(func=run)
     return p
 
@@ -67,13 +92,21 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 class RowPrinter:
     """Prints rows one line each: a header then aligned columns, or JSON lines."""
 
-    def __init__(self, spec: TableSpec, *, as_json: bool, columns: Sequence[str] | None = None,
-                 out: TextIO | None = None, limit: int | None = None) -> None:
+    def __init__(
+        self,
+        spec: TableSpec,
+        *,
+        as_json: bool,
+        columns: Sequence[str] | None = None,
+        out: TextIO | None = None,
+        limit: int | None = None,
+    ) -> None:
         self.spec = spec
         self.as_json = as_json
         visible = [c.name for c in spec.columns if not c.hidden]
-        self.columns = list(columns) if columns else (
-            visible if as_json else list(DEFAULT_COLUMNS.get(spec.name, visible)))
+        self.columns = (
+            list(columns) if columns else (visible if as_json else list(DEFAULT_COLUMNS.get(spec.name, visible)))
+        )
         unknown = [c for c in self.columns if c not in spec.column_names]
         if unknown:
             raise WatchError(f"{spec.name} has no column {', '.join(unknown)}")
@@ -204,7 +237,7 @@ async def _watch_local(spec: TableSpec, printer: RowPrinter, duration: float | N
     manager.add_listener(lambda t, row: queue.put_nowait(row) if t == table else None)
     await manager.start()
     try:
-        feeding = [r for r in manager.status() if r["kind"] == "table" and r["name"] == table][0]
+        feeding = next(r for r in manager.status() if r["kind"] == "table" and r["name"] == table)
         if not feeding["active"]:
             raise WatchError(f"{table}: {feeding['detail'] or 'no event source available'}")
         print(f"watching {table} from {feeding['tables']} (Ctrl-C to stop)", file=sys.stderr)
@@ -249,7 +282,7 @@ def _watch_remote(socket_path: str, spec: TableSpec, printer: RowPrinter, durati
                 "ORDER BY _eid",
             )
             for values in rows:
-                row = dict(zip(columns, values))
+                row = dict(zip(columns, values, strict=False))
                 last = max(last, int(row.pop("_eid")))
                 printer.print(row)
                 if printer.done:

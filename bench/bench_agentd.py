@@ -67,9 +67,21 @@ def bench_idle(duration: float, warmup: float, disable_events: bool, audit: bool
         notify.settimeout(60)
         env = {**os.environ, "PYTHONPATH": str(REPO), "NOTIFY_SOCKET": f"{tmp}/notify.sock"}
         proc = subprocess.Popen(
-            [sys.executable, "-m", "agent.daemon", "--config", str(config_path), "--state-dir", f"{tmp}/state",
-             "--log-dir", f"{tmp}/log"],
-            cwd=REPO, env=env, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "agent.daemon",
+                "--config",
+                str(config_path),
+                "--state-dir",
+                f"{tmp}/state",
+                "--log-dir",
+                f"{tmp}/log",
+            ],
+            cwd=REPO,
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         try:
             ready = notify.recv(4096).decode()
@@ -83,7 +95,7 @@ def bench_idle(duration: float, warmup: float, disable_events: bool, audit: bool
             hwm = status_kb(proc.pid, "VmHWM")
             proc.send_signal(signal.SIGTERM)
             stop0 = time.monotonic()
-            _, err = proc.communicate(timeout=15)
+            _, _err = proc.communicate(timeout=15)
             stop_s = time.monotonic() - stop0
         finally:
             if proc.poll() is None:
@@ -106,8 +118,16 @@ def bench_idle(duration: float, warmup: float, disable_events: bool, audit: bool
 def bench_diff(rows: int = 100_000, changed: float = 0.01, repeat: int = 5) -> dict:
     rng = random.Random(1)
     previous = [
-        {"pid": str(i), "name": f"proc{i % 977}", "path": f"/usr/bin/p{i % 977}", "cmdline": f"p{i} --flag {i * 7}",
-         "uid": str(i % 1000), "gid": str(i % 1000), "parent": str(i // 3), "state": "S"}
+        {
+            "pid": str(i),
+            "name": f"proc{i % 977}",
+            "path": f"/usr/bin/p{i % 977}",
+            "cmdline": f"p{i} --flag {i * 7}",
+            "uid": str(i % 1000),
+            "gid": str(i % 1000),
+            "parent": str(i // 3),
+            "state": "S",
+        }
         for i in range(rows)
     ]
     current = [dict(r) for r in previous]
@@ -129,8 +149,11 @@ def main() -> int:
     p.add_argument("--duration", type=float, default=120.0)
     p.add_argument("--warmup", type=float, default=5.0)
     p.add_argument("--disable-events", action="store_true", help="run agentd with disable_events")
-    p.add_argument("--audit", action="store_true",
-                   help="process_events from kernel audit (agentd's default) instead of the proc connector")
+    p.add_argument(
+        "--audit",
+        action="store_true",
+        help="process_events from kernel audit (agentd's default) instead of the proc connector",
+    )
     p.add_argument("--skip-idle", action="store_true")
     args = p.parse_args()
     out = {"cores": os.cpu_count(), "python": sys.version.split()[0]}

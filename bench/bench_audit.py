@@ -23,8 +23,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from eventsources.audit.source import AuditSource  # noqa: E402
-from tables.events import EventStore  # noqa: E402
+from eventsources.audit.source import AuditSource
+from tables.events import EventStore
 
 TRUE = os.path.realpath("/bin/true")
 CLK_TCK = os.sysconf("SC_CLK_TCK")

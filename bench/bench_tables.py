@@ -101,8 +101,21 @@ def psutil_iter() -> int:
 
 #: psutil's nearest equivalents of the columns SELECT * FROM processes returns.
 PSUTIL_FULL = [
-    "pid", "ppid", "name", "exe", "cmdline", "status", "cwd", "uids", "gids", "nice", "num_threads",
-    "memory_info", "cpu_times", "io_counters", "create_time",
+    "pid",
+    "ppid",
+    "name",
+    "exe",
+    "cmdline",
+    "status",
+    "cwd",
+    "uids",
+    "gids",
+    "nice",
+    "num_threads",
+    "memory_info",
+    "cpu_times",
+    "io_counters",
+    "create_time",
 ]
 
 
@@ -168,7 +181,10 @@ def run(runs: int, extra: int) -> tuple[list[tuple[str, float, str]], int]:
             ("SELECT * FROM processes", q("SELECT * FROM processes")),
             ("SELECT pid, name, cmdline FROM processes", q("SELECT pid, name, cmdline FROM processes")),
             ("SELECT * FROM processes WHERE pid = X", q(f"SELECT * FROM processes WHERE pid = {target}")),
-            ("SELECT pid, name, cmdline ... WHERE pid = X", q(f"SELECT pid, name, cmdline FROM processes WHERE pid = {target}")),
+            (
+                "SELECT pid, name, cmdline ... WHERE pid = X",
+                q(f"SELECT pid, name, cmdline FROM processes WHERE pid = {target}"),
+            ),
             ("loop: stat + status + cmdline", loop_stat_status_cmdline),
             ("loop: the files SELECT * reads", loop_select_star_files),
             ("ps -eo pid,ppid,uid,comm,args", ps_command),

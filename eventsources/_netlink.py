@@ -34,9 +34,7 @@ def set_rcvbuf(sock: socket.socket, size: int) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
 
 
-def open_netlink(
-    protocol: int, *, groups: int = 0, sock_type: int = socket.SOCK_RAW, rcvbuf: int = 0
-) -> socket.socket:
+def open_netlink(protocol: int, *, groups: int = 0, sock_type: int = socket.SOCK_RAW, rcvbuf: int = 0) -> socket.socket:
     """A netlink socket bound to ``groups`` (multicast bitmask); OSError when refused (nothing leaks)."""
     sock = socket.socket(socket.AF_NETLINK, sock_type, protocol)
     try:

@@ -28,7 +28,7 @@ from ._netlink import NLMSGHDR, NetlinkReader, open_netlink, pack_nlmsg
 from .base import EventSource, Sink, SourceStatus, SourceUnavailable
 from .procinfo import ProcessGone, executable_columns, snapshot
 
-__all__ = ["ProcEvent", "ProcConnectorSource", "build_listen_message", "parse_messages"]
+__all__ = ["ProcConnectorSource", "ProcEvent", "build_listen_message", "parse_messages"]
 
 log = logging.getLogger(__name__)
 
@@ -199,9 +199,13 @@ class ProcConnectorSource(EventSource):
             self._fail(f"proc connector refused the subscription: {os.strerror(err)}")
             raise SourceUnavailable(self._detail)
         self._mode = "active"
-        self._detail = "listening to exec" + ("/fork" if self.fork_events else "") + (
-            "/exit" if self.exit_events else "") + " notices; /proc read at exec time (short-lived processes may "\
+        self._detail = (
+            "listening to exec"
+            + ("/fork" if self.fork_events else "")
+            + ("/exit" if self.exit_events else "")
+            + " notices; /proc read at exec time (short-lived processes may "
             "yield rows without path/cmdline)"
+        )
         if err is None:
             self._detail += "; no ACK from the kernel yet"
         log.info("proc connector: %s", self._detail)
@@ -270,11 +274,16 @@ class ProcConnectorSource(EventSource):
                 return
             self._parents.pop(ev.pid, None)
             if self.exit_events:
-                self._emit({
-                    "pid": ev.pid, "parent": ev.parent, "syscall": "exit",
-                    "status": exit_status(ev.exit_code), "time": int(time.time()),
-                    "uptime": ev.timestamp_ns // 1_000_000_000,
-                })
+                self._emit(
+                    {
+                        "pid": ev.pid,
+                        "parent": ev.parent,
+                        "syscall": "exit",
+                        "status": exit_status(ev.exit_code),
+                        "time": int(time.time()),
+                        "uptime": ev.timestamp_ns // 1_000_000_000,
+                    }
+                )
         elif ev.kind == "ack" and self._ack is not None and not self._ack.done():
             self._ack.set_result(ev.error)
 

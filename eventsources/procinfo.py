@@ -86,10 +86,10 @@ def parse_status(text: str) -> dict[str, int | None]:
         key, _, value = line.partition(":")
         if key == "Uid":
             ids = value.split()
-            out.update(zip(("uid", "euid", "suid", "fsuid"), (int(v) for v in ids[:4])))
+            out.update(zip(("uid", "euid", "suid", "fsuid"), (int(v) for v in ids[:4]), strict=False))
         elif key == "Gid":
             ids = value.split()
-            out.update(zip(("gid", "egid", "sgid", "fsgid"), (int(v) for v in ids[:4])))
+            out.update(zip(("gid", "egid", "sgid", "fsgid"), (int(v) for v in ids[:4]), strict=False))
         elif key == "PPid":
             out["parent"] = int(value.strip())
     return out

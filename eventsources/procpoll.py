@@ -3,10 +3,10 @@
 Every ``interval`` seconds the source lists /proc and emits a process_events row for
 each process it has not seen before (a pid with a new start time), read from /proc
 right then; a process reported at one poll is checked again at the next, so a
-fork followed by an exec gives a second row for the new image.  This MISSES processes that start and exit between two polls — most
-short-lived commands — and cannot tell a fork from an exec; use it only when neither
-kernel audit nor the proc connector is available.  Processes running when the source
-starts are the baseline and give no rows.
+fork followed by an exec gives a second row for the new image.  This MISSES processes
+that start and exit between two polls — most short-lived commands — and cannot tell a
+fork from an exec; use it only when neither kernel audit nor the proc connector is
+available.  Processes running when the source starts are the baseline and give no rows.
 """
 
 from __future__ import annotations
@@ -93,10 +93,9 @@ class ProcPollSource(EventSource):
         emitted = 0
         recheck, self._recheck = self._recheck, {}
         for pid, start in current.items():
-            if self._known.get(pid) == start:
-                # Seen new at the previous poll: it may have exec'd since (fork, then exec).
-                if pid not in recheck or self._exe(pid) in (recheck[pid], None):
-                    continue
+            # Seen new at the previous poll: it may have exec'd since (fork, then exec).
+            if self._known.get(pid) == start and (pid not in recheck or self._exe(pid) in (recheck[pid], None)):
+                continue
             row = self._row(pid, start)
             if row is not None:
                 self.rows += 1

@@ -161,8 +161,9 @@ class UeventSource(EventSource):
             return
         try:
             # 1 MiB: hotplug rates are low; SO_RCVBUF's cap (rmem_max) is enough without root
-            sock = open_netlink(NETLINK_KOBJECT_UEVENT, groups=UEVENT_GROUP_KERNEL, sock_type=socket.SOCK_DGRAM,
-                                rcvbuf=1 << 20)
+            sock = open_netlink(
+                NETLINK_KOBJECT_UEVENT, groups=UEVENT_GROUP_KERNEL, sock_type=socket.SOCK_DGRAM, rcvbuf=1 << 20
+            )
         except OSError as exc:
             self._mode, self._detail = "failed", f"cannot listen to kernel uevents: {exc}"
             raise SourceUnavailable(self._detail) from exc

@@ -38,7 +38,7 @@ def _uuid(raw: bytes) -> str:
 
 
 def _le(data: bytes, offset: int, size: int) -> int:
-    return int.from_bytes(data[offset:offset + size], "little")
+    return int.from_bytes(data[offset : offset + size], "little")
 
 
 def probe(data: bytes) -> Probe | None:
@@ -47,11 +47,11 @@ def probe(data: bytes) -> Probe | None:
         return Probe("crypto_LUKS", _cstr(data[168:208]), "")
     if data[:4] == b"XFSB":
         return Probe("xfs", _uuid(data[32:48]), _cstr(data[108:120]))
-    if data[65536 + 64:65536 + 72] == b"_BHRfS_M":
+    if data[65536 + 64 : 65536 + 72] == b"_BHRfS_M":
         base = 65536
-        return Probe("btrfs", _uuid(data[base + 32:base + 48]), _cstr(data[base + 299:base + 555]))
+        return Probe("btrfs", _uuid(data[base + 32 : base + 48]), _cstr(data[base + 299 : base + 555]))
     for page in (4096, 8192, 16384, 65536):
-        if data[page - 10:page] in (b"SWAPSPACE2", b"SWAP-SPACE"):
+        if data[page - 10 : page] in (b"SWAPSPACE2", b"SWAP-SPACE"):
             return Probe("swap", _uuid(data[1036:1052]), _cstr(data[1052:1068]))
     if len(data) >= _EXT_SB + 136 and _le(data, _EXT_SB + 56, 2) == 0xEF53:
         compat = _le(data, _EXT_SB + 92, 4)
@@ -65,7 +65,7 @@ def probe(data: bytes) -> Probe | None:
             kind = "ext3"
         else:
             kind = "ext2"
-        return Probe(kind, _uuid(data[_EXT_SB + 104:_EXT_SB + 120]), _cstr(data[_EXT_SB + 120:_EXT_SB + 136]))
+        return Probe(kind, _uuid(data[_EXT_SB + 104 : _EXT_SB + 120]), _cstr(data[_EXT_SB + 120 : _EXT_SB + 136]))
     return None
 
 

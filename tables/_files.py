@@ -138,13 +138,11 @@ def query_paths(
     found = {v for v in context.values(column) or () if isinstance(v, str) and v}
     for pattern in context.likes.get(column, ()):
         for match in expand(ns.prefix + pattern, folders=folders, files=files, check=context.check_deadline):
-            found.add(match[len(ns.prefix):])
+            found.add(match[len(ns.prefix) :])
     return sorted(found)
 
 
-def directory_entries(
-    context: QueryContext, ns: Namespace, directories: list[str]
-) -> Iterator[tuple[str, str]]:
+def directory_entries(context: QueryContext, ns: Namespace, directories: list[str]) -> Iterator[tuple[str, str]]:
     """(path, directory) of every entry directly inside each directory, by name; unlistable ones are skipped."""
     for directory in directories:
         try:

@@ -24,7 +24,7 @@ def user_homes(context: QueryContext, paths: HostPaths | None = None) -> Iterato
     paths = paths or context.paths
     uids = context.values("uid")
     text = read_text(paths.host("/etc/passwd"))
-    for entry in (parse_passwd(text) if text is not None else []):
+    for entry in parse_passwd(text) if text is not None else []:
         if uids is not None and entry.uid not in uids:
             continue
         if not entry.home.startswith("/"):

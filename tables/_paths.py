@@ -50,8 +50,9 @@ def compile_pattern(pattern: str) -> FilePattern:
         if component in ("", "."):
             continue
         if "%" in component:
-            regex = "".join("[^/]*" if run.startswith("%") else re.escape(run)
-                            for run in re.findall(r"%+|[^%]+", component))
+            regex = "".join(
+                "[^/]*" if run.startswith("%") else re.escape(run) for run in re.findall(r"%+|[^%]+", component)
+            )
             parts.append(re.compile(regex, re.DOTALL))
         else:
             parts.append(component)

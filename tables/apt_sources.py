@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from ._files import list_files, namespace_views, read_text
 from .spec import Column, HostPaths, QueryContext, Row, TableSpec
 
-__all__ = ["AptSource", "SPEC", "generate", "parse_deb822", "parse_release", "parse_source_line"]
+__all__ = ["SPEC", "AptSource", "generate", "parse_deb822", "parse_release", "parse_source_line"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +27,7 @@ def _source(uri: str, suite: str) -> AptSource | None:
     if proto < 0:
         return None
     uri = uri.rstrip("/")
-    target = uri[proto + 3:]
+    target = uri[proto + 3 :]
     if not target:
         return None
     parts = [target, "dists", suite] if "/" not in suite else [target, *suite.split("/")]
@@ -44,7 +44,7 @@ def parse_source_line(line: str) -> AptSource | None:
     tokens = tokens[1:]
     if tokens and tokens[0].startswith("["):
         end = next((i for i, t in enumerate(tokens) if "]" in t), len(tokens) - 1)
-        tokens = tokens[end + 1:]
+        tokens = tokens[end + 1 :]
     if len(tokens) < 2:
         return None
     return _source(tokens[0], tokens[1])
@@ -87,8 +87,8 @@ def parse_release(text: str) -> dict[str, str]:
 def _source_files(paths: HostPaths) -> tuple[list[str], list[str]]:
     """Host paths (before the root prefix) of one-line and deb822 source files."""
     prefix = paths.host("/etc/apt/sources.list.d")
-    listed = [f"/etc/apt/sources.list.d{f[len(prefix):]}" for f in list_files(prefix)]
-    one_line = (["/etc/apt/sources.list"] if os.path.isfile(paths.host("/etc/apt/sources.list")) else [])
+    listed = [f"/etc/apt/sources.list.d{f[len(prefix) :]}" for f in list_files(prefix)]
+    one_line = ["/etc/apt/sources.list"] if os.path.isfile(paths.host("/etc/apt/sources.list")) else []
     one_line += [f for f in listed if f.endswith(".list")]
     return one_line, [f for f in listed if f.endswith(".sources")]
 

@@ -36,8 +36,7 @@ def neighbour_row(message: Any, names: dict[int, str]) -> Row | None:
 def generate(context: QueryContext) -> Iterator[Row]:
     with rtnl("arp_cache") as ipr:
         names = ifnames(ipr)
-        messages = [m for family in (socket.AF_INET, socket.AF_INET6)
-                    for m in ipr.get_neighbours(family=family)]
+        messages = [m for family in (socket.AF_INET, socket.AF_INET6) for m in ipr.get_neighbours(family=family)]
     for message in messages:
         row = neighbour_row(message, names)
         if row is not None:

@@ -41,12 +41,14 @@ def parse_authorized_keys(text: str) -> list[Row]:
         fields = line.split(None, 2)
         if len(fields) < 2 or not _KEY_TYPE.match(fields[0]):
             continue
-        rows.append({
-            "algorithm": fields[0],
-            "key": fields[1],
-            "options": options,
-            "comment": fields[2].strip() if len(fields) > 2 else "",
-        })
+        rows.append(
+            {
+                "algorithm": fields[0],
+                "key": fields[1],
+                "options": options,
+                "comment": fields[2].strip() if len(fields) > 2 else "",
+            }
+        )
     return rows
 
 

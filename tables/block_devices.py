@@ -44,7 +44,10 @@ def _device_row(paths: HostPaths, name: str, probe: bool) -> Row:
         "parent": f"/dev/{disk}" if disk else "",
         "vendor": props.get("ID_VENDOR") or read_attr(f"{device_dir}/vendor") or "",
         "model": props.get("ID_MODEL") or read_attr(f"{device_dir}/model") or "",
-        "serial": props.get("ID_SERIAL_SHORT") or read_attr(f"{node}/serial") or read_attr(f"{device_dir}/serial") or "",
+        "serial": props.get("ID_SERIAL_SHORT")
+        or read_attr(f"{node}/serial")
+        or read_attr(f"{device_dir}/serial")
+        or "",
         "size": size,
         "block_size": _int(read_attr(f"{queue}/logical_block_size")),
         "uuid": props.get("ID_FS_UUID", ""),

@@ -1,6 +1,6 @@
 """The table reference (docs/tables.md), generated from the specs so it cannot drift.
 
-    python -m tables.catalog > docs/tables.md
+python -m tables.catalog > docs/tables.md
 """
 
 from __future__ import annotations

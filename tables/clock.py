@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time as _time
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .spec import Column, QueryContext, Row, TableSpec
 
@@ -19,7 +19,7 @@ _WINDOWS_EPOCH_OFFSET = 11_644_473_600
 
 def time_row(unix_time: int, local_timezone: str) -> Row:
     """The time row for ``unix_time`` (whole seconds)."""
-    now = datetime.fromtimestamp(unix_time, tz=timezone.utc)
+    now = datetime.fromtimestamp(unix_time, tz=UTC)
     iso = now.strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
         "weekday": now.strftime("%A"),

@@ -35,7 +35,7 @@ def parse_crontab(text: str) -> list[Row]:
         parts = line.split(None, 5)
         if len(parts) < 6:
             continue
-        row = dict(zip(_FIELDS, parts[:5]))
+        row = dict(zip(_FIELDS, parts[:5], strict=False))
         row.update(event="", command=parts[5].strip())
         rows.append(row)
     return rows
@@ -46,7 +46,7 @@ def crontab_files(paths: HostPaths) -> list[str]:
     files = ["/etc/crontab"]
     for directory in ("/etc/cron.d", "/var/spool/cron/crontabs", "/var/spool/cron"):
         prefix = paths.host(directory)
-        files.extend(directory + f[len(prefix):] for f in list_files(prefix))
+        files.extend(directory + f[len(prefix) :] for f in list_files(prefix))
     return files
 
 

@@ -54,8 +54,11 @@ SPEC = TableSpec(
         Column("uuid", "TEXT", "Disk Universally Unique Identifier"),
         Column("encrypted", "INTEGER", "1 If encrypted: true (disk is encrypted), else 0"),
         Column("type", "TEXT", "Description of cipher type and mode if available"),
-        Column("encryption_status", "TEXT",
-               "Disk encryption status with one of following values: encrypted | not encrypted | undefined"),
+        Column(
+            "encryption_status",
+            "TEXT",
+            "Disk encryption status with one of following values: encrypted | not encrypted | undefined",
+        ),
     ),
     generate=generate,
     examples=("SELECT name, encrypted, type FROM disk_encryption WHERE encrypted = 1",),

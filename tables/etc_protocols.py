@@ -18,12 +18,14 @@ def parse_protocols(text: str) -> list[Row]:
         fields = line.split()
         if len(fields) < 2 or not fields[1].isdigit():
             continue
-        rows.append({
-            "name": fields[0],
-            "number": int(fields[1]),
-            "alias": fields[2] if len(fields) > 2 else "",
-            "comment": comment.strip(),
-        })
+        rows.append(
+            {
+                "name": fields[0],
+                "number": int(fields[1]),
+                "alias": fields[2] if len(fields) > 2 else "",
+                "comment": comment.strip(),
+            }
+        )
     return rows
 
 

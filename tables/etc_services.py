@@ -21,13 +21,15 @@ def parse_services(text: str) -> list[Row]:
         port, sep, protocol = fields[1].partition("/")
         if not sep or not port.isdigit():
             continue
-        rows.append({
-            "name": fields[0],
-            "port": int(port),
-            "protocol": protocol,
-            "aliases": " ".join(fields[2:]),
-            "comment": comment.strip(),
-        })
+        rows.append(
+            {
+                "name": fields[0],
+                "port": int(port),
+                "protocol": protocol,
+                "aliases": " ".join(fields[2:]),
+                "comment": comment.strip(),
+            }
+        )
     return rows
 
 

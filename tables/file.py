@@ -125,19 +125,65 @@ SPEC = TableSpec(
         Column("symlink", "INTEGER", "1 if the path is a symlink, otherwise 0"),
         Column("type", "TEXT", "File status"),
         Column("symlink_target_path", "TEXT", "Full path of the symlink target if any"),
-        Column("attributes", "TEXT", "File attribute string (osquery: Windows only; always NULL on Linux)", hidden=True),
-        Column("volume_serial", "TEXT", "Volume serial number (osquery: Windows only; always NULL on Linux)", hidden=True),
+        Column(
+            "attributes", "TEXT", "File attribute string (osquery: Windows only; always NULL on Linux)", hidden=True
+        ),
+        Column(
+            "volume_serial", "TEXT", "Volume serial number (osquery: Windows only; always NULL on Linux)", hidden=True
+        ),
         Column("file_id", "TEXT", "File ID (osquery: Windows only; always NULL on Linux)", hidden=True),
         Column("file_version", "TEXT", "File version (osquery: Windows only; always NULL on Linux)", hidden=True),
-        Column("product_version", "TEXT", "Product version of the file (osquery: Windows only; always NULL on Linux)", hidden=True),
-        Column("original_filename", "TEXT", "Original file name of an executable (osquery: Windows only; always NULL on Linux)", hidden=True),
-        Column("shortcut_target_path", "TEXT", "Path a shortcut points to (osquery: Windows only; always NULL on Linux)", hidden=True),
-        Column("shortcut_target_type", "TEXT", "Type name of a shortcut's target (osquery: Windows only; always NULL on Linux)", hidden=True),
-        Column("shortcut_target_location", "TEXT", "Folder holding a shortcut's target (osquery: Windows only; always NULL on Linux)", hidden=True),
-        Column("shortcut_start_in", "TEXT", "Working directory of a shortcut (osquery: Windows only; always NULL on Linux)", hidden=True),
-        Column("shortcut_run", "TEXT", "Window mode a shortcut runs its target in (osquery: Windows only; always NULL on Linux)", hidden=True),
-        Column("shortcut_comment", "TEXT", "Comment of a shortcut (osquery: Windows only; always NULL on Linux)", hidden=True),
-        Column("bsd_flags", "TEXT", "BSD file flags (chflags) (osquery: macOS only; always NULL on Linux)", hidden=True),
+        Column(
+            "product_version",
+            "TEXT",
+            "Product version of the file (osquery: Windows only; always NULL on Linux)",
+            hidden=True,
+        ),
+        Column(
+            "original_filename",
+            "TEXT",
+            "Original file name of an executable (osquery: Windows only; always NULL on Linux)",
+            hidden=True,
+        ),
+        Column(
+            "shortcut_target_path",
+            "TEXT",
+            "Path a shortcut points to (osquery: Windows only; always NULL on Linux)",
+            hidden=True,
+        ),
+        Column(
+            "shortcut_target_type",
+            "TEXT",
+            "Type name of a shortcut's target (osquery: Windows only; always NULL on Linux)",
+            hidden=True,
+        ),
+        Column(
+            "shortcut_target_location",
+            "TEXT",
+            "Folder holding a shortcut's target (osquery: Windows only; always NULL on Linux)",
+            hidden=True,
+        ),
+        Column(
+            "shortcut_start_in",
+            "TEXT",
+            "Working directory of a shortcut (osquery: Windows only; always NULL on Linux)",
+            hidden=True,
+        ),
+        Column(
+            "shortcut_run",
+            "TEXT",
+            "Window mode a shortcut runs its target in (osquery: Windows only; always NULL on Linux)",
+            hidden=True,
+        ),
+        Column(
+            "shortcut_comment",
+            "TEXT",
+            "Comment of a shortcut (osquery: Windows only; always NULL on Linux)",
+            hidden=True,
+        ),
+        Column(
+            "bsd_flags", "TEXT", "BSD file flags (chflags) (osquery: macOS only; always NULL on Linux)", hidden=True
+        ),
         Column("pid_with_namespace", "INTEGER", "Pids that contain a namespace", hidden=True, additional=True),
         Column("mount_namespace_id", "TEXT", "Mount namespace id", hidden=True),
     ),

@@ -26,21 +26,23 @@ def parse_extensions_json(data: Any) -> list[Row]:
         if not isinstance(addon, dict):
             continue
         locale = addon.get("defaultLocale") if isinstance(addon.get("defaultLocale"), dict) else {}
-        rows.append({
-            "name": str(locale.get("name") or ""),
-            "identifier": str(addon.get("id") or ""),
-            "creator": str(locale.get("creator") or ""),
-            "type": str(addon.get("type") or ""),
-            "version": str(addon.get("version") or ""),
-            "description": str(locale.get("description") or ""),
-            "source_url": str(addon.get("sourceURI") or ""),
-            "visible": _flag(addon.get("visible")),
-            "active": _flag(addon.get("active")),
-            "disabled": _flag(addon.get("userDisabled")) or _flag(addon.get("appDisabled")),
-            "autoupdate": _flag(addon.get("applyBackgroundUpdates")),
-            "location": str(addon.get("location") or ""),
-            "path": str(addon.get("path") or ""),
-        })
+        rows.append(
+            {
+                "name": str(locale.get("name") or ""),
+                "identifier": str(addon.get("id") or ""),
+                "creator": str(locale.get("creator") or ""),
+                "type": str(addon.get("type") or ""),
+                "version": str(addon.get("version") or ""),
+                "description": str(locale.get("description") or ""),
+                "source_url": str(addon.get("sourceURI") or ""),
+                "visible": _flag(addon.get("visible")),
+                "active": _flag(addon.get("active")),
+                "disabled": _flag(addon.get("userDisabled")) or _flag(addon.get("appDisabled")),
+                "autoupdate": _flag(addon.get("applyBackgroundUpdates")),
+                "location": str(addon.get("location") or ""),
+                "path": str(addon.get("path") or ""),
+            }
+        )
     return rows
 
 

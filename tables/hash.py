@@ -48,7 +48,7 @@ def hash_file(path: str, algorithms: tuple[str, ...], context: QueryContext | No
                 hasher.update(chunk)
             if context is not None:
                 context.check_deadline()
-    return {name: hasher.hexdigest() for name, hasher in zip(algorithms, hashers)}
+    return {name: hasher.hexdigest() for name, hasher in zip(algorithms, hashers, strict=False)}
 
 
 def _is_regular(path: str) -> bool:
@@ -58,8 +58,9 @@ def _is_regular(path: str) -> bool:
         return False
 
 
-def _row(path: str, directory: str, real: str, ns: Namespace, algorithms: tuple[str, ...],
-         context: QueryContext) -> Row | None:
+def _row(
+    path: str, directory: str, real: str, ns: Namespace, algorithms: tuple[str, ...], context: QueryContext
+) -> Row | None:
     row: Row = {
         "path": path,
         "directory": directory,

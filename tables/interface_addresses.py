@@ -71,7 +71,12 @@ SPEC = TableSpec(
         Column("broadcast", "TEXT", "Broadcast address for the interface"),
         Column("point_to_point", "TEXT", "PtP address for the interface"),
         Column("type", "TEXT", "Type of address. One of dhcp, manual, auto, other, unknown"),
-        Column("friendly_name", "TEXT", "Display name of the interface (osquery: Windows only; always NULL on Linux)", hidden=True),
+        Column(
+            "friendly_name",
+            "TEXT",
+            "Display name of the interface (osquery: Windows only; always NULL on Linux)",
+            hidden=True,
+        ),
     ),
     generate=generate,
     examples=(

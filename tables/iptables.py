@@ -61,10 +61,24 @@ def _options(args: list[str]) -> Iterator[tuple[str, list[str]]]:
 
 def _rule_row(table: str, chain: str, policy: str, args: list[str], protocols: dict[str, int]) -> Row:
     row: Row = {
-        "filter_name": table, "chain": chain, "policy": policy, "target": "", "protocol": 0,
-        "src_port": "", "dst_port": "", "src_ip": _ANY, "src_mask": _ANY, "iniface": "",
-        "iniface_mask": "", "dst_ip": _ANY, "dst_mask": _ANY, "outiface": "", "outiface_mask": "",
-        "match": "", "packets": 0, "bytes": 0,
+        "filter_name": table,
+        "chain": chain,
+        "policy": policy,
+        "target": "",
+        "protocol": 0,
+        "src_port": "",
+        "dst_port": "",
+        "src_ip": _ANY,
+        "src_mask": _ANY,
+        "iniface": "",
+        "iniface_mask": "",
+        "dst_ip": _ANY,
+        "dst_mask": _ANY,
+        "outiface": "",
+        "outiface_mask": "",
+        "match": "",
+        "packets": 0,
+        "bytes": 0,
     }
     matches: list[str] = []
     for opt, values in _options(args):
@@ -142,7 +156,8 @@ def parse_iptables_save(text: str, protocols: dict[str, int] | None = None) -> l
 
 def _iptables_save() -> str | None:
     binary = shutil.which("iptables-save") or next(
-        (p for p in ("/usr/sbin/iptables-save", "/sbin/iptables-save") if shutil.which(p)), None)
+        (p for p in ("/usr/sbin/iptables-save", "/sbin/iptables-save") if shutil.which(p)), None
+    )
     if binary is None:
         return None
     try:

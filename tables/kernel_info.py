@@ -25,9 +25,9 @@ def parse_cmdline(text: str) -> dict[str, str]:
     arguments = []
     for arg in text.split():
         if arg.startswith("BOOT_IMAGE="):
-            path = arg[len("BOOT_IMAGE="):]
+            path = arg[len("BOOT_IMAGE=") :]
         elif arg.startswith("root="):
-            device = arg[len("root="):]
+            device = arg[len("root=") :]
         else:
             arguments.append(arg)
     return {"path": path, "device": device, "arguments": " ".join(arguments)}

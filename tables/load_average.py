@@ -17,7 +17,7 @@ def parse_loadavg(data: bytes) -> list[tuple[str, str]]:
     fields = data.split()
     if len(fields) < 3:
         raise ValueError(f"malformed loadavg: {data[:80]!r}")
-    return [(period, f"{float(value):.6f}") for period, value in zip(_PERIODS, fields)]
+    return [(period, f"{float(value):.6f}") for period, value in zip(_PERIODS, fields, strict=False)]
 
 
 def generate(context: QueryContext) -> Iterator[Row]:

@@ -60,7 +60,7 @@ def _device_alias(device: str, context: QueryContext) -> str:
         return device
     root = context.paths.root
     if root not in ("", "/") and real.startswith(root.rstrip("/") + "/"):
-        real = real[len(root.rstrip("/")):]
+        real = real[len(root.rstrip("/")) :]
     return real
 
 
@@ -108,7 +108,9 @@ SPEC = TableSpec(
         Column("type", "TEXT", "Mounted device type"),
         Column("blocks_size", "BIGINT", "Block size in bytes"),
         Column("blocks", "BIGINT", "Mounted device used blocks"),
-        Column("blocks_free", "BIGINT", "Mounted device blocks available to root users, a superset of blocks_available"),
+        Column(
+            "blocks_free", "BIGINT", "Mounted device blocks available to root users, a superset of blocks_available"
+        ),
         Column("blocks_available", "BIGINT", "Mounted device blocks available to non-root users"),
         Column("inodes", "BIGINT", "Mounted device used inodes"),
         Column("inodes_free", "BIGINT", "Mounted device free inodes"),

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from ._files import read_text
 from .spec import Column, HostPaths, QueryContext, Row, TableSpec
 
-__all__ = ["PCI_IDS_PATHS", "PciIds", "SPEC", "generate", "parse_pci_ids", "parse_uevent"]
+__all__ = ["PCI_IDS_PATHS", "SPEC", "PciIds", "generate", "parse_pci_ids", "parse_uevent"]
 
 PCI_IDS_PATHS = ("/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids", "/usr/share/pci.ids")
 
@@ -102,8 +102,11 @@ def generate(context: QueryContext) -> Iterator[Row]:
         slots = sorted(os.listdir(base))
     except FileNotFoundError:
         return
-    ids = _load_ids(context.paths) if context.any_used("pci_class", "vendor", "model", "pci_subclass",
-                                                        "subsystem_vendor", "subsystem_model") else PciIds()
+    ids = (
+        _load_ids(context.paths)
+        if context.any_used("pci_class", "vendor", "model", "pci_subclass", "subsystem_vendor", "subsystem_model")
+        else PciIds()
+    )
     for slot in slots:
         row = _device_row(base, slot, ids)
         if row is not None:

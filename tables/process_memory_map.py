@@ -29,16 +29,18 @@ def parse_maps(data: bytes) -> list[Row]:
         except ValueError:
             continue
         path = fields[5].strip() if len(fields) > 5 else ""
-        rows.append({
-            "start": f"0x{start}",
-            "end": f"0x{end}",
-            "permissions": fields[1],
-            "offset": offset,
-            "device": fields[3],
-            "inode": inode,
-            "path": path,
-            "pseudo": 1 if inode == 0 and path else 0,
-        })
+        rows.append(
+            {
+                "start": f"0x{start}",
+                "end": f"0x{end}",
+                "permissions": fields[1],
+                "offset": offset,
+                "device": fields[3],
+                "inode": inode,
+                "path": path,
+                "pseudo": 1 if inode == 0 and path else 0,
+            }
+        )
     return rows
 
 

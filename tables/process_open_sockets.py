@@ -19,9 +19,9 @@ from .spec import Column, QueryContext, Row, TableSpec
 
 __all__ = [
     "SPEC",
+    "TCP_STATES",
     "OpenSocket",
     "SocketInfo",
-    "TCP_STATES",
     "collect_sockets",
     "decode_address",
     "parse_inet_sockets",
@@ -33,8 +33,19 @@ IPPROTO_TCP, IPPROTO_UDP = socket.IPPROTO_TCP, socket.IPPROTO_UDP
 
 #: include/net/tcp_states.h, indexed by the ``st`` field of /proc/net/tcp.
 TCP_STATES = (
-    "UNKNOWN", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT",
-    "CLOSE", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING", "NEW_SYN_RECV",
+    "UNKNOWN",
+    "ESTABLISHED",
+    "SYN_SENT",
+    "SYN_RECV",
+    "FIN_WAIT1",
+    "FIN_WAIT2",
+    "TIME_WAIT",
+    "CLOSE",
+    "CLOSE_WAIT",
+    "LAST_ACK",
+    "LISTEN",
+    "CLOSING",
+    "NEW_SYN_RECV",
 )
 
 _SO_ACCEPTCON = 0x10000  # /proc/net/unix Flags: the socket is listening
@@ -123,7 +134,9 @@ def parse_inet_sockets(data: bytes, family: int, protocol: int | None) -> list[S
             state, listening, proto = "", False, local_port
             local_port = remote_port = 0
         result.append(
-            SocketInfo(inode, family, proto, local_address, local_port, remote_address, remote_port, "", state, listening)
+            SocketInfo(
+                inode, family, proto, local_address, local_port, remote_address, remote_port, "", state, listening
+            )
         )
     return result
 
@@ -145,9 +158,7 @@ def parse_unix_sockets(data: bytes) -> list[SocketInfo]:
         except ValueError:
             continue
         path = fields[7] if len(fields) > 7 else ""
-        listening = bool(flags & _SO_ACCEPTCON) or (
-            sock_type == _SOCK_DGRAM and st == _SS_UNCONNECTED and bool(path)
-        )
+        listening = bool(flags & _SO_ACCEPTCON) or (sock_type == _SOCK_DGRAM and st == _SS_UNCONNECTED and bool(path))
         result.append(SocketInfo(inode, AF_UNIX, protocol, "", 0, "", 0, path, "", listening))
     return result
 

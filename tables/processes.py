@@ -26,8 +26,17 @@ from .spec import Column, QueryContext, Row, TableSpec
 
 # Which columns each source feeds; a source is read only if one of its columns is used.
 _STAT_COLUMNS = (
-    "name", "state", "parent", "pgroup", "nice", "threads", "user_time", "system_time",
-    "start_time", "resident_size", "total_size",
+    "name",
+    "state",
+    "parent",
+    "pgroup",
+    "nice",
+    "threads",
+    "user_time",
+    "system_time",
+    "start_time",
+    "resident_size",
+    "total_size",
 )
 _STATUS_COLUMNS = ("uid", "gid", "euid", "egid", "suid", "sgid")
 _IO_COLUMNS = ("disk_bytes_read", "disk_bytes_written")

@@ -14,11 +14,17 @@ __all__ = ["SPEC", "generate", "parse_metadata", "site_directories"]
 
 #: System locations osquery searches (globs: every installed Python version).
 _SYSTEM_PATTERNS = (
-    "/usr/local/lib/python3*/dist-packages", "/usr/local/lib/python3*/site-packages",
-    "/usr/lib/python3/dist-packages", "/usr/lib/python3*/dist-packages", "/usr/lib/python3*/site-packages",
-    "/usr/lib64/python3*/site-packages", "/usr/local/lib64/python3*/site-packages",
-    "/usr/local/lib/python2*/dist-packages", "/usr/local/lib/python2*/site-packages",
-    "/usr/lib/python2*/dist-packages", "/usr/lib/python2*/site-packages",
+    "/usr/local/lib/python3*/dist-packages",
+    "/usr/local/lib/python3*/site-packages",
+    "/usr/lib/python3/dist-packages",
+    "/usr/lib/python3*/dist-packages",
+    "/usr/lib/python3*/site-packages",
+    "/usr/lib64/python3*/site-packages",
+    "/usr/local/lib64/python3*/site-packages",
+    "/usr/local/lib/python2*/dist-packages",
+    "/usr/local/lib/python2*/site-packages",
+    "/usr/lib/python2*/dist-packages",
+    "/usr/lib/python2*/site-packages",
 )
 _USER_PATTERN = ".local/lib/python*/site-packages"
 _FIELDS = {"Name": "name", "Version": "version", "Summary": "summary", "Author": "author", "License": "license"}
@@ -41,7 +47,7 @@ def parse_metadata(text: str) -> dict[str, str]:
 
 def _expand(paths: HostPaths, pattern: str) -> list[str]:
     prefix = paths.host("/").rstrip("/")
-    return sorted(p[len(prefix):] if prefix else p for p in glob.glob(paths.host(pattern)) if os.path.isdir(p))
+    return sorted(p[len(prefix) :] if prefix else p for p in glob.glob(paths.host(pattern)) if os.path.isdir(p))
 
 
 def site_directories(context: QueryContext, paths: HostPaths) -> list[tuple[int, str]]:
@@ -70,8 +76,11 @@ def _packages(paths: HostPaths, directory: str) -> Iterator[tuple[str, dict[str,
         if name.endswith(".dist-info"):
             meta = f"{directory}/{name}/METADATA"
         elif name.endswith(".egg-info"):
-            meta = f"{directory}/{name}/PKG-INFO" if os.path.isdir(paths.host(f"{directory}/{name}")) \
+            meta = (
+                f"{directory}/{name}/PKG-INFO"
+                if os.path.isdir(paths.host(f"{directory}/{name}"))
                 else f"{directory}/{name}"
+            )
         else:
             continue
         text = read_text(paths.host(meta))
@@ -83,8 +92,7 @@ def generate(context: QueryContext) -> Iterator[Row]:
     """One row per installed distribution; ``directory`` constraints limit the scan."""
     wanted_dirs = context.values("directory")
     for pid_ns, paths in namespace_views(context):
-        pairs = ([(0, d) for d in sorted(wanted_dirs)] if wanted_dirs is not None
-                 else site_directories(context, paths))
+        pairs = [(0, d) for d in sorted(wanted_dirs)] if wanted_dirs is not None else site_directories(context, paths)
         for uid, directory in pairs:
             context.check_deadline()
             for path, meta in _packages(paths, directory):

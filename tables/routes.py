@@ -57,8 +57,9 @@ def route_row(message: Any, names: dict[int, str]) -> Row:
 def generate(context: QueryContext) -> Iterator[Row]:
     with rtnl("routes") as ipr:
         names = ifnames(ipr)
-        messages = [m for family in (socket.AF_INET, socket.AF_INET6)
-                    for m in ipr.get_routes(family=family, table=None)]
+        messages = [
+            m for family in (socket.AF_INET, socket.AF_INET6) for m in ipr.get_routes(family=family, table=None)
+        ]
     for message in messages:
         yield route_row(message, names)
 

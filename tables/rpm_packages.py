@@ -22,9 +22,18 @@ RPMDB_PATHS = ("/var/lib/rpm/rpmdb.sqlite", "/usr/lib/sysimage/rpm/rpmdb.sqlite"
 
 #: rpm tag numbers (rpmtag.h) -> our column.
 _TAGS = {
-    1000: "name", 1001: "version", 1002: "release", 1003: "epoch", 1008: "install_time",
-    1009: "size", 5009: "size", 1011: "vendor", 1016: "package_group", 1022: "arch",
-    1044: "source", 269: "sha1",
+    1000: "name",
+    1001: "version",
+    1002: "release",
+    1003: "epoch",
+    1008: "install_time",
+    1009: "size",
+    5009: "size",
+    1011: "vendor",
+    1016: "package_group",
+    1022: "arch",
+    1044: "source",
+    269: "sha1",
 }
 _INT_TYPES = {3: ">h", 4: ">i", 5: ">q"}  # INT16, INT32, INT64
 _STRING_TYPES = (6, 8, 9)  # STRING, STRING_ARRAY (first element), I18NSTRING (first element)
@@ -42,7 +51,7 @@ def parse_header(blob: bytes) -> dict[str, Any]:
     start = 8 + count * _ENTRY.size
     if count < 0 or data_len < 0 or start + data_len > len(blob):
         raise ValueError(f"rpm header claims {count} entries and {data_len} data bytes in {len(blob)} bytes")
-    data = blob[start:start + data_len]
+    data = blob[start : start + data_len]
     values: dict[str, Any] = {}
     for i in range(count):
         tag, kind, offset, n = _ENTRY.unpack_from(blob, 8 + i * _ENTRY.size)
@@ -55,7 +64,7 @@ def parse_header(blob: bytes) -> dict[str, Any]:
                 values[column] = struct.unpack_from(fmt, data, offset)[0]
         elif kind in _STRING_TYPES:
             end = data.find(b"\0", offset)
-            values[column] = data[offset:end if end >= 0 else None].decode("utf-8", "replace")
+            values[column] = data[offset : end if end >= 0 else None].decode("utf-8", "replace")
     return values
 
 

@@ -9,8 +9,19 @@ from .spec import Column, QueryContext, Row, TableSpec
 
 __all__ = ["SPEC", "generate", "hash_algorithm", "parse_shadow", "password_status"]
 
-_HASH_IDS = {"1": "md5", "2a": "bcrypt", "2b": "bcrypt", "2y": "bcrypt", "5": "sha256", "6": "sha512",
-             "y": "yescrypt", "gy": "gost-yescrypt", "7": "scrypt", "sha1": "sha1", "md5": "sunmd5"}
+_HASH_IDS = {
+    "1": "md5",
+    "2a": "bcrypt",
+    "2b": "bcrypt",
+    "2y": "bcrypt",
+    "5": "sha256",
+    "6": "sha512",
+    "y": "yescrypt",
+    "gy": "gost-yescrypt",
+    "7": "scrypt",
+    "sha1": "sha1",
+    "md5": "sunmd5",
+}
 _AGEING = ("last_change", "min", "max", "warning", "inactive", "expire", "flag")
 
 
@@ -49,9 +60,12 @@ def parse_shadow(text: str) -> list[Row]:
         if len(fields) < 2 or not fields[0] or fields[0][0] in "#+-":
             continue
         fields += [""] * (9 - len(fields))
-        row: Row = {"username": fields[0], "password_status": password_status(fields[1]),
-                    "hash_alg": hash_algorithm(fields[1])}
-        row.update({name: _days(value) for name, value in zip(_AGEING, fields[2:9])})
+        row: Row = {
+            "username": fields[0],
+            "password_status": password_status(fields[1]),
+            "hash_alg": hash_algorithm(fields[1]),
+        }
+        row.update({name: _days(value) for name, value in zip(_AGEING, fields[2:9], strict=False)})
         rows.append(row)
     return rows
 

@@ -26,8 +26,14 @@ SPEC = event_table(
         Column("time", "BIGINT", "Time of the call, UNIX time", additional=True),
         Column("uptime", "BIGINT", "Time of the call, seconds since boot"),
         Column("eid", "TEXT", "Event id", hidden=True),
-        Column("success", "INTEGER", "1 when the call succeeded or is in progress (deprecated: use status)", hidden=True),
-        Column("status", "TEXT", "succeeded, failed, in_progress (non-blocking connect) or no_client (empty non-blocking accept)"),
+        Column(
+            "success", "INTEGER", "1 when the call succeeded or is in progress (deprecated: use status)", hidden=True
+        ),
+        Column(
+            "status",
+            "TEXT",
+            "succeeded, failed, in_progress (non-blocking connect) or no_client (empty non-blocking accept)",
+        ),
         Column("cgroup_path", "TEXT", "The process's cgroup path, read at event time"),
         Column("container_id", "TEXT", "Container id from the cgroup path, read at event time"),
     ),

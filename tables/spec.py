@@ -20,8 +20,8 @@ __all__ = [
     "QueryContext",
     "QueryDeadline",
     "Row",
-    "TableSpec",
     "TableError",
+    "TableSpec",
 ]
 
 #: osquery's column type names (DATE/DATETIME are TEXT there too).
@@ -159,7 +159,5 @@ class TableSpec:
 
     def create_sql(self) -> str:
         """The ``CREATE TABLE`` statement SQLite sees (and ``.schema`` prints)."""
-        cols = ", ".join(
-            f"`{c.name}` {c.type.replace('_', ' ')}{' HIDDEN' if c.hidden else ''}" for c in self.columns
-        )
+        cols = ", ".join(f"`{c.name}` {c.type.replace('_', ' ')}{' HIDDEN' if c.hidden else ''}" for c in self.columns)
         return f"CREATE TABLE {self.name}({cols})"

@@ -55,9 +55,7 @@ _RANGE_OPS = frozenset({"gt", "ge", "lt", "le"})
 _READ_PRAGMAS = frozenset(
     {"table_info", "table_xinfo", "function_list", "collation_list", "module_list", "pragma_list", "table_list"}
 )
-_ALLOWED_ACTIONS = frozenset(
-    {apsw.SQLITE_SELECT, apsw.SQLITE_READ, apsw.SQLITE_FUNCTION, apsw.SQLITE_RECURSIVE}
-)
+_ALLOWED_ACTIONS = frozenset({apsw.SQLITE_SELECT, apsw.SQLITE_READ, apsw.SQLITE_FUNCTION, apsw.SQLITE_RECURSIVE})
 
 
 class QueryError(Exception):
@@ -80,7 +78,7 @@ class QueryResult:
     rows: list[tuple[Any, ...]]
 
     def dicts(self) -> list[dict[str, Any]]:
-        return [dict(zip(self.columns, r)) for r in self.rows]
+        return [dict(zip(self.columns, r, strict=False)) for r in self.rows]
 
 
 @dataclass(slots=True)
@@ -174,7 +172,7 @@ class _Table:
 
 
 class _Cursor:
-    __slots__ = ("table", "names", "rows", "row", "rowid", "run")
+    __slots__ = ("names", "row", "rowid", "rows", "run", "table")
 
     def __init__(self, table: _Table) -> None:
         self.table = table
@@ -350,17 +348,13 @@ class Database:
             for row in cursor.execute(sql, bindings):
                 rows.append(row)
                 if max_rows is not None and len(rows) > max_rows:
-                    raise QueryError(
-                        f"result too large: more than {max_rows:,} rows; narrow it with WHERE or LIMIT"
-                    )
+                    raise QueryError(f"result too large: more than {max_rows:,} rows; narrow it with WHERE or LIMIT")
         except apsw.ExecTraceAbort:
             raise QueryError("one SQL statement per query, please: this one has several") from None
         except QueryError:
             raise
         except (QueryDeadline, apsw.InterruptError):
-            raise QueryTimeout(
-                f"query exceeded the time limit of {limit:g} s and was interrupted"
-            ) from None
+            raise QueryTimeout(f"query exceeded the time limit of {limit:g} s and was interrupted") from None
         except apsw.AuthError as exc:
             raise QueryError(f"{_message(exc)} (queries are read-only)") from None
         except apsw.SQLError as exc:

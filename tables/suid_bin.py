@@ -61,7 +61,7 @@ def generate(context: QueryContext) -> Iterator[Row]:
                 if not stat.S_ISREG(st.st_mode) or not st.st_mode & (stat.S_ISUID | stat.S_ISGID):
                     continue
                 yield {
-                    "path": full[len(prefix):] if prefix else full,
+                    "path": full[len(prefix) :] if prefix else full,
                     "username": users.get(st.st_uid, str(st.st_uid)),
                     "groupname": groups.get(st.st_gid, str(st.st_gid)),
                     "permissions": permission_flags(st.st_mode),

@@ -78,7 +78,7 @@ def generate(context: QueryContext) -> Iterator[Row]:
     for start in starts:
         leaves = _leaves(start, context) if os.path.isdir(start) else ([start] if os.path.exists(start) else [])
         for path in leaves:
-            name = path[len(root) + 1:].replace("/", ".")
+            name = path[len(root) + 1 :].replace("/", ".")
             yield {
                 "name": name,
                 "oid": "",

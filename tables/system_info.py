@@ -104,8 +104,9 @@ def generate(context: QueryContext) -> Iterator[Row]:
     if not uuid:
         uuid = uuid_from_machine_id(read_text(paths.host("/etc/machine-id")) or "")
     row["uuid"] = uuid or ""
-    if context.any_used("cpu_brand", "cpu_subtype", "cpu_microcode", "cpu_logical_cores",
-                        "cpu_physical_cores", "cpu_sockets"):
+    if context.any_used(
+        "cpu_brand", "cpu_subtype", "cpu_microcode", "cpu_logical_cores", "cpu_physical_cores", "cpu_sockets"
+    ):
         row.update(parse_cpuinfo(read_text(os.path.join(paths.proc, "cpuinfo")) or ""))
     if context.is_column_used("physical_memory"):
         row["physical_memory"] = parse_meminfo_total(read_text(os.path.join(paths.proc, "meminfo")) or "")

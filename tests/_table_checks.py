@@ -88,7 +88,10 @@ class Scratch:
         env = dict(os.environ, PYTHONPATH=str(REPO))
         done = subprocess.run(
             ["ip", "netns", "exec", self.name, sys.executable, "-c", code, module, sql],
-            capture_output=True, text=True, env=env, timeout=60,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
         )
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)
@@ -118,12 +121,23 @@ def scratch_namespace() -> Iterator[Scratch]:
             ("addr", "add", scratch.ptp_local, "peer", f"{scratch.ptp_peer}/32", "dev", "lo"),
             ("link", "set", "veth0", "up"),
             ("link", "set", "veth1", "up"),
-            ("route", "add", f"{scratch.v4_gateway_route}/16", "via", scratch.v4_peer, "dev", "veth0",
-             "metric", "50", "mtu", "1300", "hoplimit", "9"),
-            ("neigh", "add", scratch.v4_peer, "lladdr", scratch.neighbour_mac, "dev", "veth0",
-             "nud", "permanent"),
-            ("neigh", "add", scratch.v6_peer, "lladdr", scratch.neighbour6_mac, "dev", "veth0",
-             "nud", "permanent"),
+            (
+                "route",
+                "add",
+                f"{scratch.v4_gateway_route}/16",
+                "via",
+                scratch.v4_peer,
+                "dev",
+                "veth0",
+                "metric",
+                "50",
+                "mtu",
+                "1300",
+                "hoplimit",
+                "9",
+            ),
+            ("neigh", "add", scratch.v4_peer, "lladdr", scratch.neighbour_mac, "dev", "veth0", "nud", "permanent"),
+            ("neigh", "add", scratch.v6_peer, "lladdr", scratch.neighbour6_mac, "dev", "veth0", "nud", "permanent"),
         ):
             ip("-n", n, *args)
         yield scratch

@@ -31,12 +31,12 @@ class AuditSnapshot:
     rules: tuple[bytes, ...]
 
 
-def _snapshot(ctl) -> AuditSnapshot:  # noqa: ANN001 - AuditNetlink
+def _snapshot(ctl) -> AuditSnapshot:
     st = ctl.get_status()
     return AuditSnapshot(st.enabled, st.pid, st.backlog_limit, st.backlog_wait_time, tuple(ctl.list_rules()))
 
 
-def _restore(ctl, want: AuditSnapshot) -> None:  # noqa: ANN001
+def _restore(ctl, want: AuditSnapshot) -> None:
     from eventsources.audit.netlink import NetlinkError
 
     now = _snapshot(ctl)

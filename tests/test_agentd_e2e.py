@@ -68,9 +68,24 @@ def test_process_and_port_added_then_removed(tmp_path, notify):
     sock_path = str(tmp_path / "agentd.sock")
     env = {**os.environ, "PYTHONPATH": str(REPO), "NOTIFY_SOCKET": str(tmp_path / "notify.sock")}
     agentd = subprocess.Popen(
-        [sys.executable, "-m", "agent.daemon", "--config", str(tmp_path / "agentd.conf"),
-         "--state-dir", str(tmp_path / "state"), "--log-dir", str(tmp_path / "log"), "--socket", sock_path],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "agent.daemon",
+            "--config",
+            str(tmp_path / "agentd.conf"),
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--log-dir",
+            str(tmp_path / "log"),
+            "--socket",
+            sock_path,
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     sleeper = None
     try:
@@ -93,7 +108,10 @@ def test_process_and_port_added_then_removed(tmp_path, notify):
         assert proc_lines[0]["columns"] == {"pid": str(sleeper.pid), "name": "sleep", "cmdline": f"sleep {token}"}
         assert proc_lines[0]["hostIdentifier"] and proc_lines[0]["counter"] >= 1
         assert port_lines[0]["columns"] == {
-            "pid": str(os.getpid()), "port": str(port), "address": "127.0.0.1", "protocol": "6"
+            "pid": str(os.getpid()),
+            "port": str(port),
+            "address": "127.0.0.1",
+            "protocol": "6",
         }
 
         sleeper.kill()
@@ -133,9 +151,24 @@ def _start(tmp_path: Path, config: Path, sock_path: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("NOTIFY_SOCKET", None)
     return subprocess.Popen(
-        [sys.executable, "-m", "agent.daemon", "--config", str(config), "--state-dir", str(tmp_path / "state"),
-         "--log-dir", str(tmp_path / "log"), "--socket", sock_path],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "agent.daemon",
+            "--config",
+            str(config),
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--log-dir",
+            str(tmp_path / "log"),
+            "--socket",
+            sock_path,
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -144,10 +177,16 @@ def test_kill_9_between_runs_neither_duplicates_nor_misses(tmp_path):
     watched = tmp_path / "watched"
     watched.mkdir()
     config = tmp_path / "agentd.conf"
-    config.write_text(json.dumps({
-        "options": {"disable_events": True, "schedule_splay_percent": 0},
-        "schedule": {"files": {"query": f"SELECT filename FROM file WHERE directory = '{watched}'", "interval": 1}},
-    }))
+    config.write_text(
+        json.dumps(
+            {
+                "options": {"disable_events": True, "schedule_splay_percent": 0},
+                "schedule": {
+                    "files": {"query": f"SELECT filename FROM file WHERE directory = '{watched}'", "interval": 1}
+                },
+            }
+        )
+    )
     results = tmp_path / "log" / "results.log"
     sock_path = str(tmp_path / "agentd.sock")
 

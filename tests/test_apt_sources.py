@@ -41,18 +41,22 @@ Enabled: no
 
 
 def test_parse_source_line() -> None:
-    assert parse_source_line("deb [arch=amd64 signed-by=/k.gpg] http://ppa.example.org/repo/ jammy main # x") == \
-        AptSource("ppa.example.org/repo jammy", "http://ppa.example.org/repo", "ppa.example.org_repo_dists_jammy")
-    assert parse_source_line("deb https://example.org/flat ./") == \
-        AptSource("example.org/flat ./", "https://example.org/flat", "example.org_flat_.")
+    assert parse_source_line(
+        "deb [arch=amd64 signed-by=/k.gpg] http://ppa.example.org/repo/ jammy main # x"
+    ) == AptSource("ppa.example.org/repo jammy", "http://ppa.example.org/repo", "ppa.example.org_repo_dists_jammy")
+    assert parse_source_line("deb https://example.org/flat ./") == AptSource(
+        "example.org/flat ./", "https://example.org/flat", "example.org_flat_."
+    )
     assert parse_source_line("deb-src http://x.org/debian bookworm main") is None
     assert parse_source_line("# deb http://x.org/debian bookworm main") is None
     assert parse_source_line("deb /local/path bookworm") is None
 
 
 def test_parse_deb822() -> None:
-    assert [s.name for s in parse_deb822(DEB822)] == ["deb.debian.org/debian bookworm",
-                                                      "deb.debian.org/debian bookworm-updates"]
+    assert [s.name for s in parse_deb822(DEB822)] == [
+        "deb.debian.org/debian bookworm",
+        "deb.debian.org/debian bookworm-updates",
+    ]
 
 
 def test_parse_release() -> None:
@@ -70,13 +74,30 @@ def test_fixture_tree(tmp_path: Path) -> None:
     (lists / "deb.debian.org_debian_dists_bookworm_InRelease").write_text(RELEASE)
     (lists / "mirror.example.org_debian_dists_bookworm_Release").write_text(RELEASE)
     db = Database([apt_sources.SPEC], paths=HostPaths(root=str(tmp_path)))
-    rows = db.execute("SELECT name, source, base_uri, release, version, maintainer, components, architectures "
-                      "FROM apt_sources").rows
+    rows = db.execute(
+        "SELECT name, source, base_uri, release, version, maintainer, components, architectures FROM apt_sources"
+    ).rows
     assert rows == [
-        ("mirror.example.org/debian bookworm", "/etc/apt/sources.list", "http://mirror.example.org/debian",
-         "bookworm", "12.15", "Debian", "main contrib", "all amd64 arm64"),
-        ("deb.debian.org/debian bookworm", "/etc/apt/sources.list.d/debian.sources", "http://deb.debian.org/debian",
-         "bookworm", "12.15", "Debian", "main contrib", "all amd64 arm64"),
+        (
+            "mirror.example.org/debian bookworm",
+            "/etc/apt/sources.list",
+            "http://mirror.example.org/debian",
+            "bookworm",
+            "12.15",
+            "Debian",
+            "main contrib",
+            "all amd64 arm64",
+        ),
+        (
+            "deb.debian.org/debian bookworm",
+            "/etc/apt/sources.list.d/debian.sources",
+            "http://deb.debian.org/debian",
+            "bookworm",
+            "12.15",
+            "Debian",
+            "main contrib",
+            "all amd64 arm64",
+        ),
     ]  # sources without a fetched Release file are not reported, as in osquery
 
 

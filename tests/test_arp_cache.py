@@ -7,7 +7,6 @@ from collections.abc import Iterator
 import pytest
 
 from tables import arp_cache
-
 from tests._table_checks import Scratch, assert_column_types, ip_json, scratch_namespace
 
 
@@ -19,12 +18,13 @@ def scratch() -> Iterator[Scratch]:
 
 def test_permanent_neighbours(scratch: Scratch) -> None:
     rows = scratch.query("arp_cache", "SELECT * FROM arp_cache")
-    assert {"address": scratch.v4_peer, "mac": scratch.neighbour_mac, "interface": "veth0",
-            "permanent": "1"} in rows
-    assert {"address": scratch.v6_peer, "mac": scratch.neighbour6_mac, "interface": "veth0",
-            "permanent": "1"} in rows
-    expected = {(n["dst"], n.get("lladdr", "00:00:00:00:00:00"), n["dev"])
-                for n in ip_json(scratch.name, "neigh", "show") if "NOARP" not in n.get("state", [])}
+    assert {"address": scratch.v4_peer, "mac": scratch.neighbour_mac, "interface": "veth0", "permanent": "1"} in rows
+    assert {"address": scratch.v6_peer, "mac": scratch.neighbour6_mac, "interface": "veth0", "permanent": "1"} in rows
+    expected = {
+        (n["dst"], n.get("lladdr", "00:00:00:00:00:00"), n["dev"])
+        for n in ip_json(scratch.name, "neigh", "show")
+        if "NOARP" not in n.get("state", [])
+    }
     assert {(r["address"], r["mac"], r["interface"]) for r in rows} >= expected
     assert_column_types(arp_cache.SPEC, rows)
 

@@ -33,8 +33,18 @@ def hexs(text: str | bytes) -> str:
     return data.hex().upper()
 
 
-def syscall(serial: int, *, arch: str = "c000003e", nr: int = 59, success: str = "yes", exit_: int = 0,
-            a0: str = "7ffd1", pid: int = 4242, ppid: int = 4000, exe: str = '"/usr/bin/true"') -> tuple[int, str]:
+def syscall(
+    serial: int,
+    *,
+    arch: str = "c000003e",
+    nr: int = 59,
+    success: str = "yes",
+    exit_: int = 0,
+    a0: str = "7ffd1",
+    pid: int = 4242,
+    ppid: int = 4000,
+    exe: str = '"/usr/bin/true"',
+) -> tuple[int, str]:
     return SYSCALL, (
         f"audit(1700000000.123:{serial}): arch={arch} syscall={nr} success={success} exit={exit_} a0={a0} a1=0 "
         f'a2=0 a3=0 items=2 ppid={ppid} pid={pid} {IDS} tty=pts0 ses=3 comm="true" exe={exe} '
@@ -50,8 +60,12 @@ def exec_event(serial: int, args_body: str, **kw) -> list[tuple[int, str]]:
     return [
         syscall(serial, **kw),
         rec(EXECVE, serial, args_body),
-        rec(CWD, serial, f'cwd={hexs("/home/a user")}'),
-        rec(PATH, serial, 'item=0 name="/bin/true" inode=260958 dev=fe:00 mode=0100755 ouid=0 ogid=0 rdev=00:00 nametype=NORMAL'),
+        rec(CWD, serial, f"cwd={hexs('/home/a user')}"),
+        rec(
+            PATH,
+            serial,
+            'item=0 name="/bin/true" inode=260958 dev=fe:00 mode=0100755 ouid=0 ogid=0 rdev=00:00 nametype=NORMAL',
+        ),
         rec(PATH, serial, 'item=1 name="/lib64/ld-linux-x86-64.so.2" inode=1 dev=fe:00 mode=0100644 ouid=7 ogid=7'),
         rec(PROCTITLE, serial, "proctitle=2F62696E2F74727565"),
         rec(EOE, serial, ""),
@@ -85,7 +99,7 @@ def test_parse_message_rejects_garbage(text: str) -> None:
 
 
 def test_fields_with_quoted_spaces_and_bare_words() -> None:
-    f = parse_fields("pid=1 msg='op=login acct=\"root\" res=success' junk a=\"b c\" z=")
+    f = parse_fields('pid=1 msg=\'op=login acct="root" res=success\' junk a="b c" z=')
     assert f == {"pid": "1", "msg": "'op=login acct=\"root\" res=success'", "a": '"b c"', "z": ""}
 
 
@@ -112,8 +126,10 @@ def test_execve_split_argument_across_records() -> None:
 
 def test_execve_split_argument_with_quoted_chunks() -> None:
     # an argument that needs no encoding may be split in "quoted" chunks; a bad chunk loses only its argument
-    r = parse_message(EXECVE, 'audit(1.0:9): argc=4 a0="ls" a1_len=12 a1[0]="abcdef" a1[1]="ghijkl" a2="-l" '
-                              'a3_len=4 a3[0]=ZZ a3[1]="ab"')
+    r = parse_message(
+        EXECVE,
+        'audit(1.0:9): argc=4 a0="ls" a1_len=12 a1[0]="abcdef" a1[1]="ghijkl" a2="-l" a3_len=4 a3[0]=ZZ a3[1]="ab"',
+    )
     assert execve_args([r]) == (["ls", "abcdefghijkl", "-l"], 4)
 
 
@@ -155,9 +171,11 @@ def test_sockaddr_malformed(saddr: str) -> None:
 def test_parse_line_variants() -> None:
     plain = parse_line('type=CWD msg=audit(1700000000.5:77): cwd="/root"\n')
     assert (plain.type, plain.serial, plain.fields["cwd"]) == (CWD, 77, '"/root"')
-    node = parse_line('node=web-1 type=SYSCALL msg=audit(1700000000.5:78): arch=40000003 syscall=11')
+    node = parse_line("node=web-1 type=SYSCALL msg=audit(1700000000.5:78): arch=40000003 syscall=11")
     assert (node.type, node.serial) == (SYSCALL, 78)
-    enriched = parse_line('type=SYSCALL msg=audit(1.5:79): arch=c000003e syscall=59 uid=0\x1dARCH=x86_64 SYSCALL=execve UID="root"')
+    enriched = parse_line(
+        'type=SYSCALL msg=audit(1.5:79): arch=c000003e syscall=59 uid=0\x1dARCH=x86_64 SYSCALL=execve UID="root"'
+    )
     assert enriched.fields == {"arch": "c000003e", "syscall": "59", "uid": "0"}
     numeric = parse_line("type=UNKNOWN[1327] msg=audit(1.5:80): proctitle=6C73")
     assert numeric.type == PROCTITLE
@@ -171,7 +189,7 @@ def test_parse_line_variants() -> None:
 # -- reassembly ------------------------------------------------------------------------------
 def test_interleaved_and_out_of_order_serials() -> None:
     a, b = exec_event(101, 'argc=1 a0="/bin/a"'), exec_event(100, 'argc=1 a0="/bin/b"', pid=5)
-    mixed = [x for pair in zip(a, b) for x in pair]  # 101 and 100 interleaved record by record
+    mixed = [x for pair in zip(a, b, strict=False) for x in pair]  # 101 and 100 interleaved record by record
     rows, _, reasm = assemble(mixed)
     assert [r["cmdline"] for _, r in rows] == ["/bin/a", "/bin/b"]
     assert len(reasm) == 0 and reasm.completed == 2
@@ -202,18 +220,42 @@ def test_process_row_columns() -> None:
     ((table, row),) = rows
     assert table == "process_events"
     assert row == {
-        "pid": 4242, "path": "/usr/bin/true", "auid": 1000, "time": 1700000000, "uptime": 1000,
-        "uid": 1001, "gid": 1002, "euid": 1003, "suid": 1004, "fsuid": 1005, "egid": 1006, "sgid": 1007, "fsgid": 1008,
-        "cmdline": "/bin/true hello world ünï", "cmdline_size": len("/bin/true hello world ünï".encode()),
-        "overflows": "", "cwd": "/home/a user", "parent": 4000, "syscall": "execve", "status": 0,
-        "mode": "0100755", "owner_uid": 0, "owner_gid": 0, "btime": 0,
+        "pid": 4242,
+        "path": "/usr/bin/true",
+        "auid": 1000,
+        "time": 1700000000,
+        "uptime": 1000,
+        "uid": 1001,
+        "gid": 1002,
+        "euid": 1003,
+        "suid": 1004,
+        "fsuid": 1005,
+        "egid": 1006,
+        "sgid": 1007,
+        "fsgid": 1008,
+        "cmdline": "/bin/true hello world ünï",
+        "cmdline_size": len("/bin/true hello world ünï".encode()),
+        "overflows": "",
+        "cwd": "/home/a user",
+        "parent": 4000,
+        "syscall": "execve",
+        "status": 0,
+        "mode": "0100755",
+        "owner_uid": 0,
+        "owner_gid": 0,
+        "btime": 0,
     }
 
 
 def test_32bit_exec_and_truncated_argv() -> None:
     records = exec_event(301, 'argc=3 a0="/opt/old/bin32"', arch="40000003", nr=11, exe='"/opt/old/bin32"')
     ((_, row),) = assemble(records)[0]
-    assert (row["syscall"], row["path"], row["cmdline"], row["overflows"]) == ("execve", "/opt/old/bin32", "/opt/old/bin32", "cmdline")
+    assert (row["syscall"], row["path"], row["cmdline"], row["overflows"]) == (
+        "execve",
+        "/opt/old/bin32",
+        "/opt/old/bin32",
+        "cmdline",
+    )
     # 32-bit execveat (358) too; syscall 59 on the 32-bit ABI is not an exec and makes no row
     assert assemble(exec_event(302, 'argc=1 a0="x"', arch="40000003", nr=358))[0][0][1]["syscall"] == "execveat"
     rows, builder, _ = assemble(exec_event(303, 'argc=1 a0="x"', arch="40000003", nr=59))
@@ -236,7 +278,9 @@ def test_malformed_syscall_counted() -> None:
     assert rows == [] and builder.malformed == 2
 
 
-def sock_event(serial: int, nr: int, saddr: str | None, *, success: str = "yes", exit_: int = 0, arch: str = "c000003e"):
+def sock_event(
+    serial: int, nr: int, saddr: str | None, *, success: str = "yes", exit_: int = 0, arch: str = "c000003e"
+):
     records = [syscall(serial, nr=nr, success=success, exit_=exit_, a0="1a", arch=arch, exe='"/usr/bin/curl"')]
     if saddr is not None:
         records.append(rec(SOCKADDR, serial, f"saddr={saddr}"))
@@ -257,8 +301,21 @@ def test_socket_rows() -> None:
     )
     rows, builder, _ = assemble(records)
     assert builder.skipped == {"netlink_socket": 1}
-    got = [(r["action"], r["family"], r["local_address"], r["local_port"], r["remote_address"], r["remote_port"],
-            r["socket"], r["status"], r["success"], r["fd"]) for _, r in rows]
+    got = [
+        (
+            r["action"],
+            r["family"],
+            r["local_address"],
+            r["local_port"],
+            r["remote_address"],
+            r["remote_port"],
+            r["socket"],
+            r["status"],
+            r["success"],
+            r["fd"],
+        )
+        for _, r in rows
+    ]
     assert got == [
         ("connect", 2, None, None, "127.0.0.1", 9, None, "failed", 0, "26"),
         ("connect", 10, None, None, "::1", 80, None, "in_progress", 1, "26"),
@@ -273,17 +330,33 @@ def test_socket_rows() -> None:
 
 def test_i386_socketcall_rows_take_fd_from_the_socketcall_record() -> None:
     def socketcall(serial: int, call: int, fd: int, saddr: str, **kw) -> list[tuple[int, str]]:
-        return [syscall(serial, nr=102, a0=f"{call:x}", arch="40000003", exe='"/opt/i386/nc"', **kw),
-                rec(SOCKETCALL, serial, f"nargs=3 a0={fd:x} a1=ffd0 a2=10"),
-                rec(SOCKADDR, serial, f"saddr={saddr}"), rec(EOE, serial, "")]
+        return [
+            syscall(serial, nr=102, a0=f"{call:x}", arch="40000003", exe='"/opt/i386/nc"', **kw),
+            rec(SOCKETCALL, serial, f"nargs=3 a0={fd:x} a1=ffd0 a2=10"),
+            rec(SOCKADDR, serial, f"saddr={saddr}"),
+            rec(EOE, serial, ""),
+        ]
 
-    records = (socketcall(1, 3, 11, "020000167F0000010000000000000000", success="no", exit_=-111)  # connect
-               + socketcall(2, 2, 12, "02001F90000000000000000000000000")  # bind
-               + socketcall(3, 4, 12, "02001F90000000000000000000000000")  # listen: not a socket event
-               + socketcall(4, 18, 12, "0200C350C0A800010000000000000000", exit_=5))  # accept4
+    records = (
+        socketcall(1, 3, 11, "020000167F0000010000000000000000", success="no", exit_=-111)  # connect
+        + socketcall(2, 2, 12, "02001F90000000000000000000000000")  # bind
+        + socketcall(3, 4, 12, "02001F90000000000000000000000000")  # listen: not a socket event
+        + socketcall(4, 18, 12, "0200C350C0A800010000000000000000", exit_=5)
+    )  # accept4
     rows, builder, _ = assemble(records)
-    got = [(r["action"], r["fd"], r["local_address"], r["local_port"], r["remote_address"], r["remote_port"],
-            r["status"], r["path"]) for _, r in rows]
+    got = [
+        (
+            r["action"],
+            r["fd"],
+            r["local_address"],
+            r["local_port"],
+            r["remote_address"],
+            r["remote_port"],
+            r["status"],
+            r["path"],
+        )
+        for _, r in rows
+    ]
     assert got == [
         ("connect", "11", None, None, "127.0.0.1", 22, "failed", "/opt/i386/nc"),
         ("bind", "12", "0.0.0.0", 8080, None, None, "succeeded", "/opt/i386/nc"),

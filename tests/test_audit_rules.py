@@ -29,8 +29,11 @@ def test_rule_round_trip() -> None:
     rule = parse_rule(raw)
     assert (rule.flags, rule.action) == (0x04, 2)  # exit list, always
     assert rule.syscalls == {59, 322, 42}
-    assert rule.fields == ((AUDIT_ARCH, AUDIT_EQUAL, AUDIT_ARCH_X86_64), (AUDIT_PID, AUDIT_NOT_EQUAL, 1234),
-                           (AUDIT_FILTERKEY, AUDIT_EQUAL, "zeek-agent"))
+    assert rule.fields == (
+        (AUDIT_ARCH, AUDIT_EQUAL, AUDIT_ARCH_X86_64),
+        (AUDIT_PID, AUDIT_NOT_EQUAL, 1234),
+        (AUDIT_FILTERKEY, AUDIT_EQUAL, "zeek-agent"),
+    )
     assert rule.key == "zeek-agent" and rule.raw == raw
 
 
@@ -52,10 +55,19 @@ def test_agent_rules_add_socketcall_on_i386_only_with_socket_events() -> None:
     assert [r.syscalls for r in rules] == [{11, 358, 362, 361, 364}, {102}, {102}]
     a0 = 200  # AUDIT_ARG0
     assert [r.fields for r in rules[1:]] == [
-        ((AUDIT_ARCH, AUDIT_EQUAL, AUDIT_ARCH_I386), (a0, 0x60000000, 2), (a0, 0x50000000, 5),  # 2 <= a0 <= 5
-         (AUDIT_PID, AUDIT_NOT_EQUAL, 7), (AUDIT_FILTERKEY, AUDIT_EQUAL, "k")),
-        ((AUDIT_ARCH, AUDIT_EQUAL, AUDIT_ARCH_I386), (a0, AUDIT_EQUAL, 18),  # accept4
-         (AUDIT_PID, AUDIT_NOT_EQUAL, 7), (AUDIT_FILTERKEY, AUDIT_EQUAL, "k")),
+        (
+            (AUDIT_ARCH, AUDIT_EQUAL, AUDIT_ARCH_I386),
+            (a0, 0x60000000, 2),
+            (a0, 0x50000000, 5),  # 2 <= a0 <= 5
+            (AUDIT_PID, AUDIT_NOT_EQUAL, 7),
+            (AUDIT_FILTERKEY, AUDIT_EQUAL, "k"),
+        ),
+        (
+            (AUDIT_ARCH, AUDIT_EQUAL, AUDIT_ARCH_I386),
+            (a0, AUDIT_EQUAL, 18),  # accept4
+            (AUDIT_PID, AUDIT_NOT_EQUAL, 7),
+            (AUDIT_FILTERKEY, AUDIT_EQUAL, "k"),
+        ),
     ]
 
 

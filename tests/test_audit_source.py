@@ -43,7 +43,9 @@ class Collector:
     def of(self, table: str, pred: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
         return [r for t, r in self.rows if t == table and pred(r)]
 
-    async def wait_for(self, table: str, pred: Callable[[dict[str, Any]], bool], count: int = 1) -> list[dict[str, Any]]:
+    async def wait_for(
+        self, table: str, pred: Callable[[dict[str, Any]], bool], count: int = 1
+    ) -> list[dict[str, Any]]:
         """Rows matching ``pred`` once ``count`` of them arrived (or what came within 20 s)."""
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -174,7 +176,10 @@ async def test_socket_events_owner_mode(audit_state, tmp_path) -> None:
         path = str(tmp_path / "agent-test.sock")
         port4, port6 = closed_port(), closed_port(socket.AF_INET6, "::1")
         out = subprocess.run(
-            [sys.executable, "-c", SOCKET_CHILD, str(port4), str(port6), path], capture_output=True, text=True, check=True
+            [sys.executable, "-c", SOCKET_CHILD, str(port4), str(port6), path],
+            capture_output=True,
+            text=True,
+            check=True,
         )
         info = json.loads(out.stdout)
         pid = info["pid"]
@@ -182,18 +187,31 @@ async def test_socket_events_owner_mode(audit_state, tmp_path) -> None:
     finally:
         await source.stop()
     assert info["c4"] != 0 and info["c6"] != 0 and info["abs"] != 0
-    got = [(r["action"], r["family"], r["local_address"], r["local_port"], r["remote_address"], r["remote_port"], r["status"])
-           for r in rows]
-    assert got == [
-        ("connect", 2, None, None, "127.0.0.1", port4, "failed"),
-        ("connect", 10, None, None, "::1", port6, "failed"),
-        ("bind", 1, path, None, None, None, "succeeded"),
-        ("connect", 1, None, None, path, None, "succeeded"),
-        ("connect", 1, None, None, "@zeek-agent-test-abstract", None, "failed"),
-        ("bind", 2, "127.0.0.1", 0, None, None, "succeeded"),
-        ("connect", 2, None, None, "127.0.0.1", info["srv"], "succeeded"),
-        ("accept", 2, None, None, "127.0.0.1", info["cli"], "succeeded"),
-    ][: len(got)]
+    got = [
+        (
+            r["action"],
+            r["family"],
+            r["local_address"],
+            r["local_port"],
+            r["remote_address"],
+            r["remote_port"],
+            r["status"],
+        )
+        for r in rows
+    ]
+    assert (
+        got
+        == [
+            ("connect", 2, None, None, "127.0.0.1", port4, "failed"),
+            ("connect", 10, None, None, "::1", port6, "failed"),
+            ("bind", 1, path, None, None, None, "succeeded"),
+            ("connect", 1, None, None, path, None, "succeeded"),
+            ("connect", 1, None, None, "@zeek-agent-test-abstract", None, "failed"),
+            ("bind", 2, "127.0.0.1", 0, None, None, "succeeded"),
+            ("connect", 2, None, None, "127.0.0.1", info["srv"], "succeeded"),
+            ("accept", 2, None, None, "127.0.0.1", info["cli"], "succeeded"),
+        ][: len(got)]
+    )
     assert len(got) == 8
     assert rows[0]["fd"] == str(info["c4fd"]) and rows[0]["path"] == os.path.realpath(sys.executable)
     assert rows[2]["socket"] == path and rows[4]["socket"] == "@zeek-agent-test-abstract"
@@ -201,7 +219,7 @@ async def test_socket_events_owner_mode(audit_state, tmp_path) -> None:
 
 
 # The i386 syscall ABI from a 64-bit process: ``int 0x80`` with arguments in memory below 4 GiB.
-IA32_CHILD = r'''
+IA32_CHILD = r"""
 import ctypes, json, mmap, os, socket, struct, sys
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -242,7 +260,7 @@ else:
     print(json.dumps({"pid": os.getpid()}), flush=True)
     ret = int80(11, ptrs[0], vec, env)  # execve(argv[0], argv, {}) through the i386 table
     print(json.dumps({"error": f"execve returned {ret}"}), flush=True)
-'''
+"""
 
 
 async def test_32bit_abi_exec_and_socketcall(audit_state) -> None:
@@ -258,8 +276,9 @@ async def test_32bit_abi_exec_and_socketcall(audit_state) -> None:
         sock = json.loads(out.stdout)
         if "error" in sock or sock["ret"] == -38:  # ENOSYS: the kernel has no IA32 emulation
             pytest.skip(f"no i386 syscalls from a 64-bit process here: {sock}")
-        out = subprocess.run([sys.executable, "-c", IA32_CHILD, "exec", TRUE, "ia32 exec", "x"],
-                             capture_output=True, text=True)
+        out = subprocess.run(
+            [sys.executable, "-c", IA32_CHILD, "exec", TRUE, "ia32 exec", "x"], capture_output=True, text=True
+        )
         execd = json.loads(out.stdout.splitlines()[0])
         assert out.returncode == 0 and len(out.stdout.splitlines()) == 1, out.stdout + out.stderr
         (srow,) = await sink.wait_for("socket_events", lambda r: r["pid"] == sock["pid"])
@@ -267,8 +286,14 @@ async def test_32bit_abi_exec_and_socketcall(audit_state) -> None:
     finally:
         await source.stop()
     assert sock["ret"] == -111  # ECONNREFUSED
-    assert (srow["action"], srow["family"], srow["remote_address"], srow["remote_port"], srow["status"], srow["fd"]) == (
-        "connect", 2, "127.0.0.1", port, "failed", str(sock["fd"]))
+    assert (
+        srow["action"],
+        srow["family"],
+        srow["remote_address"],
+        srow["remote_port"],
+        srow["status"],
+        srow["fd"],
+    ) == ("connect", 2, "127.0.0.1", port, "failed", str(sock["fd"]))
     assert (prow["syscall"], prow["cmdline"], prow["parent"]) == ("execve", f"{TRUE} ia32 exec x", os.getpid())
 
 
@@ -347,7 +372,11 @@ async def test_failed_start_restores_everything(audit_state) -> None:
         await source.start()
     st, rules = kernel_state()
     assert (st.enabled, st.pid, st.backlog_limit, st.backlog_wait_time) == (
-        audit_state.enabled, audit_state.pid, audit_state.backlog_limit, audit_state.backlog_wait_time)
+        audit_state.enabled,
+        audit_state.pid,
+        audit_state.backlog_limit,
+        audit_state.backlog_wait_time,
+    )
     assert tuple(r.raw for r in rules) == audit_state.rules
     assert source.status().mode == "failed" and "adding the audit rule" in source.status().detail
     await source.stop()  # safe after a failed start
@@ -393,17 +422,26 @@ async def test_sigterm_restores_and_crash_leftovers_are_removed(audit_state) -> 
     agent.wait(10)
     st, rules = kernel_state()
     assert (st.enabled, st.pid, st.backlog_limit, st.backlog_wait_time) == (
-        audit_state.enabled, audit_state.pid, audit_state.backlog_limit, audit_state.backlog_wait_time)
+        audit_state.enabled,
+        audit_state.pid,
+        audit_state.backlog_limit,
+        audit_state.backlog_wait_time,
+    )
     assert tuple(r.raw for r in rules) == audit_state.rules
 
     # an unhandled exception that never reaches stop(): restored at interpreter exit
-    agent = subprocess.Popen([sys.executable, "-c", CRASHING_AGENT, REPO, "raise"], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+    agent = subprocess.Popen(
+        [sys.executable, "-c", CRASHING_AGENT, REPO, "raise"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     assert agent.stdout.readline().strip() == "ready"
     assert "RuntimeError" in agent.communicate(timeout=10)[1] and agent.returncode == 1
     st, rules = kernel_state()
     assert (st.enabled, st.pid, st.backlog_limit, st.backlog_wait_time) == (
-        audit_state.enabled, audit_state.pid, audit_state.backlog_limit, audit_state.backlog_wait_time)
+        audit_state.enabled,
+        audit_state.pid,
+        audit_state.backlog_limit,
+        audit_state.backlog_wait_time,
+    )
     assert tuple(r.raw for r in rules) == audit_state.rules
 
     # SIGKILL: the rules stay behind; the next start removes them (their agent is dead)
@@ -442,7 +480,11 @@ async def test_cancelled_start_restores(audit_state) -> None:
         await task
     st, rules = kernel_state()
     assert (st.enabled, st.pid, st.backlog_limit, st.backlog_wait_time) == (
-        audit_state.enabled, audit_state.pid, audit_state.backlog_limit, audit_state.backlog_wait_time)
+        audit_state.enabled,
+        audit_state.pid,
+        audit_state.backlog_limit,
+        audit_state.backlog_wait_time,
+    )
     assert tuple(r.raw for r in rules) == audit_state.rules
     assert source.status().mode == "inactive"
     await source.stop()
@@ -475,8 +517,9 @@ REFUSED_CHILD = textwrap.dedent(
 )
 def test_kernel_refusal_is_source_unavailable(audit_state, unshare, reason) -> None:
     try:
-        out = subprocess.run(["unshare", *unshare, sys.executable, "-c", REFUSED_CHILD, REPO],
-                             capture_output=True, text=True, timeout=30)
+        out = subprocess.run(
+            ["unshare", *unshare, sys.executable, "-c", REFUSED_CHILD, REPO], capture_output=True, text=True, timeout=30
+        )
     except FileNotFoundError:
         pytest.skip("no unshare(1) on this host")
     if out.returncode != 0 and "unshare" in out.stderr:
@@ -520,11 +563,11 @@ def _baseline(audit_state) -> tuple[int, int, int]:
     return found
 
 
-def _settings(st) -> tuple[int, int, int]:  # noqa: ANN001 - AuditStatus
+def _settings(st) -> tuple[int, int, int]:
     return (st.enabled, st.backlog_limit, st.backlog_wait_time)
 
 
-def assert_restored(audit_state, settings: tuple[int, int, int]) -> None:  # noqa: ANN001 - AuditSnapshot
+def assert_restored(audit_state, settings: tuple[int, int, int]) -> None:
     """The kernel has ``settings``, the audit pid and exactly the rules the test found."""
     st, rules = kernel_state()
     assert _settings(st) == settings and st.pid == audit_state.pid

@@ -18,8 +18,9 @@ from eventsources.audit.state import (
     save_state,
 )
 
-STATE = SavedState(enabled=0, backlog_limit=64, backlog_wait_time=15000, pid_free=True, agent_pid=4242,
-                   saved_at=1700000000.5)
+STATE = SavedState(
+    enabled=0, backlog_limit=64, backlog_wait_time=15000, pid_free=True, agent_pid=4242, saved_at=1700000000.5
+)
 
 
 def test_round_trip_and_from_status() -> None:
@@ -37,18 +38,31 @@ def test_round_trip_and_from_status() -> None:
         ('{"format": 1, "enabled": 0', "not JSON"),
         ("[1, 2]", "not a JSON object"),
         ('{"format": 2}', "format 2"),
-        ('{"format": 1, "enabled": 2, "backlog_limit": 1, "backlog_wait_time": 1, "agent_pid": 1, "pid_free": true}',
-         "enabled must be"),
-        ('{"format": 1, "enabled": 0, "backlog_limit": -1, "backlog_wait_time": 1, "agent_pid": 1, "pid_free": true}',
-         "backlog_limit must be"),
-        ('{"format": 1, "enabled": 0, "backlog_limit": 1, "backlog_wait_time": "0", "agent_pid": 1, "pid_free": true}',
-         "backlog_wait_time must be"),
-        ('{"format": 1, "enabled": true, "backlog_limit": 1, "backlog_wait_time": 0, "agent_pid": 1, "pid_free": true}',
-         "enabled must be"),
-        ('{"format": 1, "enabled": 0, "backlog_limit": 1, "backlog_wait_time": 0, "agent_pid": 1, "pid_free": 1}',
-         "pid_free must be"),
-        ('{"format": 1, "enabled": 0, "backlog_limit": 1, "backlog_wait_time": 0, "agent_pid": 1, "pid_free": true, '
-         '"saved_at": "now"}', "saved_at must be"),
+        (
+            '{"format": 1, "enabled": 2, "backlog_limit": 1, "backlog_wait_time": 1, "agent_pid": 1, "pid_free": true}',
+            "enabled must be",
+        ),
+        (
+            '{"format": 1, "enabled": 0, "backlog_limit": -1, "backlog_wait_time": 1, "agent_pid": 1, "pid_free": true}',
+            "backlog_limit must be",
+        ),
+        (
+            '{"format": 1, "enabled": 0, "backlog_limit": 1, "backlog_wait_time": "0", "agent_pid": 1, "pid_free": true}',
+            "backlog_wait_time must be",
+        ),
+        (
+            '{"format": 1, "enabled": true, "backlog_limit": 1, "backlog_wait_time": 0, "agent_pid": 1, "pid_free": true}',
+            "enabled must be",
+        ),
+        (
+            '{"format": 1, "enabled": 0, "backlog_limit": 1, "backlog_wait_time": 0, "agent_pid": 1, "pid_free": 1}',
+            "pid_free must be",
+        ),
+        (
+            '{"format": 1, "enabled": 0, "backlog_limit": 1, "backlog_wait_time": 0, "agent_pid": 1, "pid_free": true, '
+            '"saved_at": "now"}',
+            "saved_at must be",
+        ),
     ],
 )
 def test_parse_errors_say_what_is_wrong(text: str, message: str) -> None:

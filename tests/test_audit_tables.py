@@ -11,19 +11,60 @@ from tables.registry import get_spec
 from tables.sqlite import Database
 
 PROCESS_COLUMNS = [
-    ("pid", "BIGINT"), ("path", "TEXT"), ("mode", "TEXT"), ("cmdline", "TEXT"), ("cmdline_size", "BIGINT"),
-    ("env", "TEXT"), ("env_count", "BIGINT"), ("env_size", "BIGINT"), ("cwd", "TEXT"), ("auid", "BIGINT"),
-    ("uid", "BIGINT"), ("euid", "BIGINT"), ("gid", "BIGINT"), ("egid", "BIGINT"), ("owner_uid", "BIGINT"),
-    ("owner_gid", "BIGINT"), ("atime", "BIGINT"), ("mtime", "BIGINT"), ("ctime", "BIGINT"), ("btime", "BIGINT"),
-    ("overflows", "TEXT"), ("parent", "BIGINT"), ("time", "BIGINT"), ("uptime", "BIGINT"), ("eid", "TEXT"),
-    ("status", "BIGINT"), ("fsuid", "BIGINT"), ("suid", "BIGINT"), ("fsgid", "BIGINT"), ("sgid", "BIGINT"), ("syscall", "TEXT"),
-    ("cgroup_path", "TEXT"), ("container_id", "TEXT"),
+    ("pid", "BIGINT"),
+    ("path", "TEXT"),
+    ("mode", "TEXT"),
+    ("cmdline", "TEXT"),
+    ("cmdline_size", "BIGINT"),
+    ("env", "TEXT"),
+    ("env_count", "BIGINT"),
+    ("env_size", "BIGINT"),
+    ("cwd", "TEXT"),
+    ("auid", "BIGINT"),
+    ("uid", "BIGINT"),
+    ("euid", "BIGINT"),
+    ("gid", "BIGINT"),
+    ("egid", "BIGINT"),
+    ("owner_uid", "BIGINT"),
+    ("owner_gid", "BIGINT"),
+    ("atime", "BIGINT"),
+    ("mtime", "BIGINT"),
+    ("ctime", "BIGINT"),
+    ("btime", "BIGINT"),
+    ("overflows", "TEXT"),
+    ("parent", "BIGINT"),
+    ("time", "BIGINT"),
+    ("uptime", "BIGINT"),
+    ("eid", "TEXT"),
+    ("status", "BIGINT"),
+    ("fsuid", "BIGINT"),
+    ("suid", "BIGINT"),
+    ("fsgid", "BIGINT"),
+    ("sgid", "BIGINT"),
+    ("syscall", "TEXT"),
+    ("cgroup_path", "TEXT"),
+    ("container_id", "TEXT"),
 ]
 SOCKET_COLUMNS = [
-    ("action", "TEXT"), ("pid", "BIGINT"), ("path", "TEXT"), ("fd", "TEXT"), ("auid", "BIGINT"), ("family", "INTEGER"),
-    ("protocol", "INTEGER"), ("local_address", "TEXT"), ("remote_address", "TEXT"), ("local_port", "INTEGER"),
-    ("remote_port", "INTEGER"), ("socket", "TEXT"), ("time", "BIGINT"), ("uptime", "BIGINT"), ("eid", "TEXT"),
-    ("success", "INTEGER"), ("status", "TEXT"), ("cgroup_path", "TEXT"), ("container_id", "TEXT"),
+    ("action", "TEXT"),
+    ("pid", "BIGINT"),
+    ("path", "TEXT"),
+    ("fd", "TEXT"),
+    ("auid", "BIGINT"),
+    ("family", "INTEGER"),
+    ("protocol", "INTEGER"),
+    ("local_address", "TEXT"),
+    ("remote_address", "TEXT"),
+    ("local_port", "INTEGER"),
+    ("remote_port", "INTEGER"),
+    ("socket", "TEXT"),
+    ("time", "BIGINT"),
+    ("uptime", "BIGINT"),
+    ("eid", "TEXT"),
+    ("success", "INTEGER"),
+    ("status", "TEXT"),
+    ("cgroup_path", "TEXT"),
+    ("container_id", "TEXT"),
 ]
 
 
@@ -33,10 +74,18 @@ def test_columns_match_osquery() -> None:
     for spec in (proc, sock):  # osquery's hidden flags (what SELECT * shows) as well as names and types
         ours = {c.name: (c.type, c.hidden) for c in spec.columns}
         assert {n: ours.get(n) for n, *_ in reference[spec.name]["columns"]} == {
-            n: (t, hidden) for n, t, hidden, _required in reference[spec.name]["columns"]}
+            n: (t, hidden) for n, t, hidden, _required in reference[spec.name]["columns"]
+        }
     assert [(c.name, c.type) for c in proc.columns] == PROCESS_COLUMNS
     assert [(c.name, c.type) for c in sock.columns] == SOCKET_COLUMNS
-    assert {c.name for c in proc.columns if c.hidden} == {"cmdline_size", "env", "env_count", "env_size", "overflows", "eid"}
+    assert {c.name for c in proc.columns if c.hidden} == {
+        "cmdline_size",
+        "env",
+        "env_count",
+        "env_size",
+        "overflows",
+        "eid",
+    }
     assert {c.name for c in sock.columns if c.hidden} == {"protocol", "socket", "eid", "success"}
     assert [c.name for c in proc.columns if c.additional] == ["time"] == [c.name for c in sock.columns if c.additional]
     assert proc.event and sock.event
@@ -59,5 +108,7 @@ def test_rows_queryable_through_sql() -> None:
     db = Database([get_spec("process_events"), get_spec("socket_events")], services={"event_stores": stores})
     res = db.execute("SELECT pid, parent, path, cmdline, syscall FROM process_events")
     assert res.rows == [(11, 10, "/usr/bin/id", "id -u", "execve")]
-    res = db.execute("SELECT action, family, local_address, local_port, status, success, eid IS NOT NULL FROM socket_events")
+    res = db.execute(
+        "SELECT action, family, local_address, local_port, status, success, eid IS NOT NULL FROM socket_events"
+    )
     assert res.rows == [("bind", 10, "::", 22, "succeeded", 1, 1)]

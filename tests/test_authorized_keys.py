@@ -20,10 +20,18 @@ not a key line at all
 def test_parse() -> None:
     rows = parse_authorized_keys(KEYS)
     assert rows == [
-        {"algorithm": "ssh-ed25519", "key": "AAAAC3NzaC1lZDI1NTE5AAAAIFakeKey1", "options": "",
-         "comment": "alice@laptop"},
-        {"algorithm": "ssh-rsa", "key": "AAAAB3NzaC1yc2EAAAFakeKey2",
-         "options": 'from="10.0.0.1,192.0.2.*",no-pty,command="echo hi there"', "comment": "backup key"},
+        {
+            "algorithm": "ssh-ed25519",
+            "key": "AAAAC3NzaC1lZDI1NTE5AAAAIFakeKey1",
+            "options": "",
+            "comment": "alice@laptop",
+        },
+        {
+            "algorithm": "ssh-rsa",
+            "key": "AAAAB3NzaC1yc2EAAAFakeKey2",
+            "options": 'from="10.0.0.1,192.0.2.*",no-pty,command="echo hi there"',
+            "comment": "backup key",
+        },
         {"algorithm": "ecdsa-sha2-nistp256", "key": "AAAAE2VjZHNhFakeKey3", "options": "", "comment": ""},
     ]
 
@@ -38,5 +46,6 @@ def test_fixture_homes(tmp_path: Path) -> None:
     db = Database([authorized_keys.SPEC], paths=HostPaths(root=str(tmp_path)))
     rows = db.execute("SELECT uid, algorithm, key_file FROM authorized_keys").rows
     assert rows == [(0, "ssh-ed25519", "/root/.ssh/authorized_keys2")] + [
-        (1000, alg, "/home/alice/.ssh/authorized_keys") for alg in ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256")]
+        (1000, alg, "/home/alice/.ssh/authorized_keys") for alg in ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256")
+    ]
     assert db.execute("SELECT count(*) FROM authorized_keys WHERE uid = 0").rows == [(1,)]

@@ -45,10 +45,30 @@ def test_fixture_tree(tmp_path: Path) -> None:
     db = Database([block_devices.SPEC], paths=HostPaths(sys=str(sys_root), root=str(tmp_path)))
     rows = db.execute("SELECT * FROM block_devices").dicts()
     assert rows == [
-        {"name": "/dev/sda", "parent": "", "vendor": "ATA", "model": "FAKE DISK", "serial": "", "size": 2097152,
-         "block_size": 512, "uuid": "", "type": "", "label": ""},
-        {"name": "/dev/sda1", "parent": "/dev/sda", "vendor": "ATA", "model": "FAKE DISK", "serial": "",
-         "size": 2095104, "block_size": 512, "uuid": "0b7c-11aa", "type": "vfat", "label": "EFI"},
+        {
+            "name": "/dev/sda",
+            "parent": "",
+            "vendor": "ATA",
+            "model": "FAKE DISK",
+            "serial": "",
+            "size": 2097152,
+            "block_size": 512,
+            "uuid": "",
+            "type": "",
+            "label": "",
+        },
+        {
+            "name": "/dev/sda1",
+            "parent": "/dev/sda",
+            "vendor": "ATA",
+            "model": "FAKE DISK",
+            "serial": "",
+            "size": 2095104,
+            "block_size": 512,
+            "uuid": "0b7c-11aa",
+            "type": "vfat",
+            "label": "EFI",
+        },
     ]
     assert db.execute("SELECT name FROM block_devices WHERE name = '/dev/sda1'").rows == [("/dev/sda1",)]
 
@@ -71,12 +91,12 @@ UUID = uuidlib.UUID("0b7c11aa-2233-4455-8899-aabbccddeeff")
 def _ext(incompat: int, compat: int = 0, ro_compat: int = 0) -> bytes:
     data = bytearray(PROBE_SIZE)
     sb = 1024
-    data[sb + 56:sb + 58] = (0xEF53).to_bytes(2, "little")
-    data[sb + 92:sb + 96] = compat.to_bytes(4, "little")
-    data[sb + 96:sb + 100] = incompat.to_bytes(4, "little")
-    data[sb + 100:sb + 104] = ro_compat.to_bytes(4, "little")
-    data[sb + 104:sb + 120] = UUID.bytes
-    data[sb + 120:sb + 127] = b"rootfs\0"
+    data[sb + 56 : sb + 58] = (0xEF53).to_bytes(2, "little")
+    data[sb + 92 : sb + 96] = compat.to_bytes(4, "little")
+    data[sb + 96 : sb + 100] = incompat.to_bytes(4, "little")
+    data[sb + 100 : sb + 104] = ro_compat.to_bytes(4, "little")
+    data[sb + 104 : sb + 120] = UUID.bytes
+    data[sb + 120 : sb + 127] = b"rootfs\0"
     return bytes(data)
 
 
@@ -117,8 +137,11 @@ def test_live_loop_device_matches_blkid(tmp_path: Path, mkfs: list[str]) -> None
     device = attach.stdout.strip()
     try:
         expected = _blkid(device)
-        rows = Database([block_devices.SPEC]).execute(
-            "SELECT type, uuid, label, size FROM block_devices WHERE name = ?", (device,)).rows
+        rows = (
+            Database([block_devices.SPEC])
+            .execute("SELECT type, uuid, label, size FROM block_devices WHERE name = ?", (device,))
+            .rows
+        )
     finally:
         subprocess.run(["losetup", "-d", device], check=True)
     assert rows == [(expected["TYPE"], expected["UUID"], expected["LABEL"], (8 << 20) // 512)]

@@ -28,12 +28,28 @@ def test_fixture_profile(tmp_path: Path) -> None:
     profile = tmp_path / "home/dave/.config/chromium/Default"
     ext_dir = profile / "Extensions/abcdefghijklmnopabcdefghijklmnop/1.2.3_0"
     ext_dir.mkdir(parents=True)
-    manifest = {"name": "Test Ext", "version": "1.2.3", "description": "d", "permissions": ["tabs", "storage"],
-                "background": {"persistent": True}, "author": {"email": "a@example.org"}, "key": KEY}
+    manifest = {
+        "name": "Test Ext",
+        "version": "1.2.3",
+        "description": "d",
+        "permissions": ["tabs", "storage"],
+        "background": {"persistent": True},
+        "author": {"email": "a@example.org"},
+        "key": KEY,
+    }
     (ext_dir / "manifest.json").write_text(json.dumps(manifest))
-    prefs = {"profile": {"name": "Person 1"}, "extensions": {"settings": {
-        "abcdefghijklmnopabcdefghijklmnop": {"install_time": "13350000000000000", "state": 1,
-                                             "from_webstore": True}}}}
+    prefs = {
+        "profile": {"name": "Person 1"},
+        "extensions": {
+            "settings": {
+                "abcdefghijklmnopabcdefghijklmnop": {
+                    "install_time": "13350000000000000",
+                    "state": 1,
+                    "from_webstore": True,
+                }
+            }
+        },
+    }
     (profile / "Preferences").write_text(json.dumps(prefs))
     db = Database([chrome_extensions.SPEC], paths=HostPaths(root=str(tmp_path)))
     row = db.execute("SELECT * FROM chrome_extensions").dicts()[0]

@@ -16,7 +16,12 @@ def cli(*args: str, stdin: str | None = None, timeout: float = 60) -> subprocess
     env = {**os.environ, "PYTHONPATH": ROOT, "HOME": os.environ.get("HOME", "/root")}
     return subprocess.run(
         [sys.executable, "-m", "agent.cli", *args],
-        input=stdin, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=ROOT,
     )
 
 
@@ -84,7 +89,7 @@ async def test_time_limit_flag_reaches_a_running_agent(tmp_path, capsys) -> None
         result = await asyncio.to_thread(db.execute, sql, time_limit=time_limit)
         return result.columns, result.rows
 
-    server = ControlServer(str(tmp_path / "agentd.sock"), FunctionHandler(query, lambda: {}))
+    server = ControlServer(str(tmp_path / "agentd.sock"), FunctionHandler(query, dict))
     await server.start()
     try:
         sql = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
@@ -198,7 +203,12 @@ class Terminal:
         env = {**os.environ, "PYTHONPATH": ROOT, "HOME": home, "TERM": "dumb"}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "agent.cli", "--time-limit", "120", "shell"],
-            stdin=slave, stdout=slave, stderr=slave, env=env, cwd=ROOT, close_fds=True,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            cwd=ROOT,
+            close_fds=True,
             preexec_fn=_controlling_terminal,  # so Ctrl-C on the terminal sends SIGINT, as for a user
         )
         os.close(slave)
@@ -282,8 +292,12 @@ def test_reader_closing_the_pipe_early_is_not_an_error(command: str) -> None:
     args = ["query", sql] if command == "query" else ["shell"]
     env = {**os.environ, "PYTHONPATH": ROOT}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agent.cli", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, env=env, cwd=ROOT,
+        [sys.executable, "-m", "agent.cli", *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=ROOT,
     )
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     proc.stdin.write(f"{sql};\n".encode() if command == "shell" else b"")

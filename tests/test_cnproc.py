@@ -39,7 +39,12 @@ def test_parse_fork_exec_exit_and_ack() -> None:
     )
     events, bad = parse_messages(buf)
     assert bad == 0
-    assert [(e.kind, e.pid, e.parent) for e in events] == [("ack", 0, 0), ("fork", 11, 10), ("exec", 11, 0), ("exit", 11, 10)]
+    assert [(e.kind, e.pid, e.parent) for e in events] == [
+        ("ack", 0, 0),
+        ("fork", 11, 10),
+        ("exec", 11, 0),
+        ("exit", 11, 10),
+    ]
     assert events[2].timestamp_ns == 7_500_000_000
     assert exit_status(events[3].exit_code) == 3
     assert exit_status(9) == -9
@@ -91,8 +96,12 @@ async def test_live_exec_of_bin_true_with_args(tmp_path) -> None:
         # directly would block the loop in fork/exec for most of true's short life).
         for _ in range(20):
             proc = await asyncio.create_subprocess_exec(
-                "/bin/sh", "-c", '/bin/true "cn proc" "arg two" & echo $!; wait', cwd=tmp_path,
-                stdout=asyncio.subprocess.PIPE)
+                "/bin/sh",
+                "-c",
+                '/bin/true "cn proc" "arg two" & echo $!; wait',
+                cwd=tmp_path,
+                stdout=asyncio.subprocess.PIPE,
+            )
             out, _ = await proc.communicate()
             shell, child = proc.pid, int(out)
 
@@ -125,7 +134,9 @@ async def test_cgroup_and_container_id_read_at_exec_time(cgroup_child) -> None:
     source = await _started(ProcConnectorSource(lambda t, r: rows.append(r)))
     sleeper = await asyncio.create_subprocess_exec(*cgroup_child.enter_and_exec("/bin/sleep", "30"))
     try:
-        row = await _wait_for(rows, lambda r: r["pid"] == sleeper.pid and r.get("path") == os.path.realpath("/bin/sleep"))
+        row = await _wait_for(
+            rows, lambda r: r["pid"] == sleeper.pid and r.get("path") == os.path.realpath("/bin/sleep")
+        )
         assert row is not None, f"no process_events row for sleep (pid {sleeper.pid})"
         assert (row["cgroup_path"], row["container_id"]) == (cgroup_child.path, cgroup_child.container_id)
     finally:

@@ -19,8 +19,8 @@ from agent.config import (
     parse_config,
     strip_json_comments,
 )
-from tables.sqlite import Database, QueryError
 from tables.spec import Column, TableSpec
+from tables.sqlite import Database, QueryError
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "configs")
 HOST = "testhost"
@@ -58,9 +58,17 @@ def test_every_stock_pack_by_directory_glob():
     counts = {p.name: sum(1 for q in config.queries if q.pack == p.name) for p in config.packs}
     # Linux counts per pack as osquery's checkPlatform gives them (osquery-behaviour.md section 5).
     assert counts == {
-        "hardware-monitoring": 9, "incident-response": 18, "it-compliance": 12, "osquery-monitoring": 3,
-        "ossec-rootkit": 60, "osx-attacks": 0, "testconfig_test_pack": 1, "unwanted-chrome-extensions": 0,
-        "vuln-management": 11, "windows-attacks": 0, "windows-hardening": 0,
+        "hardware-monitoring": 9,
+        "incident-response": 18,
+        "it-compliance": 12,
+        "osquery-monitoring": 3,
+        "ossec-rootkit": 60,
+        "osx-attacks": 0,
+        "testconfig_test_pack": 1,
+        "unwanted-chrome-extensions": 0,
+        "vuln-management": 11,
+        "windows-attacks": 0,
+        "windows-hardening": 0,
     }
     names = {q.name for q in config.queries}
     assert "pack_incident-response_crontab" in names
@@ -83,7 +91,9 @@ def test_each_stock_pack_by_path(tmp_path):
     assert len(config.packs) == 11 and len(config.queries) == 114
     monitoring = [q for q in config.queries if q.pack == "osquery-monitoring"]
     assert {q.name for q in monitoring} == {
-        "pack_osquery-monitoring_schedule", "pack_osquery-monitoring_events", "pack_osquery-monitoring_osquery_info",
+        "pack_osquery-monitoring_schedule",
+        "pack_osquery-monitoring_events",
+        "pack_osquery-monitoring_osquery_info",
     }
     assert all(q.removed is False and q.denylist is False for q in monitoring)
 
@@ -177,16 +187,22 @@ def test_schedule_fields_and_defaults():
 
 
 def test_platform_matching_as_osquery():
-    assert all(check_platform(p) for p in ("", "null", "all", "any", "linux", "posix", "ubuntu", "centos",
-                                           "windows,linux", "darwin,posix"))
+    assert all(
+        check_platform(p)
+        for p in ("", "null", "all", "any", "linux", "posix", "ubuntu", "centos", "windows,linux", "darwin,posix")
+    )
     assert not any(check_platform(p) for p in ("darwin", "windows", "gentoo", "windows,darwin", "freebsd"))
 
 
 def test_shard_against_the_hostname():
     shard = machine_shard(HOST)
     assert 0 <= shard <= 100
-    doc = {"schedule": {"low": {"query": "select 1", "shard": max(1, shard - 1)},
-                        "high": {"query": "select 1", "shard": 100}}}
+    doc = {
+        "schedule": {
+            "low": {"query": "select 1", "shard": max(1, shard - 1)},
+            "high": {"query": "select 1", "shard": 100},
+        }
+    }
     config = parse(doc)
     expected = ["high"] if shard > 1 else ["high", "low"]
     assert [q.name for q in config.queries] == expected
@@ -203,10 +219,25 @@ def test_packs_glob_skips_directories_and_names_by_file(tmp_path):
 
 
 def test_collector_section():
-    config = parse({"collector": {"url": "wss://zeek.example:9997/agent", "tls": True, "ca": "/etc/ca.pem",
-                                  "host_groups": ["web"], "reconnect": 5, "extra": 1}})
-    assert config.collector == {"url": "wss://zeek.example:9997/agent", "tls": True, "ca": "/etc/ca.pem",
-                                "host_groups": ["web"], "reconnect": 5.0}
+    config = parse(
+        {
+            "collector": {
+                "url": "wss://zeek.example:9997/agent",
+                "tls": True,
+                "ca": "/etc/ca.pem",
+                "host_groups": ["web"],
+                "reconnect": 5,
+                "extra": 1,
+            }
+        }
+    )
+    assert config.collector == {
+        "url": "wss://zeek.example:9997/agent",
+        "tls": True,
+        "ca": "/etc/ca.pem",
+        "host_groups": ["web"],
+        "reconnect": 5.0,
+    }
     assert config.warnings == ["collector.extra: not a collector key agentd supports; ignored"]
 
 
@@ -216,60 +247,108 @@ def test_collector_section():
 @pytest.mark.parametrize(
     "document, message",
     [
-        ('{\n  "schedule": {\n    "a": {"query": "select 1",}\n  }\n}',
-         "test.conf: invalid JSON at line 3 column 31: Expecting property name enclosed in double quotes"),
+        (
+            '{\n  "schedule": {\n    "a": {"query": "select 1",}\n  }\n}',
+            "test.conf: invalid JSON at line 3 column 31: Expecting property name enclosed in double quotes",
+        ),
         ("[1, 2]", "test.conf: the top level must be a JSON object, got a list"),
         (" \n", "test.conf: the file is empty; expected a JSON object"),
-        ({"schedule": {"": {"query": "select 1"}}},
-         "schedule.: a query name must not be empty (it names the query's result lines)"),
+        (
+            {"schedule": {"": {"query": "select 1"}}},
+            "schedule.: a query name must not be empty (it names the query's result lines)",
+        ),
         ({"schedule": []}, "schedule: must be an object mapping query names to queries, got a list"),
-        ({"schedule": {"processes": "select 1"}},
-         'schedule.processes: must be an object with at least a "query", got a string'),
-        ({"schedule": {"processes": {"interval": 10}}},
-         "schedule.processes.query: missing (every scheduled query needs its SQL)"),
+        (
+            {"schedule": {"processes": "select 1"}},
+            'schedule.processes: must be an object with at least a "query", got a string',
+        ),
+        (
+            {"schedule": {"processes": {"interval": 10}}},
+            "schedule.processes.query: missing (every scheduled query needs its SQL)",
+        ),
         ({"schedule": {"processes": {"query": 5}}}, "schedule.processes.query: must be a non-empty SQL string, got 5"),
-        ({"schedule": {"processes": {"query": "select 1", "interval": "abc"}}},
-         "schedule.processes.interval: must be an integer between 1 and 604800, got 'abc'"),
-        ({"schedule": {"processes": {"query": "select 1", "interval": 0}}},
-         "schedule.processes.interval: must be an integer between 1 and 604800, got 0"),
-        ({"schedule": {"processes": {"query": "select 1", "interval": 604801}}},
-         "schedule.processes.interval: must be an integer between 1 and 604800, got 604801"),
-        ({"schedule": {"processes": {"query": "select 1", "interval": 1.5}}},
-         "schedule.processes.interval: must be an integer between 1 and 604800, got 1.5"),
-        ({"schedule": {"p": {"query": "select 1", "snapshot": "yes"}}},
-         "schedule.p.snapshot: must be true or false, got 'yes'"),
+        (
+            {"schedule": {"processes": {"query": "select 1", "interval": "abc"}}},
+            "schedule.processes.interval: must be an integer between 1 and 604800, got 'abc'",
+        ),
+        (
+            {"schedule": {"processes": {"query": "select 1", "interval": 0}}},
+            "schedule.processes.interval: must be an integer between 1 and 604800, got 0",
+        ),
+        (
+            {"schedule": {"processes": {"query": "select 1", "interval": 604801}}},
+            "schedule.processes.interval: must be an integer between 1 and 604800, got 604801",
+        ),
+        (
+            {"schedule": {"processes": {"query": "select 1", "interval": 1.5}}},
+            "schedule.processes.interval: must be an integer between 1 and 604800, got 1.5",
+        ),
+        (
+            {"schedule": {"p": {"query": "select 1", "snapshot": "yes"}}},
+            "schedule.p.snapshot: must be true or false, got 'yes'",
+        ),
         ({"schedule": {"p": {"query": "select 1", "removed": 1}}}, "schedule.p.removed: must be true or false, got 1"),
-        ({"schedule": {"p": {"query": "select 1", "shard": 101}}},
-         "schedule.p.shard: must be an integer between 1 and 100, got 101"),
-        ({"schedule": {"p": {"query": "select 1", "platform": ["linux"]}}},
-         "schedule.p.platform: must be a string, got ['linux']"),
-        ({"schedule": {"p": {"query": "select 1", "startup_priority": -1}}},
-         "schedule.p.startup_priority: must be a non-negative integer, got -1"),
-        ({"options": {"schedule_splay_percent": "lots"}},
-         "options.schedule_splay_percent: must be an integer, got 'lots'"),
+        (
+            {"schedule": {"p": {"query": "select 1", "shard": 101}}},
+            "schedule.p.shard: must be an integer between 1 and 100, got 101",
+        ),
+        (
+            {"schedule": {"p": {"query": "select 1", "platform": ["linux"]}}},
+            "schedule.p.platform: must be a string, got ['linux']",
+        ),
+        (
+            {"schedule": {"p": {"query": "select 1", "startup_priority": -1}}},
+            "schedule.p.startup_priority: must be a non-negative integer, got -1",
+        ),
+        (
+            {"options": {"schedule_splay_percent": "lots"}},
+            "options.schedule_splay_percent: must be an integer, got 'lots'",
+        ),
         ({"options": "x"}, "options: must be an object mapping option names to values, got str"),
         ({"packs": ["a"]}, "packs: must be an object mapping pack names to packs or pack file paths, got a list"),
         ({"packs": {"p": 3}}, "packs.p: must be an inline pack object or a pack file path, got a number (3)"),
-        ({"packs": {"p": {"queries": []}}}, "packs.p.queries: must be an object mapping query names to queries, got a list"),
-        ({"packs": {"p": {"queries": {"q": {"query": "select 1", "interval": -5}}}}},
-         "packs.p.queries.q.interval: must be an integer between 1 and 604800, got -5"),
-        ({"packs": {"p": {"discovery": "select 1", "queries": {}}}},
-         "packs.p.discovery: must be a list of SQL strings, got a string"),
-        ({"packs": {"p": {"shard": "x", "queries": {}}}}, "packs.p.shard: must be an integer between 1 and 100, got 'x'"),
-        ({"packs": {"*": "/nonexistent-dir/*.conf"}},
-         "packs.*: directory not found for pack glob '/nonexistent-dir/*.conf': /nonexistent-dir"),
+        (
+            {"packs": {"p": {"queries": []}}},
+            "packs.p.queries: must be an object mapping query names to queries, got a list",
+        ),
+        (
+            {"packs": {"p": {"queries": {"q": {"query": "select 1", "interval": -5}}}}},
+            "packs.p.queries.q.interval: must be an integer between 1 and 604800, got -5",
+        ),
+        (
+            {"packs": {"p": {"discovery": "select 1", "queries": {}}}},
+            "packs.p.discovery: must be a list of SQL strings, got a string",
+        ),
+        (
+            {"packs": {"p": {"shard": "x", "queries": {}}}},
+            "packs.p.shard: must be an integer between 1 and 100, got 'x'",
+        ),
+        (
+            {"packs": {"*": "/nonexistent-dir/*.conf"}},
+            "packs.*: directory not found for pack glob '/nonexistent-dir/*.conf': /nonexistent-dir",
+        ),
         ({"packs": {"p": "/nonexistent-dir/p.conf"}}, "packs.p (pack file): file not found: /nonexistent-dir/p.conf"),
         ({"decorators": {"load": "select 1"}}, "decorators.load: must be a list of SQL strings, got a string"),
         ({"decorators": {"always": ["select 1", 2]}}, "decorators.always[1]: must be a SQL string, got 2"),
-        ({"decorators": {"interval": {"hourly": ["select 1"]}}},
-         "decorators.interval.hourly: the period must be a positive number of seconds, got 'hourly'"),
-        ({"collector": {"url": "http://zeek:9997"}},
-         "collector.url: must be a ws:// or wss:// URL with a host, got 'http://zeek:9997'"),
+        (
+            {"decorators": {"interval": {"hourly": ["select 1"]}}},
+            "decorators.interval.hourly: the period must be a positive number of seconds, got 'hourly'",
+        ),
+        (
+            {"collector": {"url": "http://zeek:9997"}},
+            "collector.url: must be a ws:// or wss:// URL with a host, got 'http://zeek:9997'",
+        ),
         ({"collector": {"url": "wss://"}}, "collector.url: must be a ws:// or wss:// URL with a host, got 'wss://'"),
         ({"collector": {"url": "ws://zeek:99999"}}, "collector.url: invalid port in 'ws://zeek:99999'"),
-        ({"collector": {"url": "ws://zeek:9997", "tls": True}}, "collector.tls: true needs a wss:// url, got 'ws://zeek:9997'"),
+        (
+            {"collector": {"url": "ws://zeek:9997", "tls": True}},
+            "collector.tls: true needs a wss:// url, got 'ws://zeek:9997'",
+        ),
         ({"collector": {"reconnect": 0}}, "collector.reconnect: must be a positive number of seconds, got 0"),
-        ({"collector": {"host_groups": "web"}}, "collector.host_groups: must be a list of non-empty strings, got 'web'"),
+        (
+            {"collector": {"host_groups": "web"}},
+            "collector.host_groups: must be a list of non-empty strings, got 'web'",
+        ),
         ({"collector": "ws://zeek"}, "collector: must be an object with the collector's url, got a string"),
     ],
 )
@@ -287,15 +366,22 @@ def test_bad_pack_file_json_names_the_pack_and_position(tmp_path):
 @pytest.mark.parametrize(
     "document, warning",
     [
-        ({"decorators": {"interval": {"90": ["select 1"]}}},
-         "decorators.interval.90: the period must be a multiple of 60 seconds; these decorators will not run"),
+        (
+            {"decorators": {"interval": {"90": ["select 1"]}}},
+            "decorators.interval.90: the period must be a multiple of 60 seconds; these decorators will not run",
+        ),
         ({"tls_plugin": {}}, "tls_plugin: unknown top-level key; ignored"),
-        ({"queries": {}}, 'queries: unknown top-level key; ignored (this looks like a pack file: '
-                          'reference it from a config\'s "packs" section)'),
+        (
+            {"queries": {}},
+            "queries: unknown top-level key; ignored (this looks like a pack file: "
+            'reference it from a config\'s "packs" section)',
+        ),
         ({"yara": {}}, "yara: osquery config key not supported by agentd; ignored"),
-        ({"schedule": {"q": {"query": "select 1", "blacklist": False}}},
-         "schedule.q.blacklist: not a scheduled query key agentd supports; ignored "
-         "(osquery no longer reads 'blacklist'; use 'denylist')"),
+        (
+            {"schedule": {"q": {"query": "select 1", "blacklist": False}}},
+            "schedule.q.blacklist: not a scheduled query key agentd supports; ignored "
+            "(osquery no longer reads 'blacklist'; use 'denylist')",
+        ),
         ({"options": {"config_plugin": "tls"}}, "options.config_plugin: not an option agentd supports; ignored"),
     ],
 )
@@ -350,8 +436,10 @@ def test_pack_discovery_passing_failing_and_erroring():
     config = parse(
         {
             "packs": {
-                "yes": {"discovery": ["select 1 from fake_procs where name = 'agentd'", "select * from fake_procs"],
-                        "queries": {"q": {"query": "select 1"}}},
+                "yes": {
+                    "discovery": ["select 1 from fake_procs where name = 'agentd'", "select * from fake_procs"],
+                    "queries": {"q": {"query": "select 1"}},
+                },
                 "no": {"discovery": ["select * from fake_procs where name = 'foobar'"], "queries": {}},
                 "broken": {"discovery": ["select * from no_such_table"], "queries": {}},
                 "nodiscovery": {"queries": {}},
@@ -391,12 +479,14 @@ def test_stock_discovery_pack_against_the_real_tables():
 
 
 def test_load_config_reads_relative_pack_paths(tmp_path):
-    (tmp_path / "p.conf").write_text(textwrap.dedent("""\
+    (tmp_path / "p.conf").write_text(
+        textwrap.dedent("""\
         {
           // a pack with a comment
           "platform": "posix",
           "queries": {"q": {"query": "select 1", "interval": "60"}}
-        }"""))
+        }""")
+    )
     (tmp_path / "c.conf").write_text('{"packs": {"mine": "p.conf"}}')
     config = load_config(str(tmp_path / "c.conf"))
     assert [(q.name, q.interval) for q in config.queries] == [("pack_mine_q", 60)]

@@ -32,10 +32,24 @@ NUMBERS = TableSpec(
 STATUS = {
     "agent": {"version": "0.1.0", "pid": 42, "uptime": 12.5, "host_identifier": "box"},
     "schedule": [
-        {"name": "procs", "interval": 10, "executions": 3, "last_executed": 1_700_000_000, "last_rows": 7,
-         "last_wall_time_ms": 12, "denylisted": False},
-        {"name": "slow", "interval": 60, "executions": 1, "last_executed": 1_700_000_000, "denylisted": True,
-         "denylisted_until": 1_700_086_400, "last_error": "query exceeded the time limit"},
+        {
+            "name": "procs",
+            "interval": 10,
+            "executions": 3,
+            "last_executed": 1_700_000_000,
+            "last_rows": 7,
+            "last_wall_time_ms": 12,
+            "denylisted": False,
+        },
+        {
+            "name": "slow",
+            "interval": 60,
+            "executions": 1,
+            "last_executed": 1_700_000_000,
+            "denylisted": True,
+            "denylisted_until": 1_700_086_400,
+            "last_error": "query exceeded the time limit",
+        },
     ],
     "events": {
         "sources": [{"name": "proc_connector", "mode": "active", "tables": ["process_events"], "events_seen": 9}],
@@ -73,13 +87,15 @@ async def test_query_roundtrip(server):
 async def test_query_error_is_reported(server):
     with pytest.raises(ControlError, match="no such table: nope"):
         await asyncio.to_thread(remote_query, server.path, "SELECT * FROM nope")
-    with pytest.raises(ControlError, match="read-only|not authorized"):
+    with pytest.raises(ControlError, match=r"read-only|not authorized"):
         await asyncio.to_thread(remote_query, server.path, "CREATE TABLE t(x)")
 
 
 async def test_query_time_limit(server):
-    slow = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000000000) SELECT count(*) FROM c"
-    with pytest.raises(ControlError, match="time limit of 0.1 s"):
+    slow = (
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000000000) SELECT count(*) FROM c"
+    )
+    with pytest.raises(ControlError, match=r"time limit of 0\.1 s"):
         await asyncio.to_thread(remote_query, server.path, slow, time_limit=0.1)
     replies = await asyncio.to_thread(_raw_exchange, server.path, b'{"op":"query","sql":"SELECT 1","time_limit":"x"}\n')
     assert replies[0]["ok"] is False and "time_limit" in replies[0]["error"]
@@ -120,14 +136,14 @@ def _raw_exchange(path: str, payload: bytes) -> list[dict]:
 
 
 async def test_malformed_requests_get_errors_and_server_survives(server):
-    payload = b"not json\n[1,2]\n{\"op\": \"explode\"}\n{\"op\": \"query\"}\n\xff\xfe\n{\"op\": \"ping\"}\n"
+    payload = b'not json\n[1,2]\n{"op": "explode"}\n{"op": "query"}\n\xff\xfe\n{"op": "ping"}\n'
     replies = await asyncio.to_thread(_raw_exchange, server.path, payload)
     assert [r["ok"] for r in replies] == [False, False, False, False, False, True]
     assert "not JSON" in replies[0]["error"]
     assert "JSON object" in replies[1]["error"]
     assert "unknown op 'explode'" in replies[2]["error"]
     assert "non-empty string 'sql'" in replies[3]["error"]
-    columns, rows = await asyncio.to_thread(remote_query, server.path, "SELECT count(*) FROM numbers")
+    _columns, rows = await asyncio.to_thread(remote_query, server.path, "SELECT count(*) FROM numbers")
     assert rows == [[5]]
 
 
@@ -148,7 +164,7 @@ async def test_oversized_request_is_refused(tmp_path):
 
 def test_client_errors_are_clear(tmp_path):
     missing = str(tmp_path / "missing.sock")
-    with pytest.raises(ControlError, match="no control socket at .*is agentd running"):
+    with pytest.raises(ControlError, match=r"no control socket at .*is agentd running"):
         remote_query(missing, "SELECT 1")
     stale = str(tmp_path / "stale.sock")
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -193,8 +209,10 @@ async def test_a_path_that_is_not_a_socket_is_refused_and_left_alone(tmp_path):
 async def test_big_results_arrive_whole_and_too_big_is_a_clear_error(tmp_path):
     """20,000 rows (encoded off the event loop) come back intact; a reply over max_reply is refused, not sent."""
     db = Database([])
-    sql = ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 20000) "
-           "SELECT x, printf('%0100d', x) AS pad FROM c")
+    sql = (
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 20000) "
+        "SELECT x, printf('%0100d', x) AS pad FROM c"
+    )
 
     async def query(sql: str, time_limit: float | None = None):
         result = await asyncio.to_thread(db.execute, sql)

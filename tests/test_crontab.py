@@ -24,11 +24,25 @@ MAILTO = ""
 
 def test_parse_crontab() -> None:
     rows = parse_crontab(SYSTEM)
-    assert rows[0] == {"event": "", "minute": "17", "hour": "*", "day_of_month": "*", "month": "*",
-                       "day_of_week": "*", "command": "root    cd / && run-parts --report /etc/cron.hourly"}
+    assert rows[0] == {
+        "event": "",
+        "minute": "17",
+        "hour": "*",
+        "day_of_month": "*",
+        "month": "*",
+        "day_of_week": "*",
+        "command": "root    cd / && run-parts --report /etc/cron.hourly",
+    }
     assert rows[1]["day_of_week"] == "1-5"
-    assert rows[2] == {"event": "@reboot", "minute": "", "hour": "", "day_of_month": "", "month": "",
-                       "day_of_week": "", "command": "root /usr/local/bin/on-boot.sh --flag"}
+    assert rows[2] == {
+        "event": "@reboot",
+        "minute": "",
+        "hour": "",
+        "day_of_month": "",
+        "month": "",
+        "day_of_week": "",
+        "command": "root /usr/local/bin/on-boot.sh --flag",
+    }
     assert rows[3]["event"] == "@hourly" and rows[3]["command"] == ""
     assert len(rows) == 4  # env lines, comments, blank and short lines are skipped
 
@@ -44,7 +58,8 @@ def test_fixture_tree(tmp_path: Path) -> None:
     assert [r[0] for r in rows] == ["/etc/crontab"] * 4 + ["/etc/cron.d/backup", "/var/spool/cron/crontabs/alice"]
     assert rows[-1][1:] == ("", "*/5", "/home/alice/poll")
     assert db.execute("SELECT command FROM crontab WHERE event = '@reboot'").rows == [
-        ("root /usr/local/bin/on-boot.sh --flag",)]
+        ("root /usr/local/bin/on-boot.sh --flag",)
+    ]
 
 
 def test_live_host_paths_exist() -> None:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.control import ControlError, format_status, remote_query, remote_status
 from agent.config import parse_config
+from agent.control import ControlError, format_status, remote_query, remote_status
 from agent.daemon import DEFAULT_CONFIG, Agent, Settings
 from agent.sdnotify import Notifier
 from agent.state import StateDB
@@ -25,7 +25,9 @@ from agent.watchdog import EXIT_WATCHDOG
 
 REPO = Path(__file__).resolve().parent.parent
 #: Counts until the time limit interrupts it (about 10^11 steps otherwise).
-SLOW_SQL = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000000000) SELECT count(*) FROM c"
+SLOW_SQL = (
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000000000) SELECT count(*) FROM c"
+)
 
 
 class Clock:
@@ -93,7 +95,7 @@ async def test_schedule_with_a_stepped_clock(tmp_path):
         assert second.error is None and second.lines == []  # nothing changed: nothing logged
         assert len(result_lines(tmp_path)) == 1
 
-        columns, rows = await agent.query("SELECT name, executions, last_executed, denylisted FROM osquery_schedule")
+        _columns, rows = await agent.query("SELECT name, executions, last_executed, denylisted FROM osquery_schedule")
         assert rows == [("me", 2, int(clock.now), 0)]
         status = agent.status()
         assert status["schedule"][0]["executions"] == 2 and status["schedule"][0]["last_rows"] == 1
@@ -109,13 +111,25 @@ async def test_pack_discovery_is_evaluated_again_every_pack_refresh_interval(tmp
     clock = Clock()
     flag = tmp_path / "flag"
     config = tmp_path / "agentd.conf"
-    config.write_text(json.dumps({
-        "options": {"disable_events": True, "schedule_splay_percent": 0, "watchdog_level": -1,
-                    "pack_refresh_interval": 600},
-        "schedule": {"always": {"query": "SELECT 1 AS one", "interval": 60}},
-        "packs": {"flagged": {"discovery": [f"SELECT 1 FROM file WHERE path = '{flag}'"],
-                              "queries": {"two": {"query": "SELECT 2 AS two", "interval": 60}}}},
-    }))
+    config.write_text(
+        json.dumps(
+            {
+                "options": {
+                    "disable_events": True,
+                    "schedule_splay_percent": 0,
+                    "watchdog_level": -1,
+                    "pack_refresh_interval": 600,
+                },
+                "schedule": {"always": {"query": "SELECT 1 AS one", "interval": 60}},
+                "packs": {
+                    "flagged": {
+                        "discovery": [f"SELECT 1 FROM file WHERE path = '{flag}'"],
+                        "queries": {"two": {"query": "SELECT 2 AS two", "interval": 60}},
+                    }
+                },
+            }
+        )
+    )
     agent = Agent(settings_for(tmp_path, str(config), clock), notifier=Notifier(None))
     await agent.startup()
     try:
@@ -141,7 +155,8 @@ async def test_pack_discovery_is_evaluated_again_every_pack_refresh_interval(tmp
 async def test_restart_does_not_rereport(tmp_path):
     clock = Clock()
     config = write_config(
-        tmp_path / "agentd.conf", {"me": {"query": f"SELECT pid FROM processes WHERE pid = {os.getpid()}", "interval": 10}}
+        tmp_path / "agentd.conf",
+        {"me": {"query": f"SELECT pid FROM processes WHERE pid = {os.getpid()}", "interval": 10}},
     )
     for _ in range(2):
         agent = Agent(settings_for(tmp_path, config, clock), notifier=Notifier(None))
@@ -172,7 +187,7 @@ async def test_serve_until_the_shutdown_trigger(tmp_path):
     assert [q["name"] for q in status["schedule"]] == ["one"]
     text = format_status(status)
     assert "schedule (1 queries)" in text and "process_events" in text
-    columns, rows = await asyncio.to_thread(remote_query, agent.settings.socket, "SELECT pid FROM agent_info")
+    _columns, rows = await asyncio.to_thread(remote_query, agent.settings.socket, "SELECT pid FROM agent_info")
     assert rows == [[os.getpid()]]
 
     stop.set()
@@ -235,8 +250,10 @@ async def test_slow_query_is_interrupted_and_denylisted(tmp_path, caplog):
         with caplog.at_level(logging.WARNING, logger="agentd"):
             outcomes = {o.name: o for o in await agent.run_due()}
         assert outcomes["slow"].timed_out and outcomes["slow_exempt"].timed_out
-        assert "query slow exceeded its time limit of 0.2 s (schedule_timeout) and was interrupted; " \
-               "denylisted until" in caplog.text
+        assert (
+            "query slow exceeded its time limit of 0.2 s (schedule_timeout) and was interrupted; "
+            "denylisted until" in caplog.text
+        )
         assert "query slow_exempt exceeded its time limit" in caplog.text and "not denylisted" in caplog.text
         assert agent.state.queries["slow"].denylisted(clock.now)
         assert not agent.state.queries["slow_exempt"].denylisted(clock.now)
@@ -268,12 +285,16 @@ async def test_slow_query_is_interrupted_and_denylisted(tmp_path, caplog):
 
 async def test_memory_watchdog_exits_for_a_restart(tmp_path, caplog):
     config = write_config(
-        tmp_path / "agentd.conf", {"one": {"query": "SELECT 1", "interval": 3600}},
-        watchdog_level=0, watchdog_memory_limit=1, watchdog_delay=0,
+        tmp_path / "agentd.conf",
+        {"one": {"query": "SELECT 1", "interval": 3600}},
+        watchdog_level=0,
+        watchdog_memory_limit=1,
+        watchdog_delay=0,
     )
     stop = asyncio.Event()  # never set: the watchdog must end serve() by itself
-    agent = Agent(settings_for(tmp_path, config, watchdog_interval=0.05), shutdown_trigger=stop.wait,
-                  notifier=Notifier(None))
+    agent = Agent(
+        settings_for(tmp_path, config, watchdog_interval=0.05), shutdown_trigger=stop.wait, notifier=Notifier(None)
+    )
     with caplog.at_level(logging.ERROR, logger="agentd"):
         code = await asyncio.wait_for(agent.serve(), timeout=30)
     assert code == EXIT_WATCHDOG
@@ -283,8 +304,12 @@ async def test_memory_watchdog_exits_for_a_restart(tmp_path, caplog):
 
 async def test_cpu_watchdog_interrupts_and_denylists_the_running_query(tmp_path, caplog):
     config = write_config(
-        tmp_path / "agentd.conf", {"burner": {"query": SLOW_SQL, "interval": 60}},
-        schedule_timeout=600, watchdog_level=0, watchdog_utilization_limit=1, watchdog_latency_limit=0,
+        tmp_path / "agentd.conf",
+        {"burner": {"query": SLOW_SQL, "interval": 60}},
+        schedule_timeout=600,
+        watchdog_level=0,
+        watchdog_utilization_limit=1,
+        watchdog_latency_limit=0,
         watchdog_delay=0,
     )
     agent = Agent(settings_for(tmp_path, config, watchdog_interval=0.05), notifier=Notifier(None))
@@ -304,8 +329,9 @@ async def test_cpu_watchdog_interrupts_and_denylists_the_running_query(tmp_path,
 async def test_event_loss_is_summarised_not_per_event(tmp_path, caplog):
     config = write_config(tmp_path / "agentd.conf", {}, events_max=2)
     stop = asyncio.Event()
-    agent = Agent(settings_for(tmp_path, config, loss_report_interval=0.05), shutdown_trigger=stop.wait,
-                  notifier=Notifier(None))
+    agent = Agent(
+        settings_for(tmp_path, config, loss_report_interval=0.05), shutdown_trigger=stop.wait, notifier=Notifier(None)
+    )
     with caplog.at_level(logging.WARNING, logger="agentd"):
         serving = asyncio.create_task(agent.serve())
         for _ in range(3000):  # bounded: until startup has built the event stores and the socket
@@ -352,7 +378,12 @@ def test_embedded_default_config_shows_events():
     """The default schedule: snapshot tables plus process_events and socket_events (audit sockets on)."""
     config = parse_config(DEFAULT_CONFIG, base_dir=str(REPO), source="<embedded default config>")
     assert sorted(q.name for q in config.queries) == [
-        "agent_info", "listening_ports", "process_events", "processes", "socket_events", "system_info"
+        "agent_info",
+        "listening_ports",
+        "process_events",
+        "processes",
+        "socket_events",
+        "system_info",
     ]
     assert config.options.audit_allow_sockets and not config.options.disable_events
     assert not config.warnings
@@ -382,9 +413,22 @@ def test_docs_example_config_is_the_embedded_default():
 def _spawn(tmp_path: Path, config: str, notify: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO), "NOTIFY_SOCKET": notify}
     return subprocess.Popen(
-        [sys.executable, "-m", "agent.daemon", "--config", config, "--state-dir", str(tmp_path / "state"),
-         "--log-dir", str(tmp_path / "log")],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "agent.daemon",
+            "--config",
+            config,
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--log-dir",
+            str(tmp_path / "log"),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -394,8 +438,9 @@ def test_sigterm_stops_a_real_agentd(tmp_path):
     notify.bind(notify_path)
     notify.settimeout(60)
     # A query that is still running when SIGTERM arrives: shutdown must interrupt it.
-    config = write_config(tmp_path / "agentd.conf", {"slow": {"query": SLOW_SQL, "interval": 3600}},
-                          schedule_timeout=600)
+    config = write_config(
+        tmp_path / "agentd.conf", {"slow": {"query": SLOW_SQL, "interval": 3600}}, schedule_timeout=600
+    )
     proc = _spawn(tmp_path, config, notify_path)
     try:
         assert notify.recv(4096).startswith(b"READY=1")
@@ -408,7 +453,7 @@ def test_sigterm_stops_a_real_agentd(tmp_path):
             pytest.fail("the scheduled query never started")
         proc.send_signal(signal.SIGTERM)
         # systemd's TimeoutStopSec is 10 s; agentd's own shutdown is time-boxed to 5 s.
-        out, err = proc.communicate(timeout=10)
+        _out, err = proc.communicate(timeout=10)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -424,9 +469,22 @@ def test_bad_config_subprocess_has_no_traceback(tmp_path):
     config = tmp_path / "agentd.conf"
     config.write_text('{"options": {"events_max": "lots"}}')
     proc = subprocess.run(
-        [sys.executable, "-m", "agent.daemon", "--config", str(config), "--state-dir", str(tmp_path / "s"),
-         "--log-dir", str(tmp_path / "l")],
-        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "agent.daemon",
+            "--config",
+            str(config),
+            "--state-dir",
+            str(tmp_path / "s"),
+            "--log-dir",
+            str(tmp_path / "l"),
+        ],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 1
     assert "options.events_max" in proc.stderr and "Traceback" not in proc.stderr
@@ -438,11 +496,23 @@ def test_config_check(tmp_path):
     bad = tmp_path / "bad.conf"
     bad.write_text('{"schedule": {"q": {"interval": 10}}}')
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    ok = subprocess.run([sys.executable, "-m", "agent.daemon", "--config-check", str(good)], cwd=REPO, env=env,
-                        capture_output=True, text=True, timeout=60)
+    ok = subprocess.run(
+        [sys.executable, "-m", "agent.daemon", "--config-check", str(good)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert ok.returncode == 0 and "config OK: 6 queries" in ok.stdout
-    fail = subprocess.run([sys.executable, "-m", "agent.daemon", "--config-check", str(bad)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=60)
+    fail = subprocess.run(
+        [sys.executable, "-m", "agent.daemon", "--config-check", str(bad)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert fail.returncode == 1 and "schedule.q.query" in fail.stderr and "Traceback" not in fail.stderr
 
 
@@ -465,13 +535,21 @@ def test_sigterm_restores_kernel_audit_state(audit_state, tmp_path):
     notify.bind(notify_path)
     notify.settimeout(60)
     config = tmp_path / "agentd.conf"
-    config.write_text(json.dumps({"options": {"disable_events": False, "disable_audit": False},
-                                  "schedule": {"one": {"query": "SELECT 1", "interval": 3600}}}))
+    config.write_text(
+        json.dumps(
+            {
+                "options": {"disable_events": False, "disable_audit": False},
+                "schedule": {"one": {"query": "SELECT 1", "interval": 3600}},
+            }
+        )
+    )
     proc = _spawn(tmp_path, str(config), notify_path)
     socket_path = str(tmp_path / "state" / "agentd.sock")
     try:
         assert notify.recv(4096).startswith(b"READY=1")
-        _, sources = remote_query(socket_path, "SELECT name, mode, detail FROM agent_events_status WHERE kind = 'source'")
+        _, sources = remote_query(
+            socket_path, "SELECT name, mode, detail FROM agent_events_status WHERE kind = 'source'"
+        )
         audit = [s for s in sources if s[0] == "audit"]
         if not audit or audit[0][1] != "owner":
             pytest.skip(f"agentd did not take kernel audit here: {sources}")
@@ -493,7 +571,10 @@ def test_sigterm_restores_kernel_audit_state(audit_state, tmp_path):
         notify.close()
     assert proc.returncode == 0, err
     assert _kernel_audit() == (
-        audit_state.enabled, audit_state.pid, audit_state.backlog_limit, audit_state.backlog_wait_time,
+        audit_state.enabled,
+        audit_state.pid,
+        audit_state.backlog_limit,
+        audit_state.backlog_wait_time,
         audit_state.rules,
     )
 
@@ -502,8 +583,14 @@ def test_sigterm_restores_kernel_audit_state(audit_state, tmp_path):
 def test_successor_of_a_sigkilled_agentd_restores_kernel_audit_state(audit_state, tmp_path):
     """kill -9 leaves audit as agentd set it; the next agentd (same state dir) puts back what the first found."""
     config = tmp_path / "agentd.conf"
-    config.write_text(json.dumps({"options": {"disable_events": False, "disable_audit": False},
-                                  "schedule": {"one": {"query": "SELECT 1", "interval": 3600}}}))
+    config.write_text(
+        json.dumps(
+            {
+                "options": {"disable_events": False, "disable_audit": False},
+                "schedule": {"one": {"query": "SELECT 1", "interval": 3600}},
+            }
+        )
+    )
     socket_path = str(tmp_path / "state" / "agentd.sock")
     notify_path = str(tmp_path / "notify.sock")
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -536,7 +623,10 @@ def test_successor_of_a_sigkilled_agentd_restores_kernel_audit_state(audit_state
     assert second.returncode == 0, err
     assert "Traceback" not in err
     assert _kernel_audit() == (
-        audit_state.enabled, audit_state.pid, audit_state.backlog_limit, audit_state.backlog_wait_time,
+        audit_state.enabled,
+        audit_state.pid,
+        audit_state.backlog_limit,
+        audit_state.backlog_wait_time,
         audit_state.rules,
     )
     assert not (tmp_path / "state" / "audit-state.json").exists()

@@ -55,17 +55,28 @@ def test_parse_status_continuations() -> None:
     assert stanzas[0]["Description"].splitlines() == [
         "GNU C Library: Shared libraries",
         "Contains the standard libraries that are used by nearly all programs on",
-        "the system.", ".", "Second paragraph."]
+        "the system.",
+        ".",
+        "Second paragraph.",
+    ]
     assert stanzas[0]["Conffiles"].strip().startswith("/etc/ld.so.conf.d/")
 
 
 def test_rows() -> None:
     rows = [package_row(s, "/var/lib/dpkg") for s in parse_status(STATUS)]
     assert rows[0] == {
-        "name": "libc6", "version": "2.36-9+deb12u4", "source": "glibc", "size": 12988, "arch": "amd64",
-        "revision": "9+deb12u4", "status": "install ok installed",
-        "maintainer": "GNU Libc Maintainers <debian-glibc@lists.debian.org>", "section": "libs",
-        "priority": "optional", "admindir": "/var/lib/dpkg"}
+        "name": "libc6",
+        "version": "2.36-9+deb12u4",
+        "source": "glibc",
+        "size": 12988,
+        "arch": "amd64",
+        "revision": "9+deb12u4",
+        "status": "install ok installed",
+        "maintainer": "GNU Libc Maintainers <debian-glibc@lists.debian.org>",
+        "section": "libs",
+        "priority": "optional",
+        "admindir": "/var/lib/dpkg",
+    }
     assert rows[1]["version"] == "1:1.0-1" and rows[1]["revision"] == "1"
     assert rows[2] is None  # not-installed
     assert rows[3]["size"] is None and rows[3]["source"] == ""
@@ -78,15 +89,18 @@ def test_fixture_admindir(tmp_path: Path) -> None:
     (tmp_path / "alt/status").write_text("Package: only-alt\nStatus: install ok installed\nVersion: 1\n")
     db = Database([deb_packages.SPEC], paths=HostPaths(root=str(tmp_path)))
     assert [r[0] for r in db.execute("SELECT name FROM deb_packages").rows] == ["libc6", "removed-pkg", "tzdata"]
-    assert db.execute("SELECT name, admindir FROM deb_packages WHERE admindir = '/alt'").rows == [
-        ("only-alt", "/alt")]
+    assert db.execute("SELECT name, admindir FROM deb_packages WHERE admindir = '/alt'").rows == [("only-alt", "/alt")]
 
 
 def test_live_matches_dpkg_query() -> None:
     if shutil.which("dpkg-query") is None or not Path("/var/lib/dpkg/status").exists():
         pytest.skip("not a dpkg-based system")
-    out = subprocess.run(["dpkg-query", "-W", "-f", "${Package}\t${Version}\t${db:Status-Status}\n"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["dpkg-query", "-W", "-f", "${Package}\t${Version}\t${db:Status-Status}\n"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     expected = Counter((n, v) for n, v, st in (line.split("\t") for line in out.splitlines()) if st != "not-installed")
     rows = Database([deb_packages.SPEC]).execute("SELECT name, version FROM deb_packages").rows
     assert Counter(rows) == expected

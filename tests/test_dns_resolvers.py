@@ -25,10 +25,13 @@ def test_parse() -> None:
     opts = resolver_options(["rotate", "edns0", "ndots:2"])
     assert opts == 705 | 0x4000 | 0x100000
     assert [(r["id"], r["type"], r["address"], r["netmask"]) for r in rows] == [
-        (0, "nameserver", "192.0.2.53", "32"), (1, "nameserver", "2001:db8::53", "128"),
+        (0, "nameserver", "192.0.2.53", "32"),
+        (1, "nameserver", "2001:db8::53", "128"),
         (2, "nameserver", "192.0.2.54", "32"),  # glibc reads three nameservers at most
-        (0, "search", "corp.example", None), (1, "search", "lab.example", None),
-        (0, "sortlist", "130.155.160.0", "255.255.240.0"), (1, "sortlist", "130.155.0.0", ""),
+        (0, "search", "corp.example", None),
+        (1, "search", "lab.example", None),
+        (0, "sortlist", "130.155.160.0", "255.255.240.0"),
+        (1, "sortlist", "130.155.0.0", ""),
     ]
     assert {r["options"] for r in rows} == {opts}
 

@@ -34,7 +34,8 @@ def test_fixture_table(tmp_path: Path) -> None:
     (tmp_path / "etc/hosts").write_text(HOSTS)
     db = Database([etc_hosts.SPEC], paths=HostPaths(root=str(tmp_path)))
     assert db.execute("SELECT hostnames FROM etc_hosts WHERE address = '::1'").rows == [
-        ("localhost ip6-localhost ip6-loopback",)]
+        ("localhost ip6-localhost ip6-loopback",)
+    ]
 
 
 def test_live_hosts_resolve_like_libc() -> None:

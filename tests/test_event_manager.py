@@ -45,7 +45,7 @@ async def _wait(pred, seconds: float = 10.0) -> bool:
 def _status(manager: EventManager, name: str) -> dict[str, Any]:
     db = Database([EVENTS_STATUS_SPEC], services=manager.services)
     result = db.execute(f"SELECT * FROM agent_events_status WHERE name = '{name}'")
-    rows = [dict(zip(result.columns, r)) for r in result.rows]
+    rows = [dict(zip(result.columns, r, strict=False)) for r in result.rows]
     assert len(rows) == 1, rows
     return rows[0]
 
@@ -87,8 +87,9 @@ def test_options_from_the_agents_config_options() -> None:
 
 
 async def test_proc_connector_is_chosen_and_reported() -> None:
-    manager = await _started(EventManager(EventOptions(process_events_source="proc_connector",
-                                                       audit_allow_sockets=True)))
+    manager = await _started(
+        EventManager(EventOptions(process_events_source="proc_connector", audit_allow_sockets=True))
+    )
     try:
         assert manager.process_source == "proc_connector"
         assert "proc_connector" in manager.choice
@@ -113,8 +114,9 @@ async def test_proc_connector_is_chosen_and_reported() -> None:
 
 
 async def test_rows_reach_listeners_and_the_table_through_services() -> None:
-    manager = await _started(EventManager(EventOptions(process_events_source="proc_connector",
-                                                       disable_hardware_events=True)))
+    manager = await _started(
+        EventManager(EventOptions(process_events_source="proc_connector", disable_hardware_events=True))
+    )
     seen: list[tuple[str, dict[str, Any]]] = []
     remove = manager.add_listener(lambda table, row: seen.append((table, row)))
     try:
@@ -132,12 +134,14 @@ async def test_rows_reach_listeners_and_the_table_through_services() -> None:
 
 
 async def test_the_agents_own_events_are_filtered_and_counted() -> None:
-    manager = await _started(EventManager(EventOptions(process_events_source="proc_connector",
-                                                       disable_hardware_events=True)))
+    manager = await _started(
+        EventManager(EventOptions(process_events_source="proc_connector", disable_hardware_events=True))
+    )
     try:
         # A child that execs /bin/true only when told: we make its pid "ours" first.
         proc = await asyncio.create_subprocess_exec(
-            "/bin/sh", "-c", "read line; exec /bin/true own", stdin=asyncio.subprocess.PIPE)
+            "/bin/sh", "-c", "read line; exec /bin/true own", stdin=asyncio.subprocess.PIPE
+        )
         await asyncio.sleep(0)  # let the sh exec notice (if any) be handled before we claim the pid
         manager.own_pid = proc.pid
         before = _status(manager, "process_events")["filtered_self"]
@@ -158,9 +162,14 @@ async def test_the_agents_own_events_are_filtered_and_counted() -> None:
 
 async def test_events_max_and_expiry_are_counted_in_agent_events_status() -> None:
     clock = FakeClock()
-    manager = await _started(EventManager(
-        EventOptions(process_events_source="proc_connector", events_max=3, events_expiry=60,
-                     disable_hardware_events=True), clock=clock))
+    manager = await _started(
+        EventManager(
+            EventOptions(
+                process_events_source="proc_connector", events_max=3, events_expiry=60, disable_hardware_events=True
+            ),
+            clock=clock,
+        )
+    )
     try:
         pids = []
         for i in range(6):
@@ -237,8 +246,9 @@ def test_audit_state_file_location() -> None:
 
 @pytest.mark.audit
 async def test_audit_source_gets_the_state_file(audit_state, tmp_path) -> None:
-    manager = EventManager(EventOptions(process_events_source="audit", disable_hardware_events=True),
-                           state_dir=str(tmp_path))
+    manager = EventManager(
+        EventOptions(process_events_source="audit", disable_hardware_events=True), state_dir=str(tmp_path)
+    )
     path = tmp_path / "audit-state.json"
     await manager.start()
     try:
@@ -281,8 +291,11 @@ asyncio.run(main())
     ("wrapper", "chosen", "refused"),
     [
         # no audit capability in the initial namespaces: the proc connector still works
-        (["setpriv", "--inh-caps=-audit_control,-audit_read", "--bounding-set=-audit_control,-audit_read"],
-         "proc_connector", ("audit",)),
+        (
+            ["setpriv", "--inh-caps=-audit_control,-audit_read", "--bounding-set=-audit_control,-audit_read"],
+            "proc_connector",
+            ("audit",),
+        ),
         # an unprivileged user namespace (a container): audit and the proc connector refuse, /proc polling runs
         (["unshare", "-U", "-r", "-n"], "proc_poll", ("audit", "proc_connector")),
     ],
@@ -291,8 +304,9 @@ asyncio.run(main())
 def test_auto_falls_back_when_the_kernel_refuses(audit_state, wrapper, chosen, refused) -> None:
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
-        out = subprocess.run([*wrapper, sys.executable, "-c", FALLBACK_CHILD, repo],
-                             capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            [*wrapper, sys.executable, "-c", FALLBACK_CHILD, repo], capture_output=True, text=True, timeout=60
+        )
     except FileNotFoundError:
         pytest.skip(f"no {wrapper[0]}(1) on this host")
     if out.returncode != 0 and wrapper[0] in out.stderr.split(":")[0]:

@@ -18,7 +18,8 @@ class Clock:
 
 
 SPEC = event_table(
-    "demo_events", "Demo events.",
+    "demo_events",
+    "Demo events.",
     (Column("pid", "BIGINT"), Column("time", "BIGINT", additional=True), Column("eid", "TEXT", hidden=True)),
 )
 

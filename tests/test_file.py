@@ -11,7 +11,6 @@ import pytest
 from tables import file as file_table
 from tables.file import file_type, lsperms
 from tables.sqlite import Database, QueryError
-
 from tests._table_checks import assert_column_types
 
 
@@ -50,9 +49,13 @@ def test_single_path_matches_lstat(db: Database, tree: Path) -> None:
 
 
 def test_special_modes_and_types(db: Database, tree: Path) -> None:
-    rows = {r["filename"]: r for r in db.execute(
-        "SELECT filename, mode, type FROM file WHERE path IN (?, ?, ?, ?)",
-        (str(tree / "conf.d" / "a.conf"), str(tree / "conf.d"), str(tree / "pipe"), "/dev/null")).dicts()}
+    rows = {
+        r["filename"]: r
+        for r in db.execute(
+            "SELECT filename, mode, type FROM file WHERE path IN (?, ?, ?, ?)",
+            (str(tree / "conf.d" / "a.conf"), str(tree / "conf.d"), str(tree / "pipe"), "/dev/null"),
+        ).dicts()
+    }
     assert rows["a.conf"]["mode"] == "4755"
     assert rows["conf.d"]["type"] == "directory"
     assert rows["pipe"]["type"] == "fifo"
@@ -86,13 +89,17 @@ def test_percent_is_one_level(db: Database, tree: Path) -> None:
         (f"{tree}/pipe", "pipe"),
     ]
     assert db.execute("SELECT path FROM file WHERE path LIKE ?", (f"{tree}/%/%.conf",)).rows == [
-        (f"{tree}/conf.d/a.conf",)]
+        (f"{tree}/conf.d/a.conf",)
+    ]
 
 
 def test_double_percent_recurses(db: Database, tree: Path) -> None:
     rows = db.execute("SELECT path, size FROM file WHERE path LIKE ?", (f"{tree}/conf.d/%%",)).rows
     assert sorted(p for p, _ in rows) == [
-        f"{tree}/conf.d/a.conf", f"{tree}/conf.d/nested/", f"{tree}/conf.d/nested/b.conf"]
+        f"{tree}/conf.d/a.conf",
+        f"{tree}/conf.d/nested/",
+        f"{tree}/conf.d/nested/b.conf",
+    ]
     assert dict(rows)[f"{tree}/conf.d/nested/b.conf"] == 5
 
 
@@ -114,7 +121,9 @@ def test_required_column_error(db: Database) -> None:
 def test_join_drives_the_required_column(db: Database, tree: Path) -> None:
     rows = db.execute(
         "WITH d(dir) AS (VALUES (?)) SELECT f.filename FROM d JOIN file f ON f.directory = d.dir "
-        "WHERE f.filename LIKE '%.conf'", (str(tree / "conf.d"),)).rows
+        "WHERE f.filename LIKE '%.conf'",
+        (str(tree / "conf.d"),),
+    ).rows
     assert rows == [("a.conf",)]
 
 
@@ -126,8 +135,10 @@ def test_pure_helpers() -> None:
 
 
 def test_column_types(db: Database, tree: Path) -> None:
-    rows = db.execute("SELECT *, pid_with_namespace, mount_namespace_id, attributes, bsd_flags "
-                      "FROM file WHERE path LIKE ?", (f"{tree}/%%",)).dicts()
+    rows = db.execute(
+        "SELECT *, pid_with_namespace, mount_namespace_id, attributes, bsd_flags FROM file WHERE path LIKE ?",
+        (f"{tree}/%%",),
+    ).dicts()
     assert len(rows) >= 7
     assert_column_types(file_table.SPEC, rows)
     # osquery's Windows/macOS-only columns exist (hidden) and are NULL on Linux

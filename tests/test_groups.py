@@ -24,9 +24,7 @@ def test_matches_getent_group() -> None:
 
 def test_fixture_dedup_signed_and_pushdown(tmp_path: Path) -> None:
     (tmp_path / "etc").mkdir()
-    (tmp_path / "etc/group").write_text(
-        "# groups\nroot:x:0:\nwheel:x:10:alice\nalias:x:10:\nnogroup:x:4294967294:\n\n"
-    )
+    (tmp_path / "etc/group").write_text("# groups\nroot:x:0:\nwheel:x:10:alice\nalias:x:10:\nnogroup:x:4294967294:\n\n")
     db = Database([groups.SPEC], paths=HostPaths(root=str(tmp_path)))
     assert db.execute("SELECT gid, gid_signed, groupname FROM groups ORDER BY gid").rows == [
         (0, 0, "root"),

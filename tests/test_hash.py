@@ -12,7 +12,6 @@ from tables import hash as hash_table
 from tables.hash import hash_file
 from tables.spec import QueryContext
 from tables.sqlite import Database, QueryError, QueryTimeout
-
 from tests._table_checks import assert_column_types
 
 
@@ -67,9 +66,7 @@ def test_in_list_and_join(db: Database, tmp_path: Path, files: dict[str, bytes])
     a, b = str(tmp_path / "small.txt"), str(tmp_path / "empty")
     rows = db.execute("SELECT path, sha1 FROM hash WHERE path IN (?, ?) ORDER BY path", (a, b)).rows
     assert rows == sorted([(a, digests(files["small.txt"])[1]), (b, digests(b"")[1])])
-    joined = db.execute(
-        "WITH p(path) AS (VALUES (?)) SELECT h.md5 FROM p JOIN hash h ON h.path = p.path", (a,)
-    ).rows
+    joined = db.execute("WITH p(path) AS (VALUES (?)) SELECT h.md5 FROM p JOIN hash h ON h.path = p.path", (a,)).rows
     assert joined == [(digests(files["small.txt"])[0],)]
 
 
@@ -94,8 +91,9 @@ def test_required_column_error_names_the_table(db: Database) -> None:
 
 def test_only_selected_digests_are_computed(tmp_path: Path) -> None:
     (tmp_path / "f").write_bytes(b"abc")
-    context = QueryContext(table="hash", constraints={"path": frozenset({str(tmp_path / "f")})},
-                           columns_used=frozenset({"path", "md5"}))
+    context = QueryContext(
+        table="hash", constraints={"path": frozenset({str(tmp_path / "f")})}, columns_used=frozenset({"path", "md5"})
+    )
     [row] = list(hash_table.generate(context))
     assert row["md5"] == hashlib.md5(b"abc").hexdigest()
     assert "sha1" not in row and "sha256" not in row
@@ -114,14 +112,22 @@ def test_deadline_interrupts_a_long_hash(tmp_path: Path) -> None:
 def test_pid_with_namespace(db: Database, tmp_path: Path, files: dict[str, bytes]) -> None:
     path = str(tmp_path / "small.txt")
     rows = db.execute(
-        "SELECT path, md5, pid_with_namespace, mount_namespace_id FROM hash "
-        "WHERE path = ? AND pid_with_namespace = ?", (path, os.getpid())).dicts()
-    assert rows == [{"path": path, "md5": digests(files["small.txt"])[0], "pid_with_namespace": os.getpid(),
-                     "mount_namespace_id": os.readlink("/proc/self/ns/mnt")[5:-1]}]
+        "SELECT path, md5, pid_with_namespace, mount_namespace_id FROM hash WHERE path = ? AND pid_with_namespace = ?",
+        (path, os.getpid()),
+    ).dicts()
+    assert rows == [
+        {
+            "path": path,
+            "md5": digests(files["small.txt"])[0],
+            "pid_with_namespace": os.getpid(),
+            "mount_namespace_id": os.readlink("/proc/self/ns/mnt")[5:-1],
+        }
+    ]
 
 
 def test_column_types(db: Database, tmp_path: Path, files: dict[str, bytes]) -> None:
-    rows = db.execute("SELECT *, pid_with_namespace, mount_namespace_id FROM hash WHERE directory = ?",
-                      (str(tmp_path),)).dicts()
+    rows = db.execute(
+        "SELECT *, pid_with_namespace, mount_namespace_id FROM hash WHERE directory = ?", (str(tmp_path),)
+    ).dicts()
     assert rows
     assert_column_types(hash_table.SPEC, rows)

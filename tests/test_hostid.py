@@ -15,7 +15,9 @@ def test_hostname_is_the_default():
 def test_uuid_from_dmi(tmp_path):
     dmi = tmp_path / "product_uuid"
     dmi.write_text("4c4c4544-0042-3510-8052-b4c04f384d32\n")
-    assert host_uuid(dmi_path=str(dmi), machine_id_path=str(tmp_path / "none")) == "4C4C4544-0042-3510-8052-B4C04F384D32"
+    assert (
+        host_uuid(dmi_path=str(dmi), machine_id_path=str(tmp_path / "none")) == "4C4C4544-0042-3510-8052-B4C04F384D32"
+    )
 
 
 def test_placeholder_dmi_uuid_falls_back_to_machine_id(tmp_path):
@@ -24,7 +26,9 @@ def test_placeholder_dmi_uuid_falls_back_to_machine_id(tmp_path):
     mid = tmp_path / "machine-id"
     mid.write_text("0123456789abcdef0123456789abcdef\n")
     assert is_placeholder_uuid("ffffffff-ffff-ffff-ffff-ffffffffffff")
-    assert host_identifier("uuid", dmi_path=str(dmi), machine_id_path=str(mid)) == "01234567-89AB-CDEF-0123-456789ABCDEF"
+    assert (
+        host_identifier("uuid", dmi_path=str(dmi), machine_id_path=str(mid)) == "01234567-89AB-CDEF-0123-456789ABCDEF"
+    )
 
 
 def test_uuid_of_this_host_is_well_formed():

@@ -11,7 +11,6 @@ import pytest
 from tables import interface_addresses
 from tables._netlink import netmask_text
 from tables.sqlite import Database
-
 from tests._table_checks import Scratch, assert_column_types, ip_json, scratch_namespace
 
 
@@ -32,15 +31,33 @@ def _by_address(rows: list[dict]) -> dict[str, dict]:
 
 def test_configured_addresses(scratch: Scratch, rows: list[dict]) -> None:
     got = _by_address(rows)
-    assert got[scratch.v4] == {"interface": "veth0", "address": scratch.v4, "mask": "255.255.255.0",
-                               "broadcast": "10.77.0.255", "point_to_point": None, "type": "manual"}
-    assert got[scratch.v6] == {"interface": "veth0", "address": scratch.v6, "mask": "ffff:ffff:ffff:ffff::",
-                               "broadcast": None, "point_to_point": None, "type": "manual"}
+    assert got[scratch.v4] == {
+        "interface": "veth0",
+        "address": scratch.v4,
+        "mask": "255.255.255.0",
+        "broadcast": "10.77.0.255",
+        "point_to_point": None,
+        "type": "manual",
+    }
+    assert got[scratch.v6] == {
+        "interface": "veth0",
+        "address": scratch.v6,
+        "mask": "ffff:ffff:ffff:ffff::",
+        "broadcast": None,
+        "point_to_point": None,
+        "type": "manual",
+    }
     # lo has no IFF_BROADCAST: the peer is a point-to-point address (127.0.0.1 its own, as in osquery)
     assert got[scratch.ptp_local]["point_to_point"] == scratch.ptp_peer
     assert got[scratch.ptp_local]["mask"] == "255.255.255.255"
-    assert got["127.0.0.1"] == {"interface": "lo", "address": "127.0.0.1", "mask": "255.0.0.0",
-                                "broadcast": None, "point_to_point": "127.0.0.1", "type": "manual"}
+    assert got["127.0.0.1"] == {
+        "interface": "lo",
+        "address": "127.0.0.1",
+        "mask": "255.0.0.0",
+        "broadcast": None,
+        "point_to_point": "127.0.0.1",
+        "type": "manual",
+    }
     assert got["::1"]["interface"] == "lo"
 
 
@@ -55,11 +72,15 @@ def test_matches_ip_addr(scratch: Scratch, rows: list[dict]) -> None:
 
 
 def test_host_loopback_matches_ip_addr() -> None:
-    out = json.loads(subprocess.run(["ip", "-j", "addr", "show", "dev", "lo"], capture_output=True,
-                                    text=True, check=True).stdout)
+    out = json.loads(
+        subprocess.run(["ip", "-j", "addr", "show", "dev", "lo"], capture_output=True, text=True, check=True).stdout
+    )
     expected = {(i["local"], i["prefixlen"]) for link in out for i in link.get("addr_info", [])}
-    rows = Database([interface_addresses.SPEC]).execute(
-        "SELECT address, mask FROM interface_addresses WHERE interface = 'lo'").rows
+    rows = (
+        Database([interface_addresses.SPEC])
+        .execute("SELECT address, mask FROM interface_addresses WHERE interface = 'lo'")
+        .rows
+    )
     assert {(a, m) for a, m in rows} == {(a, netmask_text(10 if ":" in a else 2, p)) for a, p in expected}
 
 

@@ -11,12 +11,17 @@ import pytest
 from tables import interface_details
 from tables.interface_details import parse_pci_slot
 from tables.sqlite import Database
-
 from tests._table_checks import Scratch, assert_column_types, ip_json, scratch_namespace
 
 IFF_UP, IFF_BROADCAST, IFF_LOOPBACK = 0x1, 0x2, 0x8
-COUNTERS = {"ipackets": ("rx", "packets"), "opackets": ("tx", "packets"), "ibytes": ("rx", "bytes"),
-            "obytes": ("tx", "bytes"), "idrops": ("rx", "dropped"), "odrops": ("tx", "dropped")}
+COUNTERS = {
+    "ipackets": ("rx", "packets"),
+    "opackets": ("tx", "packets"),
+    "ibytes": ("rx", "bytes"),
+    "obytes": ("tx", "bytes"),
+    "idrops": ("rx", "dropped"),
+    "odrops": ("tx", "dropped"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +42,12 @@ def test_links_in_namespace(scratch: Scratch) -> None:
     lo = rows["lo"]
     assert (lo["mac"], lo["type"], lo["mtu"]) == ("00:00:00:00:00:00", 772, 65536)
     assert lo["flags"] & IFF_LOOPBACK
-    speed = subprocess.run(["ip", "netns", "exec", scratch.name, "cat", "/sys/class/net/veth0/speed"],
-                           capture_output=True, text=True, check=True).stdout
+    speed = subprocess.run(
+        ["ip", "netns", "exec", scratch.name, "cat", "/sys/class/net/veth0/speed"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert veth0["link_speed"] == int(speed)  # the veth driver reports 10000 Mb/s
     assert lo["link_speed"] is None  # loopback has no speed (sysfs read fails)
     for name, row in rows.items():

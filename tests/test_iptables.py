@@ -31,10 +31,24 @@ def test_parse_rules() -> None:
     assert len(rows) == 5
     ssh = rows[0]
     assert ssh == {
-        "filter_name": "filter", "chain": "INPUT", "policy": "DROP", "target": "ACCEPT", "protocol": 6,
-        "src_port": "0:65535", "dst_port": "22:22", "src_ip": "10.0.0.0", "src_mask": "255.0.0.0",
-        "iniface": "eth0", "iniface_mask": "FFFFFFFFFF", "dst_ip": "0.0.0.0", "dst_mask": "0.0.0.0",
-        "outiface": "", "outiface_mask": "", "match": "tcp,comment", "packets": 120, "bytes": 9800,
+        "filter_name": "filter",
+        "chain": "INPUT",
+        "policy": "DROP",
+        "target": "ACCEPT",
+        "protocol": 6,
+        "src_port": "0:65535",
+        "dst_port": "22:22",
+        "src_ip": "10.0.0.0",
+        "src_mask": "255.0.0.0",
+        "iniface": "eth0",
+        "iniface_mask": "FFFFFFFFFF",
+        "dst_ip": "0.0.0.0",
+        "dst_mask": "0.0.0.0",
+        "outiface": "",
+        "outiface_mask": "",
+        "match": "tcp,comment",
+        "packets": 120,
+        "bytes": 9800,
     }
     assert rows[1]["protocol"] == 17 and rows[1]["src_port"] == "53:53" and rows[1]["dst_port"] == "1024:65535"
     assert rows[1]["iniface"] == "lo"  # negation is not represented in osquery's columns
@@ -45,12 +59,11 @@ def test_parse_rules() -> None:
 
 
 def test_parse_skips_junk() -> None:
-    assert parse_iptables_save("*filter\n-A INPUT -m comment --comment \"unbalanced\n[x:y] -A\nCOMMIT\n") == []
+    assert parse_iptables_save('*filter\n-A INPUT -m comment --comment "unbalanced\n[x:y] -A\nCOMMIT\n') == []
 
 
 def test_protocol_numbers() -> None:
-    assert protocol_numbers("tcp\t6\tTCP\t# transmission control\nudp 17 UDP\n") == {
-        "tcp": 6, "udp": 17}
+    assert protocol_numbers("tcp\t6\tTCP\t# transmission control\nudp 17 UDP\n") == {"tcp": 6, "udp": 17}
 
 
 def test_live_table() -> None:

@@ -12,11 +12,16 @@ from tables.sqlite import Database
 
 
 def test_parsers() -> None:
-    assert parse_proc_version("Linux version 6.1.0-18-amd64 (debian-kernel@lists.debian.org) (gcc-12) #1 SMP") == \
-        "6.1.0-18-amd64"
+    assert (
+        parse_proc_version("Linux version 6.1.0-18-amd64 (debian-kernel@lists.debian.org) (gcc-12) #1 SMP")
+        == "6.1.0-18-amd64"
+    )
     assert parse_proc_version("garbage") is None
     assert parse_cmdline("BOOT_IMAGE=/boot/vmlinuz-6.1.0-18-amd64 root=UUID=1234-abcd ro quiet\n") == {
-        "path": "/boot/vmlinuz-6.1.0-18-amd64", "device": "UUID=1234-abcd", "arguments": "ro quiet"}
+        "path": "/boot/vmlinuz-6.1.0-18-amd64",
+        "device": "UUID=1234-abcd",
+        "arguments": "ro quiet",
+    }
     assert parse_cmdline("") == {"path": "", "device": "", "arguments": ""}
 
 
@@ -32,4 +37,5 @@ def test_fixture_proc(tmp_path: Path) -> None:
     (tmp_path / "cmdline").write_text("BOOT_IMAGE=/vmlinuz root=/dev/sda1 ro\n")
     db = Database([kernel_info.SPEC], paths=HostPaths(proc=str(tmp_path)))
     assert db.execute("SELECT version, path, device, arguments FROM kernel_info").rows == [
-        ("5.15.0-91-generic", "/vmlinuz", "/dev/sda1", "ro")]
+        ("5.15.0-91-generic", "/vmlinuz", "/dev/sda1", "ro")
+    ]

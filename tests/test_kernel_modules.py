@@ -21,8 +21,13 @@ truncated line
 
 def test_parse_modules() -> None:
     rows = parse_modules(MODULES)
-    assert rows[0] == {"name": "nf_tables", "size": 356352, "used_by": "nft_compat", "status": "Live",
-                       "address": "0xffffffffc0a00000"}
+    assert rows[0] == {
+        "name": "nf_tables",
+        "size": 356352,
+        "used_by": "nft_compat",
+        "status": "Live",
+        "address": "0xffffffffc0a00000",
+    }
     assert rows[1]["used_by"] == "-"
     assert rows[3]["used_by"] == "nft_compat,xt_tcpudp,ip_tables"
     assert rows[3]["status"] == "Loading"
@@ -33,7 +38,9 @@ def test_fixture_table(tmp_path: Path) -> None:
     (tmp_path / "modules").write_text(MODULES)
     db = Database([kernel_modules.SPEC], paths=HostPaths(proc=str(tmp_path)))
     assert db.execute("SELECT name FROM kernel_modules WHERE used_by = '-' ORDER BY name").rows == [
-        ("ext4",), ("nft_compat",)]
+        ("ext4",),
+        ("nft_compat",),
+    ]
 
 
 def test_live_matches_proc_modules() -> None:

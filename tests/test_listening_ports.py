@@ -66,7 +66,14 @@ def test_listeners_appear(db, listeners, where):
         s = listeners[name]
         r = rows[_inode(s)]
         assert (r["pid"], r["fd"], r["port"], r["protocol"], r["family"], r["address"], r["path"]) == (
-            pid, s.fileno(), s.getsockname()[1], protocol, family, address, "")
+            pid,
+            s.fileno(),
+            s.getsockname()[1],
+            protocol,
+            family,
+            address,
+            "",
+        )
     unix = rows[_inode(listeners["unix"])]
     assert (unix["pid"], unix["family"], unix["path"], unix["port"]) == (pid, 1, listeners["unix"].getsockname(), 0)
     abstract = rows[_inode(listeners["abstract"])]
@@ -98,10 +105,14 @@ def test_listener_in_created_netns(db):
             "import socket,time; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0',0));"
             "print(s.getsockname()[1], flush=True); time.sleep(300)"
         )
-        child = subprocess.Popen(["ip", "netns", "exec", name, sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        child = subprocess.Popen(
+            ["ip", "netns", "exec", name, sys.executable, "-c", code], stdout=subprocess.PIPE, text=True
+        )
         port = int(child.stdout.readline())
         ns_inode = str(os.stat(f"/run/netns/{name}").st_ino)
-        rows = db.execute(f"SELECT pid, protocol, family, net_namespace FROM listening_ports WHERE port = {port}").dicts()
+        rows = db.execute(
+            f"SELECT pid, protocol, family, net_namespace FROM listening_ports WHERE port = {port}"
+        ).dicts()
         assert {"pid": child.pid, "protocol": 17, "family": 2, "net_namespace": ns_inode} in rows
     finally:
         if child is not None:

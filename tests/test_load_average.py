@@ -12,8 +12,11 @@ from tables.sqlite import Database
 
 
 def test_parse_loadavg() -> None:
-    assert parse_loadavg(b"0.52 1.05 10.00 2/789 12345\n") == [("1m", "0.520000"), ("5m", "1.050000"),
-                                                                 ("15m", "10.000000")]
+    assert parse_loadavg(b"0.52 1.05 10.00 2/789 12345\n") == [
+        ("1m", "0.520000"),
+        ("5m", "1.050000"),
+        ("15m", "10.000000"),
+    ]
     with pytest.raises(ValueError):
         parse_loadavg(b"")
 

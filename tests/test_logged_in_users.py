@@ -15,19 +15,31 @@ def record(ut_type: int, pid: int, line: str, user: str, host: str, sec: int, ut
     """One struct utmp, packed field by field as utmp.h declares it (384 bytes)."""
     return struct.pack(
         "=hxxi32s4s32s256shhiii16s20x",
-        ut_type, pid, line.encode(), ut_id.encode(), user.encode(), host.encode(),
-        0, 0, 0, sec, 123456, b"\x7f\0\0\x01" + bytes(12),
+        ut_type,
+        pid,
+        line.encode(),
+        ut_id.encode(),
+        user.encode(),
+        host.encode(),
+        0,
+        0,
+        0,
+        sec,
+        123456,
+        b"\x7f\0\0\x01" + bytes(12),
     )
 
 
 def utmp_fixture() -> bytes:
-    return b"".join([
-        record(2, 0, "~", "reboot", "6.1.0-18-amd64", 1700000000, "~~"),
-        record(1, 1, "~", "runlevel", "6.1.0-18-amd64", 1700000001, "~~"),  # init's record: skipped
-        record(6, 812, "tty1", "LOGIN", "", 1700000002, "tty1"),
-        record(7, 4242, "pts/0", "alice", "192.0.2.10", 1700000100, "ts/0"),
-        record(8, 4300, "pts/1", "", "", 1700000200, "ts/1"),
-    ])
+    return b"".join(
+        [
+            record(2, 0, "~", "reboot", "6.1.0-18-amd64", 1700000000, "~~"),
+            record(1, 1, "~", "runlevel", "6.1.0-18-amd64", 1700000001, "~~"),  # init's record: skipped
+            record(6, 812, "tty1", "LOGIN", "", 1700000002, "tty1"),
+            record(7, 4242, "pts/0", "alice", "192.0.2.10", 1700000100, "ts/0"),
+            record(8, 4300, "pts/1", "", "", 1700000200, "ts/1"),
+        ]
+    )
 
 
 def test_record_layout_is_glibc_utmp() -> None:
@@ -39,7 +51,14 @@ def test_parse_utmp_fields_and_truncated_tail() -> None:
     assert len(records) == 5
     alice = records[3]
     assert (alice.type, alice.pid, alice.line, alice.id, alice.user, alice.host, alice.time) == (
-        7, 4242, "pts/0", "ts/0", "alice", "192.0.2.10", 1700000100)
+        7,
+        4242,
+        "pts/0",
+        "ts/0",
+        "alice",
+        "192.0.2.10",
+        1700000100,
+    )
 
 
 def test_table_on_fixture(tmp_path: Path) -> None:

@@ -18,8 +18,11 @@ def test_parse_meminfo() -> None:
 
 def test_fixture(tmp_path: Path) -> None:
     (tmp_path / "meminfo").write_bytes(MEMINFO)
-    row = Database([memory_info.SPEC], paths=HostPaths(proc=str(tmp_path))).execute(
-        "SELECT * FROM memory_info").dicts()[0]
+    row = (
+        Database([memory_info.SPEC], paths=HostPaths(proc=str(tmp_path)))
+        .execute("SELECT * FROM memory_info")
+        .dicts()[0]
+    )
     assert row["memory_total"] == 16318480 * 1024 and row["memory_free"] == 1000000 * 1024
     assert row["swap_total"] is None  # missing key -> NULL
 

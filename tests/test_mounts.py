@@ -9,7 +9,6 @@ from tables import mounts
 from tables.mounts import MountEntry, parse_mounts
 from tables.spec import HostPaths
 from tables.sqlite import Database
-
 from tests._table_checks import assert_column_types
 
 CANNED = """\
@@ -44,8 +43,7 @@ def test_live_rows_match_proc_mounts() -> None:
 
 def test_root_blocks_match_statvfs() -> None:
     db = Database([mounts.SPEC])
-    rows = db.execute(
-        "SELECT blocks_size, blocks, inodes, type FROM mounts WHERE path = '/'").dicts()
+    rows = db.execute("SELECT blocks_size, blocks, inodes, type FROM mounts WHERE path = '/'").dicts()
     assert rows
     st = os.statvfs("/")
     # total sizes do not move while the test runs; free counts might, so they are not compared

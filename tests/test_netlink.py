@@ -106,8 +106,9 @@ async def test_linger_reads_a_trickle_in_batches() -> None:
         pytest.skip("sending to a NETLINK_USERSOCK multicast group needs CAP_NET_ADMIN")
     got: list[bytes] = []
     callbacks: list[int] = []  # datagrams seen at each readable callback
-    reader = NetlinkReader(got.append, what="test", batch=64, before_batch=lambda: callbacks.append(len(got)),
-                           linger=3600.0)  # after the first read the socket is not watched again in this test
+    reader = NetlinkReader(
+        got.append, what="test", batch=64, before_batch=lambda: callbacks.append(len(got)), linger=3600.0
+    )  # after the first read the socket is not watched again in this test
     try:
         reader.attach(rx)
         _multicast(tx, pack_nlmsg(0x20, b"first"))

@@ -15,8 +15,14 @@ def test_defaults_are_osquerys():
 
 def test_strings_are_coerced_like_osquery_flags():
     o, warnings = parse_options(
-        {"schedule_splay_percent": "20", "logger_numerics": "true", "disable_events": False,
-         "schedule_timeout": "2.5", "logger_mode": "0600", "events_max": 1000}
+        {
+            "schedule_splay_percent": "20",
+            "logger_numerics": "true",
+            "disable_events": False,
+            "schedule_timeout": "2.5",
+            "logger_mode": "0600",
+            "events_max": 1000,
+        }
     )
     assert warnings == []
     assert (o.schedule_splay_percent, o.logger_numerics, o.disable_events) == (20, True, False)
@@ -37,13 +43,19 @@ def test_unknown_options_warn_and_custom_options_are_kept():
         ({"logger_numerics": "maybe"}, "options.logger_numerics: must be true or false, got 'maybe'"),
         ({"events_max": True}, "options.events_max: must be a number, got True"),
         ({"logger_path": ["a"]}, "options.logger_path: must be a string, got ['a']"),
-        ({"host_identifier": "mac"},
-         "options.host_identifier: must be one of hostname, uuid, instance, ephemeral, specified, got 'mac'"),
-        ({"host_identifier": "specified"},
-         "options.specified_identifier: required (non-empty) when host_identifier is 'specified'"),
-        ({"logger_mode": "rw"}, 'options.logger_mode: must be an octal file mode such as "0640", got \'rw\''),
-        ({"process_events_source": "ebpf"},
-         "options.process_events_source: must be one of auto, audit, proc_connector, proc_poll, got 'ebpf'"),
+        (
+            {"host_identifier": "mac"},
+            "options.host_identifier: must be one of hostname, uuid, instance, ephemeral, specified, got 'mac'",
+        ),
+        (
+            {"host_identifier": "specified"},
+            "options.specified_identifier: required (non-empty) when host_identifier is 'specified'",
+        ),
+        ({"logger_mode": "rw"}, "options.logger_mode: must be an octal file mode such as \"0640\", got 'rw'"),
+        (
+            {"process_events_source": "ebpf"},
+            "options.process_events_source: must be one of auto, audit, proc_connector, proc_poll, got 'ebpf'",
+        ),
     ],
 )
 def test_wrong_types_name_the_option(raw, message):

@@ -11,7 +11,7 @@ from tables.os_version import os_version_row, parse_os_release
 from tables.spec import HostPaths
 from tables.sqlite import Database
 
-UBUNTU = '''# comment
+UBUNTU = """# comment
 NAME="Ubuntu"
 VERSION="22.04.3 LTS (Jammy Jellyfish)"
 ID=ubuntu
@@ -21,19 +21,32 @@ VERSION_ID="22.04"
 VERSION_CODENAME=jammy
 
 BROKEN LINE
-'''
+"""
 
 
 def test_ubuntu_patch_from_version() -> None:
     row = os_version_row(parse_os_release(UBUNTU), "x86_64")
-    assert row == {"name": "Ubuntu", "version": "22.04.3 LTS (Jammy Jellyfish)", "major": 22, "minor": 4,
-                   "patch": 3, "build": "", "platform": "ubuntu", "platform_like": "debian",
-                   "codename": "jammy", "arch": "x86_64"}
+    assert row == {
+        "name": "Ubuntu",
+        "version": "22.04.3 LTS (Jammy Jellyfish)",
+        "major": 22,
+        "minor": 4,
+        "patch": 3,
+        "build": "",
+        "platform": "ubuntu",
+        "platform_like": "debian",
+        "codename": "jammy",
+        "arch": "x86_64",
+    }
 
 
 def test_debian_and_rolling_and_escapes() -> None:
-    debian = os_version_row(parse_os_release('NAME="Debian GNU/Linux"\nVERSION_ID="12"\nVERSION="12 (bookworm)"\n'
-                                             "ID=debian\nVERSION_CODENAME=bookworm\n"), "x86_64")
+    debian = os_version_row(
+        parse_os_release(
+            'NAME="Debian GNU/Linux"\nVERSION_ID="12"\nVERSION="12 (bookworm)"\nID=debian\nVERSION_CODENAME=bookworm\n'
+        ),
+        "x86_64",
+    )
     assert (debian["major"], debian["minor"], debian["patch"]) == (12, 0, 0)
     arch = os_version_row(parse_os_release('NAME="Arch Linux"\nID=arch\nBUILD_ID=rolling\n'), "x86_64")
     assert (arch["major"], arch["version"], arch["build"]) == (None, "", "rolling")
@@ -57,7 +70,9 @@ def test_fallback_to_usr_lib_and_namespace_columns(tmp_path: Path) -> None:
     db = Database([os_version.SPEC], paths=HostPaths(root=str(tmp_path)))
     assert db.execute("SELECT name, major FROM os_version").rows == [("Fedora", 39)]
     live = Database([os_version.SPEC])
-    rows = live.execute("SELECT platform, pid_with_namespace, mount_namespace_id FROM os_version "
-                        "WHERE pid_with_namespace = ?", (os.getpid(),)).rows
+    rows = live.execute(
+        "SELECT platform, pid_with_namespace, mount_namespace_id FROM os_version WHERE pid_with_namespace = ?",
+        (os.getpid(),),
+    ).rows
     link = os.readlink(f"/proc/{os.getpid()}/ns/mnt")
-    assert rows == [(platform.freedesktop_os_release()["ID"], os.getpid(), link[link.index("[") + 1:-1])]
+    assert rows == [(platform.freedesktop_os_release()["ID"], os.getpid(), link[link.index("[") + 1 : -1])]

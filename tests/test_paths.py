@@ -73,7 +73,10 @@ def test_recursive(tree: Path) -> None:
         f"{t}/a/one.txt",
     ]
     assert sorted(expand(f"{t}/a/%%", folders=False)) == [
-        f"{t}/a/deep/deeper/three.txt", f"{t}/a/deep/two.txt", f"{t}/a/one.txt"]
+        f"{t}/a/deep/deeper/three.txt",
+        f"{t}/a/deep/two.txt",
+        f"{t}/a/one.txt",
+    ]
     assert sorted(expand(f"{t}/a/%%", files=False)) == [f"{t}/a/deep/", f"{t}/a/deep/deeper/"]
     # the symlink cycle is reported but not followed
     whole = list(expand(f"{t}/%%"))

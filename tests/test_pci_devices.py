@@ -31,18 +31,30 @@ def test_parse_pci_ids() -> None:
 def test_fixture(tmp_path: Path) -> None:
     dev = tmp_path / "sys/bus/pci/devices/0000:00:03.0"
     dev.mkdir(parents=True)
-    (dev / "uevent").write_text("DRIVER=e1000\nPCI_CLASS=20000\nPCI_ID=8086:100E\nPCI_SUBSYS_ID=8086:001E\n"
-                                "PCI_SLOT_NAME=0000:00:03.0\n")
+    (dev / "uevent").write_text(
+        "DRIVER=e1000\nPCI_CLASS=20000\nPCI_ID=8086:100E\nPCI_SUBSYS_ID=8086:001E\nPCI_SLOT_NAME=0000:00:03.0\n"
+    )
     (tmp_path / "usr/share/misc").mkdir(parents=True)
     (tmp_path / "usr/share/misc/pci.ids").write_text(PCI_IDS)
     db = Database([pci_devices.SPEC], paths=HostPaths(sys=str(tmp_path / "sys"), root=str(tmp_path)))
-    assert db.execute("SELECT * FROM pci_devices").dicts() == [{
-        "pci_slot": "0000:00:03.0", "pci_class": "Network controller", "driver": "e1000",
-        "vendor": "Intel Corporation", "vendor_id": "8086", "model": "82540EM Gigabit Ethernet Controller",
-        "model_id": "100e", "pci_class_id": "02", "pci_subclass_id": "00", "pci_subclass": "Ethernet controller",
-        "subsystem_vendor_id": "8086", "subsystem_vendor": "Intel Corporation", "subsystem_model_id": "001e",
-        "subsystem_model": "PRO/1000 MT Desktop Adapter",
-    }]
+    assert db.execute("SELECT * FROM pci_devices").dicts() == [
+        {
+            "pci_slot": "0000:00:03.0",
+            "pci_class": "Network controller",
+            "driver": "e1000",
+            "vendor": "Intel Corporation",
+            "vendor_id": "8086",
+            "model": "82540EM Gigabit Ethernet Controller",
+            "model_id": "100e",
+            "pci_class_id": "02",
+            "pci_subclass_id": "00",
+            "pci_subclass": "Ethernet controller",
+            "subsystem_vendor_id": "8086",
+            "subsystem_vendor": "Intel Corporation",
+            "subsystem_model_id": "001e",
+            "subsystem_model": "PRO/1000 MT Desktop Adapter",
+        }
+    ]
 
 
 def test_live_matches_sysfs() -> None:

@@ -20,8 +20,13 @@ def test_split_package_version() -> None:
 def test_fixture(tmp_path: Path) -> None:
     pkg = tmp_path / "var/db/pkg/dev-libs/openssl-3.0.13-r1"
     pkg.mkdir(parents=True)
-    for name, value in {"SLOT": "0/3\n", "BUILD_TIME": "1700000000\n", "repository": "gentoo\n", "EAPI": "8\n",
-                        "SIZE": "12345\n"}.items():
+    for name, value in {
+        "SLOT": "0/3\n",
+        "BUILD_TIME": "1700000000\n",
+        "repository": "gentoo\n",
+        "EAPI": "8\n",
+        "SIZE": "12345\n",
+    }.items():
         (pkg / name).write_text(value)
     (tmp_path / "var/db/pkg/app-misc/tool-1.0").mkdir(parents=True)
     (tmp_path / "var/lib/portage").mkdir(parents=True)
@@ -34,5 +39,9 @@ def test_fixture(tmp_path: Path) -> None:
 
 
 def test_absent(tmp_path: Path) -> None:
-    assert Database([portage_packages.SPEC], paths=HostPaths(root=str(tmp_path))).execute(
-        "SELECT * FROM portage_packages").rows == []
+    assert (
+        Database([portage_packages.SPEC], paths=HostPaths(root=str(tmp_path)))
+        .execute("SELECT * FROM portage_packages")
+        .rows
+        == []
+    )

@@ -23,8 +23,11 @@ def test_child_environment() -> None:
     env = {"AGENT_TEST_MARK": "hello world", "PATH": os.environ.get("PATH", "/usr/bin")}
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env)
     try:
-        rows = Database([process_envs.SPEC]).execute(
-            "SELECT pid, key, value FROM process_envs WHERE pid = ?", (proc.pid,)).rows
+        rows = (
+            Database([process_envs.SPEC])
+            .execute("SELECT pid, key, value FROM process_envs WHERE pid = ?", (proc.pid,))
+            .rows
+        )
     finally:
         proc.kill()
         proc.wait()

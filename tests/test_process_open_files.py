@@ -28,8 +28,11 @@ def child(tmp_path: Path):
 
 def test_child_open_file_is_listed(child) -> None:
     pid, fd, target = child
-    rows = Database([process_open_files.SPEC]).execute(
-        "SELECT pid, fd, path FROM process_open_files WHERE pid = ?", (pid,)).rows
+    rows = (
+        Database([process_open_files.SPEC])
+        .execute("SELECT pid, fd, path FROM process_open_files WHERE pid = ?", (pid,))
+        .rows
+    )
     assert (pid, fd, target) in rows
     assert {r[0] for r in rows} == {pid}  # pushdown: only that process
     assert all(isinstance(r[1], int) for r in rows)
@@ -37,8 +40,7 @@ def test_child_open_file_is_listed(child) -> None:
 
 def test_own_descriptors_match_proc(child) -> None:
     me = os.getpid()
-    rows = Database([process_open_files.SPEC]).execute(
-        "SELECT fd FROM process_open_files WHERE pid = ?", (me,)).rows
+    rows = Database([process_open_files.SPEC]).execute("SELECT fd FROM process_open_files WHERE pid = ?", (me,)).rows
     # every descriptor listed was open at the time; fd 0..2 are always there under pytest
     assert {0, 1, 2} <= {r[0] for r in rows}
 
@@ -46,8 +48,9 @@ def test_own_descriptors_match_proc(child) -> None:
 def test_vanished_pid_gives_no_rows() -> None:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
-    rows = Database([process_open_files.SPEC]).execute(
-        "SELECT * FROM process_open_files WHERE pid = ?", (proc.pid,)).rows
+    rows = (
+        Database([process_open_files.SPEC]).execute("SELECT * FROM process_open_files WHERE pid = ?", (proc.pid,)).rows
+    )
     assert rows == []
 
 
@@ -58,4 +61,6 @@ def test_fixture_tree_symlinks(tmp_path: Path) -> None:
     (fd_dir / "7").symlink_to("socket:[12345]")
     db = Database([process_open_files.SPEC], paths=HostPaths(proc=str(tmp_path / "proc")))
     assert db.execute("SELECT pid, fd, path FROM process_open_files").rows == [
-        (42, 3, "/var/log/syslog"), (42, 7, "socket:[12345]")]
+        (42, 3, "/var/log/syslog"),
+        (42, 7, "socket:[12345]"),
+    ]

@@ -57,7 +57,12 @@ def test_parse_tcp4():
     assert len(got) == 3  # the garbage line is skipped
     listen, est, tw = got
     assert (listen.inode, listen.local_address, listen.local_port, listen.state, listen.listening) == (
-        31337, "127.0.0.1", 8080, "LISTEN", True)
+        31337,
+        "127.0.0.1",
+        8080,
+        "LISTEN",
+        True,
+    )
     assert (est.remote_address, est.remote_port, est.state, est.listening) == ("127.0.0.1", 54321, "ESTABLISHED", False)
     assert (tw.inode, tw.state) == (0, "TIME_WAIT")
     assert all(s.family == 2 and s.protocol == 6 and s.path == "" for s in got)
@@ -73,7 +78,12 @@ def test_parse_tcp6():
 def test_parse_udp():
     bound, connected = pos.parse_inet_sockets(UDP4, socket.AF_INET, socket.IPPROTO_UDP)
     assert (bound.local_address, bound.local_port, bound.protocol, bound.state, bound.listening) == (
-        "0.0.0.0", 68, 17, "", True)
+        "0.0.0.0",
+        68,
+        17,
+        "",
+        True,
+    )
     assert (connected.remote_port, connected.listening) == (53, False)
 
 
@@ -156,9 +166,17 @@ def test_sockets_of_this_process(db, opened):
         assert r["family"] == {"tcp6": 10, "unix": 1, "abstract": 1}.get(name, 2)
     tcp4 = by[os.fstat(opened["tcp4"].fileno()).st_ino]
     assert (tcp4["protocol"], tcp4["local_address"], tcp4["local_port"], tcp4["state"]) == (
-        6, "127.0.0.1", opened["tcp4"].getsockname()[1], "LISTEN")
+        6,
+        "127.0.0.1",
+        opened["tcp4"].getsockname()[1],
+        "LISTEN",
+    )
     tcp6 = by[os.fstat(opened["tcp6"].fileno()).st_ino]
-    assert (tcp6["local_address"], tcp6["local_port"], tcp6["state"]) == ("::1", opened["tcp6"].getsockname()[1], "LISTEN")
+    assert (tcp6["local_address"], tcp6["local_port"], tcp6["state"]) == (
+        "::1",
+        opened["tcp6"].getsockname()[1],
+        "LISTEN",
+    )
     udp = by[os.fstat(opened["udp4"].fileno()).st_ino]
     assert (udp["protocol"], udp["local_port"], udp["remote_port"]) == (17, opened["udp4"].getsockname()[1], 0)
     unix = by[os.fstat(opened["unix"].fileno()).st_ino]
@@ -173,8 +191,16 @@ def test_connected_pair(db, opened):
     c = rows[os.fstat(client.fileno()).st_ino]
     s = rows[os.fstat(server.fileno()).st_ino]
     assert (c["pid"], c["state"], c["remote_address"], c["remote_port"]) == (
-        os.getpid(), "ESTABLISHED", "127.0.0.1", server.getsockname()[1])
-    assert (s["state"], s["local_port"], s["remote_port"]) == ("ESTABLISHED", server.getsockname()[1], client.getsockname()[1])
+        os.getpid(),
+        "ESTABLISHED",
+        "127.0.0.1",
+        server.getsockname()[1],
+    )
+    assert (s["state"], s["local_port"], s["remote_port"]) == (
+        "ESTABLISHED",
+        server.getsockname()[1],
+        client.getsockname()[1],
+    )
 
 
 def test_socket_of_child_process(db, tmp_path):
@@ -187,7 +213,9 @@ def test_socket_of_child_process(db, tmp_path):
         port = int(child.stdout.readline())
         rows = db.execute(f"SELECT pid, local_port, state FROM process_open_sockets WHERE local_port = {port}").dicts()
         assert rows == [{"pid": child.pid, "local_port": port, "state": "LISTEN"}]
-        assert db.execute(f"SELECT pid FROM process_open_sockets WHERE pid = {child.pid}").dicts() == [{"pid": child.pid}]
+        assert db.execute(f"SELECT pid FROM process_open_sockets WHERE pid = {child.pid}").dicts() == [
+            {"pid": child.pid}
+        ]
     finally:
         child.kill()
         child.wait()
@@ -205,7 +233,9 @@ def test_netns_socket_has_that_namespace(db):
             "import socket,time; s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen();"
             "print(s.getsockname()[1], flush=True); time.sleep(300)"
         )
-        child = subprocess.Popen(["ip", "netns", "exec", name, sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        child = subprocess.Popen(
+            ["ip", "netns", "exec", name, sys.executable, "-c", code], stdout=subprocess.PIPE, text=True
+        )
         port = int(child.stdout.readline())
         ns_inode = str(os.stat(f"/run/netns/{name}").st_ino)
         assert ns_inode != str(os.stat("/proc/self/ns/net").st_ino)

@@ -163,8 +163,11 @@ def test_zombie_is_listed(db):
 
 def test_malformed_stat_is_skipped(tmp_path):
     root = tmp_path / "proc"
-    for pid, stat in ((10, b"10 (ok) S 1 10 10 0 -1 0 0 0 0 0 5 6 0 0 20 0 1 0 100 4096 2 0\n"), (11, b"11 (torn) S 1"),
-                      (12, b"garbage")):
+    for pid, stat in (
+        (10, b"10 (ok) S 1 10 10 0 -1 0 0 0 0 0 5 6 0 0 20 0 1 0 100 4096 2 0\n"),
+        (11, b"11 (torn) S 1"),
+        (12, b"garbage"),
+    ):
         (root / str(pid)).mkdir(parents=True)
         (root / str(pid) / "stat").write_bytes(stat)
     db = Database([SPEC], paths=HostPaths(proc=str(root)))
@@ -196,9 +199,32 @@ def test_column_types(db, sleepers):
 def test_schema_matches_osquery_names():
     names = SPEC.column_names
     assert names[:26] == (
-        "pid", "name", "path", "cmdline", "state", "cwd", "root", "uid", "gid", "euid", "egid", "suid",
-        "sgid", "on_disk", "wired_size", "resident_size", "total_size", "user_time", "system_time",
-        "disk_bytes_read", "disk_bytes_written", "start_time", "parent", "pgroup", "threads", "nice",
+        "pid",
+        "name",
+        "path",
+        "cmdline",
+        "state",
+        "cwd",
+        "root",
+        "uid",
+        "gid",
+        "euid",
+        "egid",
+        "suid",
+        "sgid",
+        "on_disk",
+        "wired_size",
+        "resident_size",
+        "total_size",
+        "user_time",
+        "system_time",
+        "disk_bytes_read",
+        "disk_bytes_written",
+        "start_time",
+        "parent",
+        "pgroup",
+        "threads",
+        "nice",
     )
     assert "cgroup_path" in names and not SPEC.column("cgroup_path").hidden
     assert SPEC.column("elevated_token").hidden and SPEC.column("pid").index
@@ -290,7 +316,7 @@ class Inotify:
                 return found
             offset = 0
             while offset < len(data):
-                wd, mask, _cookie, length = _EVENT.unpack_from(data, offset)
+                wd, _mask, _cookie, length = _EVENT.unpack_from(data, offset)
                 name = data[offset + _EVENT.size : offset + _EVENT.size + length].rstrip(b"\0").decode()
                 offset += _EVENT.size + length
                 found.append(os.path.join(self.paths[wd], name) if name else self.paths[wd])
@@ -351,7 +377,7 @@ def test_where_pid_reads_only_that_pid(fixture_proc):
 
 
 def test_only_needed_files_are_read(fixture_proc):
-    root, pids, ino = fixture_proc
+    root, _pids, ino = fixture_proc
     db = Database([SPEC], paths=HostPaths(proc=str(root)))
     ino.opened()
     rows(db, "SELECT pid, name, cmdline FROM processes")
@@ -378,7 +404,7 @@ def test_fixture_pid_without_stat_is_skipped(fixture_proc):
 
 
 def test_fixture_boot_time_missing_gives_minus_one(fixture_proc):
-    root, pids, _ino = fixture_proc
+    root, _pids, _ino = fixture_proc
     (root / "stat").unlink()
     db = Database([SPEC], paths=HostPaths(proc=str(root)))
     assert {r["start_time"] for r in rows(db, "SELECT start_time FROM processes")} == {-1}

@@ -63,8 +63,14 @@ def test_parse_status_ids_and_parent() -> None:
     text = "Name:\tbash\nPPid:\t42\nUid:\t1000\t1001\t1002\t1003\nGid:\t100\t101\t102\t103\n"
     assert parse_status(text) == {
         "parent": 42,
-        "uid": 1000, "euid": 1001, "suid": 1002, "fsuid": 1003,
-        "gid": 100, "egid": 101, "sgid": 102, "fsgid": 103,
+        "uid": 1000,
+        "euid": 1001,
+        "suid": 1002,
+        "fsuid": 1003,
+        "gid": 100,
+        "egid": 101,
+        "sgid": 102,
+        "fsgid": 103,
     }
 
 

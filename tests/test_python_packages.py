@@ -23,8 +23,13 @@ Long description with Name: fake
 
 
 def test_parse_metadata() -> None:
-    assert parse_metadata(METADATA) == {"name": "requests", "version": "2.31.0", "summary": "Python HTTP for Humans.",
-                                        "author": "Kenneth Reitz", "license": "Apache 2.0"}
+    assert parse_metadata(METADATA) == {
+        "name": "requests",
+        "version": "2.31.0",
+        "summary": "Python HTTP for Humans.",
+        "author": "Kenneth Reitz",
+        "license": "Apache 2.0",
+    }
 
 
 def test_fixture(tmp_path: Path) -> None:
@@ -41,11 +46,21 @@ def test_fixture(tmp_path: Path) -> None:
     db = Database([python_packages.SPEC], paths=HostPaths(root=str(tmp_path)))
     rows = db.execute("SELECT name, uid, version, path, directory FROM python_packages").rows
     assert rows == [
-        ("requests", 0, "2.31.0", "/usr/lib/python3/dist-packages/requests-2.31.0.dist-info",
-         "/usr/lib/python3/dist-packages"),
+        (
+            "requests",
+            0,
+            "2.31.0",
+            "/usr/lib/python3/dist-packages/requests-2.31.0.dist-info",
+            "/usr/lib/python3/dist-packages",
+        ),
         ("six", 0, "1.16.0", "/usr/lib/python3/dist-packages/six-1.16.0.egg-info", "/usr/lib/python3/dist-packages"),
-        ("mylib", 1002, "0.1", "/home/carol/.local/lib/python3.11/site-packages/mylib-0.1.dist-info",
-         "/home/carol/.local/lib/python3.11/site-packages"),
+        (
+            "mylib",
+            1002,
+            "0.1",
+            "/home/carol/.local/lib/python3.11/site-packages/mylib-0.1.dist-info",
+            "/home/carol/.local/lib/python3.11/site-packages",
+        ),
     ]
     assert db.execute("SELECT name FROM python_packages WHERE uid = 1002").rows == [("mylib",)]
 
@@ -54,6 +69,9 @@ def test_live_directory_pushdown() -> None:
     import sysconfig
 
     purelib = sysconfig.get_paths()["purelib"]
-    rows = Database([python_packages.SPEC]).execute(
-        "SELECT name FROM python_packages WHERE directory = ?", (purelib,)).rows
+    rows = (
+        Database([python_packages.SPEC])
+        .execute("SELECT name FROM python_packages WHERE directory = ?", (purelib,))
+        .rows
+    )
     assert ("apsw",) in rows or ("pytest",) in rows  # the venv running the tests has both

@@ -29,10 +29,16 @@ def test_calendar_time_is_asctime_in_utc():
 
 def test_event_lines_key_order_and_removed_first():
     lines = format_event_lines(
-        "pack_p_q", "host1", 1462227452.9, epoch=0, counter=3,
-        added=[{"pid": "2"}], removed=[{"pid": "1"}], decorations={"host_uuid": "U"},
+        "pack_p_q",
+        "host1",
+        1462227452.9,
+        epoch=0,
+        counter=3,
+        added=[{"pid": "2"}],
+        removed=[{"pid": "1"}],
+        decorations={"host_uuid": "U"},
     )
-    assert [list(line) for line in lines] == [LEGACY + ["decorations", "columns", "action"]] * 2
+    assert [list(line) for line in lines] == [[*LEGACY, "decorations", "columns", "action"]] * 2
     assert [(line["action"], line["columns"]) for line in lines] == [("removed", {"pid": "1"}), ("added", {"pid": "2"})]
     first = lines[0]
     assert (first["unixTime"], first["counter"], first["numerics"]) == (1462227452, 3, False)
@@ -42,22 +48,30 @@ def test_event_lines_key_order_and_removed_first():
 
 
 def test_decorations_top_level_and_no_decorations():
-    (line,) = format_event_lines("q", "h", 0, epoch=0, counter=0, added=[{"a": "1"}],
-                                 decorations={"name": "over", "zone": "b"}, decorations_top_level=True)
-    assert list(line) == LEGACY + ["zone", "columns", "action"] and line["name"] == "over"
+    (line,) = format_event_lines(
+        "q",
+        "h",
+        0,
+        epoch=0,
+        counter=0,
+        added=[{"a": "1"}],
+        decorations={"name": "over", "zone": "b"},
+        decorations_top_level=True,
+    )
+    assert list(line) == [*LEGACY, "zone", "columns", "action"] and line["name"] == "over"
     (line,) = format_event_lines("q", "h", 0, epoch=0, counter=0, added=[{"a": "1"}])
     assert "decorations" not in line
 
 
 def test_batch_and_snapshot_forms():
     batch = format_batch("q", "h", 10, epoch=1, counter=2, added=[{"a": "1"}], removed=[])
-    assert list(batch) == ["diffResults"] + LEGACY
+    assert list(batch) == ["diffResults", *LEGACY]
     assert batch["diffResults"] == {"removed": [], "added": [{"a": "1"}]}
     snap = format_snapshot("q", "h", 10, rows=[{"a": "1"}, {"a": "2"}], decorations={"d": "1"})
-    assert list(snap) == ["snapshot", "action"] + LEGACY + ["decorations"]
+    assert list(snap) == ["snapshot", "action", *LEGACY, "decorations"]
     assert snap["action"] == "snapshot" and len(snap["snapshot"]) == 2
     per_row = format_snapshot_lines("q", "h", 10, rows=[{"a": "1"}])
-    assert list(per_row[0]) == LEGACY + ["columns", "action"] and per_row[0]["action"] == "snapshot"
+    assert list(per_row[0]) == [*LEGACY, "columns", "action"] and per_row[0]["action"] == "snapshot"
 
 
 def test_encode_lines_compact_utf8():

@@ -8,7 +8,6 @@ import pytest
 
 from tables import routes
 from tables.sqlite import Database
-
 from tests._table_checks import Scratch, assert_column_types, ip_json, scratch_namespace
 
 
@@ -25,9 +24,18 @@ def rows(scratch: Scratch) -> list[dict]:
 
 def test_configured_route(scratch: Scratch, rows: list[dict]) -> None:
     [route] = [r for r in rows if r["destination"] == scratch.v4_gateway_route]
-    assert route == {"destination": scratch.v4_gateway_route, "netmask": 16, "gateway": scratch.v4_peer,
-                     "source": None, "flags": 0, "interface": "veth0", "mtu": 1300, "metric": 50,
-                     "type": "gateway", "hopcount": 9}
+    assert route == {
+        "destination": scratch.v4_gateway_route,
+        "netmask": 16,
+        "gateway": scratch.v4_peer,
+        "source": None,
+        "flags": 0,
+        "interface": "veth0",
+        "mtu": 1300,
+        "metric": 50,
+        "type": "gateway",
+        "hopcount": 9,
+    }
 
 
 def test_connected_and_local_routes(scratch: Scratch, rows: list[dict]) -> None:
@@ -62,13 +70,20 @@ def test_host_default_route_matches_ip_route() -> None:
     import json
     import subprocess
 
-    out = json.loads(subprocess.run(["ip", "-4", "-j", "route", "show", "default"], capture_output=True,
-                                    text=True, check=True).stdout)
+    out = json.loads(
+        subprocess.run(
+            ["ip", "-4", "-j", "route", "show", "default"], capture_output=True, text=True, check=True
+        ).stdout
+    )
     if not out:
         pytest.skip("this host has no IPv4 default route")
-    rows = Database([routes.SPEC]).execute(
-        "SELECT gateway, interface FROM routes WHERE destination = '0.0.0.0' AND netmask = 0 "
-        "AND type = 'gateway'").rows
+    rows = (
+        Database([routes.SPEC])
+        .execute(
+            "SELECT gateway, interface FROM routes WHERE destination = '0.0.0.0' AND netmask = 0 AND type = 'gateway'"
+        )
+        .rows
+    )
     assert {(r["gateway"], r["dev"]) for r in out} <= set(rows)
 
 

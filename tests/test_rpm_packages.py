@@ -30,20 +30,40 @@ def header(entries: list[tuple[int, int, object]]) -> bytes:
     return struct.pack(">ii", len(entries), len(data)) + index + data
 
 
-OPENSSL = header([(1000, STRING, "openssl"), (1001, STRING, "3.0.7"), (1002, STRING, "25.el9"),
-                  (1003, INT32, 1), (1004, I18N, "Utilities from OpenSSL"), (1008, INT32, 1700000000),
-                  (1009, INT32, 1234567), (1011, STRING, "Red Hat, Inc."), (1016, I18N, "System/Libraries"),
-                  (1022, STRING, "x86_64"), (1044, STRING, "openssl-3.0.7-25.el9.src.rpm"),
-                  (269, STRING, "da39a3ee5e6b4b0d3255bfef95601890afd80709")])
+OPENSSL = header(
+    [
+        (1000, STRING, "openssl"),
+        (1001, STRING, "3.0.7"),
+        (1002, STRING, "25.el9"),
+        (1003, INT32, 1),
+        (1004, I18N, "Utilities from OpenSSL"),
+        (1008, INT32, 1700000000),
+        (1009, INT32, 1234567),
+        (1011, STRING, "Red Hat, Inc."),
+        (1016, I18N, "System/Libraries"),
+        (1022, STRING, "x86_64"),
+        (1044, STRING, "openssl-3.0.7-25.el9.src.rpm"),
+        (269, STRING, "da39a3ee5e6b4b0d3255bfef95601890afd80709"),
+    ]
+)
 PUBKEY = header([(1000, STRING, "gpg-pubkey"), (1001, STRING, "fd431d51")])
 
 
 def test_parse_header() -> None:
     values = parse_header(OPENSSL)
-    assert values == {"name": "openssl", "version": "3.0.7", "release": "25.el9", "epoch": 1,
-                      "install_time": 1700000000, "size": 1234567, "vendor": "Red Hat, Inc.",
-                      "package_group": "System/Libraries", "arch": "x86_64",
-                      "source": "openssl-3.0.7-25.el9.src.rpm", "sha1": "da39a3ee5e6b4b0d3255bfef95601890afd80709"}
+    assert values == {
+        "name": "openssl",
+        "version": "3.0.7",
+        "release": "25.el9",
+        "epoch": 1,
+        "install_time": 1700000000,
+        "size": 1234567,
+        "vendor": "Red Hat, Inc.",
+        "package_group": "System/Libraries",
+        "arch": "x86_64",
+        "source": "openssl-3.0.7-25.el9.src.rpm",
+        "sha1": "da39a3ee5e6b4b0d3255bfef95601890afd80709",
+    }
     with pytest.raises(ValueError):
         parse_header(OPENSSL[:20])
 

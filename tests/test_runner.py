@@ -72,7 +72,7 @@ def logged(tmp_path, which="results") -> list[dict]:
 
 
 def test_first_run_then_diff_then_no_change(env):
-    items, store, db, state, writer, make, tmp = env
+    items, _store, _db, state, writer, make, tmp = env
     runner = make()
     items.rows = [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]
     out = runner.run(q(), 1000.0, writer)
@@ -91,13 +91,15 @@ def test_first_run_then_diff_then_no_change(env):
     items.rows = [{"id": 2, "name": "b"}, {"id": 3, "name": "c"}]
     out = runner.run(q(), 1120.0, writer)
     assert [(x["action"], x["columns"]["id"], x["counter"]) for x in logged(tmp)[2:]] == [
-        ("removed", "1", 1), ("added", "3", 1)]
+        ("removed", "1", 1),
+        ("added", "3", 1),
+    ]
     items.rows.append({"id": 4, "name": "d"})
     assert runner.run(q(), 1180.0, writer).counter == 2
 
 
 def test_first_run_with_no_rows_stores_state(env):
-    items, store, db, state, writer, make, tmp = env
+    items, _store, _db, state, writer, make, _tmp = env
     runner = make()
     assert runner.run(q(), 1.0, writer).lines == []
     assert state.get_query("items_q").counter == 0
@@ -107,7 +109,7 @@ def test_first_run_with_no_rows_stores_state(env):
 
 
 def test_removed_false_suppresses_removals(env):
-    items, store, db, state, writer, make, tmp = env
+    items, _store, _db, _state, writer, make, _tmp = env
     runner = make()
     items.rows = [{"id": 1, "name": "a"}]
     runner.run(q(removed=False), 1.0, writer)
@@ -120,7 +122,7 @@ def test_removed_false_suppresses_removals(env):
 
 
 def test_snapshot_form_goes_to_the_snapshot_log_without_state(env):
-    items, store, db, state, writer, make, tmp = env
+    items, _store, _db, state, writer, make, tmp = env
     items.rows = [{"id": 1, "name": "a"}, {"id": 2, "name": None}]
     out = make().run(q(snapshot=True, name="snap"), 5.0, writer)
     (line,) = logged(tmp, "snapshots")
@@ -132,7 +134,7 @@ def test_snapshot_form_goes_to_the_snapshot_log_without_state(env):
 
 
 def test_new_epoch_reports_everything_again(env):
-    items, store, db, state, writer, make, tmp = env
+    items, _store, _db, state, writer, make, _tmp = env
     items.rows = [{"id": 1, "name": "a"}]
     make().run(q(), 1.0, writer)
     make().run(q(), 2.0, writer)
@@ -142,7 +144,7 @@ def test_new_epoch_reports_everything_again(env):
 
 
 def test_changed_sql_is_noted_and_still_diffed(env):
-    items, store, db, state, writer, make, tmp = env
+    items, _store, _db, state, writer, make, _tmp = env
     items.rows = [{"id": 1, "name": "a"}]
     make().run(q(), 1.0, writer)
     out = make().run(q("select id, name from items where 1"), 2.0, writer)
@@ -151,20 +153,29 @@ def test_changed_sql_is_noted_and_still_diffed(env):
 
 
 def test_numerics_and_batch_format_and_decorations(env):
-    items, store, db, state, writer, make, tmp = env
+    items, _store, _db, _state, writer, make, _tmp = env
     items.rows = [{"id": 1, "name": "a", "size": 1.5}]
     runner = make(logger_numerics=True, logger_event_type=False)
     runner.decorations_provider = lambda now: {"host_uuid": "U"}
     out = runner.run(q("select id, name, size from items"), 1.0, writer)
     (line,) = out.lines
-    assert list(line) == ["diffResults", "name", "hostIdentifier", "calendarTime", "unixTime", "epoch", "counter",
-                          "numerics", "decorations"]
+    assert list(line) == [
+        "diffResults",
+        "name",
+        "hostIdentifier",
+        "calendarTime",
+        "unixTime",
+        "epoch",
+        "counter",
+        "numerics",
+        "decorations",
+    ]
     assert line["diffResults"] == {"removed": [], "added": [{"id": 1, "name": "a", "size": 1.5}]}
     assert (line["numerics"], line["decorations"]) == (True, {"host_uuid": "U"})
 
 
 def test_event_queries_see_only_new_events_and_count_from_one(env):
-    items, store, db, state, writer, make, tmp = env
+    _items, store, db, state, writer, make, _tmp = env
     runner = make()
     eq = q("select what from thing_events", name="ev")
     other = q("select what from thing_events", name="ev2")
@@ -175,7 +186,9 @@ def test_event_queries_see_only_new_events_and_count_from_one(env):
     store.extend([{"what": "a"}, {"what": "b"}])
     out = runner.run(eq, 2.0, writer)  # first run (new epoch) with events: counter 1, not 0
     assert [(x["action"], x["columns"], x["counter"]) for x in out.lines] == [
-        ("added", {"what": "a"}, 1), ("added", {"what": "b"}, 1)]
+        ("added", {"what": "a"}, 1),
+        ("added", {"what": "b"}, 1),
+    ]
     assert runner.run(eq, 3.0, writer).lines == []  # no new events: nothing, counter kept
     store.add({"what": "c"})
     out = runner.run(eq, 4.0, writer)
@@ -189,7 +202,7 @@ def test_event_queries_see_only_new_events_and_count_from_one(env):
 
 
 def test_errors_and_timeouts_change_nothing(env):
-    items, store, db, state, writer, make, tmp = env
+    _items, _store, _db, state, writer, make, tmp = env
     out = make().run(q("select * from no_such_table", name="bad"), 1.0, writer)
     assert out.error == "no such table: no_such_table" and not out.timed_out and out.lines == []
     assert state.get_query("bad") is None
@@ -199,7 +212,7 @@ def test_errors_and_timeouts_change_nothing(env):
 
 
 def test_decoration_runner_merges_load_always_interval(env):
-    items, store, db, state, writer, make, tmp = env
+    items, _store, db, _state, _writer, _make, _tmp = env
     items.rows = [{"id": 1, "name": "a"}]
     execute = lambda sql: db.execute(sql).dicts()  # noqa: E731
     decorators = Decorators(
@@ -298,16 +311,37 @@ def test_kill_9_between_and_inside_runs(tmp_path):
     script = tmp_path / "child.py"
     script.write_text(CHILD.format(repo=REPO))
     items_path = tmp_path / "items.json"
-    phases = ["none", "before_commit", "none", "after_commit", "none", "after_started", "none", "torn_write",
-              "none", "after_write", "none", "after_commit", "after_write", "torn_write", "none"]
+    phases = [
+        "none",
+        "before_commit",
+        "none",
+        "after_commit",
+        "none",
+        "after_started",
+        "none",
+        "torn_write",
+        "none",
+        "after_write",
+        "none",
+        "after_commit",
+        "after_write",
+        "torn_write",
+        "none",
+    ]
     rows: list[dict] = []
     now = 1000.0
     for step, phase in enumerate(phases):
-        rows = [r for r in rows if r["id"] % 3 != step % 3] + [{"id": step, "name": f"n{step}"},
-                                                                {"id": step + 100, "name": "x"}]
+        rows = [r for r in rows if r["id"] % 3 != step % 3] + [
+            {"id": step, "name": f"n{step}"},
+            {"id": step + 100, "name": "x"},
+        ]
         items_path.write_text(json.dumps(rows))
-        proc = subprocess.run([sys.executable, str(script), str(tmp_path), str(items_path), phase, str(now)],
-                              capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, str(script), str(tmp_path), str(items_path), phase, str(now)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         now += 60
         if phase == "none":
             assert proc.returncode == 0, proc.stderr

@@ -49,8 +49,11 @@ def test_each_query_runs_every_splayed_interval_without_drift():
 
 def test_due_order_is_startup_priority_then_name_and_running_queries_wait():
     clock = Clock()
-    s = Scheduler([q("z", 10), q("b", 10), q("a", 10, startup_priority=5), q("c", 10, startup_priority=1)],
-                  clock=clock, splay_percent=0)
+    s = Scheduler(
+        [q("z", 10), q("b", 10), q("a", 10, startup_priority=5), q("c", 10, startup_priority=1)],
+        clock=clock,
+        splay_percent=0,
+    )
     assert [x.name for x in s.due(clock.now)] == ["c", "a", "b", "z"]
     assert s.due(clock.now + 100) == []  # still "running": not handed out twice
     assert s.next_due() == float("inf")
@@ -87,8 +90,14 @@ def test_denylist_callback_gets_the_time():
 
 def test_restored_last_runs_and_splay_survive_a_restart():
     clock = Clock(1000.0)
-    s = Scheduler([q("a", 100), q("new", 100)], clock=clock, splay_percent=20, seed="x",
-                  last_runs={"a": 950.0}, splayed={"a": (100, 111)})
+    s = Scheduler(
+        [q("a", 100), q("new", 100)],
+        clock=clock,
+        splay_percent=20,
+        seed="x",
+        last_runs={"a": 950.0},
+        splayed={"a": (100, 111)},
+    )
     assert s.interval_of("a") == 111
     assert [x.name for x in s.due(1000.0)] == ["new"]
     assert s.next_due() == 950.0 + 111

@@ -29,9 +29,18 @@ def test_status_and_algorithm() -> None:
 def test_parse_never_returns_the_hash() -> None:
     rows = parse_shadow(SHADOW)
     assert [r["username"] for r in rows] == ["root", "daemon", "locked", "never", "empty", "short"]
-    assert rows[2] == {"username": "locked", "password_status": "locked", "hash_alg": "yescrypt",
-                       "last_change": 19701, "min": 1, "max": 90, "warning": 14, "inactive": 30,
-                       "expire": 20000, "flag": -1}
+    assert rows[2] == {
+        "username": "locked",
+        "password_status": "locked",
+        "hash_alg": "yescrypt",
+        "last_change": 19701,
+        "min": 1,
+        "max": 90,
+        "warning": 14,
+        "inactive": 30,
+        "expire": 20000,
+        "flag": -1,
+    }
     assert rows[3]["min"] == -1
     assert all("$" not in str(v) for r in rows for v in r.values())
 

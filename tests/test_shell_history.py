@@ -14,7 +14,9 @@ def test_parse_history_formats() -> None:
     assert parse_history("ls -la\n\ncd /tmp\n") == [(0, "ls -la"), (0, "cd /tmp")]
     assert parse_history("#1700000000\nwhoami\nuptime\n") == [(1700000000, "whoami"), (0, "uptime")]
     assert parse_history(": 1700000001:0;echo hi; echo there\n:   1700000002:12;make\n") == [
-        (1700000001, "echo hi; echo there"), (1700000002, "make")]
+        (1700000001, "echo hi; echo there"),
+        (1700000002, "make"),
+    ]
 
 
 def test_fixture_homes(tmp_path: Path) -> None:
@@ -22,7 +24,8 @@ def test_fixture_homes(tmp_path: Path) -> None:
     (tmp_path / "etc/passwd").write_text(
         "root:x:0:0:root:/root:/bin/bash\n"
         "alice:x:1000:1000::/home/alice:/bin/zsh\n"
-        "nohome:x:1001:1001::nowhere:/bin/sh\n")
+        "nohome:x:1001:1001::nowhere:/bin/sh\n"
+    )
     (tmp_path / "root").mkdir()
     (tmp_path / "root/.bash_history").write_text("#1700000000\nid\n")
     (tmp_path / "home/alice").mkdir(parents=True)

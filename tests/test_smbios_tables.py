@@ -17,16 +17,20 @@ def structure(kind: int, handle: int, body: bytes, strings: list[bytes]) -> byte
     return header + tail
 
 
-TABLE = (structure(0, 0x0000, b"\x01\x02", [b"Vendor Inc.", b"1.0"])
-         + structure(1, 0x0100, b"\x01", [b"Product"])
-         + structure(127, 0x7F00, b"", []))
+TABLE = (
+    structure(0, 0x0000, b"\x01\x02", [b"Vendor Inc.", b"1.0"])
+    + structure(1, 0x0100, b"\x01", [b"Product"])
+    + structure(127, 0x7F00, b"", [])
+)
 
 
 def test_parse() -> None:
     rows = parse_smbios(TABLE)
     assert [(r["number"], r["type"], r["description"], r["handle"], r["header_size"]) for r in rows] == [
-        (0, 0, "BIOS Information", 0x0000, 6), (1, 1, "System Information", 0x0100, 5),
-        (2, 127, "End-of-Table", 0x7F00, 4)]
+        (0, 0, "BIOS Information", 0x0000, 6),
+        (1, 1, "System Information", 0x0100, 5),
+        (2, 127, "End-of-Table", 0x7F00, 4),
+    ]
     first = structure(0, 0, b"\x01\x02", [b"Vendor Inc.", b"1.0"])
     assert rows[0]["size"] == len(first) and rows[0]["md5"] == hashlib.md5(first).hexdigest()
     assert parse_smbios(TABLE[:10]) == []  # truncated structure: walk stops
@@ -35,8 +39,14 @@ def test_parse() -> None:
 def test_fixture_and_live(tmp_path: Path) -> None:
     (tmp_path / "firmware/dmi/tables").mkdir(parents=True)
     (tmp_path / "firmware/dmi/tables/DMI").write_bytes(TABLE)
-    assert len(Database([smbios_tables.SPEC], paths=HostPaths(sys=str(tmp_path))).execute(
-        "SELECT * FROM smbios_tables").rows) == 3
+    assert (
+        len(
+            Database([smbios_tables.SPEC], paths=HostPaths(sys=str(tmp_path)))
+            .execute("SELECT * FROM smbios_tables")
+            .rows
+        )
+        == 3
+    )
     live = Database([smbios_tables.SPEC]).execute("SELECT type FROM smbios_tables").rows
     dmi = Path("/sys/firmware/dmi/tables/DMI")
     if not dmi.exists():

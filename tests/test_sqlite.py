@@ -25,9 +25,14 @@ def _numbers(context: QueryContext):
 
 
 NUMBERS = TableSpec(
-    "numbers", "The numbers 0 to 99.",
-    (Column("n", "BIGINT", index=True), Column("square", "BIGINT"), Column("label", "TEXT"),
-     Column("secret", "TEXT", hidden=True)),
+    "numbers",
+    "The numbers 0 to 99.",
+    (
+        Column("n", "BIGINT", index=True),
+        Column("square", "BIGINT"),
+        Column("label", "TEXT"),
+        Column("secret", "TEXT", hidden=True),
+    ),
     _numbers,
 )
 
@@ -41,9 +46,13 @@ def _files(context: QueryContext):
 
 
 FILES = TableSpec(
-    "files", "Paths given in the query.",
-    (Column("path", "TEXT", required=True, index=True), Column("directory", "TEXT", required=True),
-     Column("size", "BIGINT")),
+    "files",
+    "Paths given in the query.",
+    (
+        Column("path", "TEXT", required=True, index=True),
+        Column("directory", "TEXT", required=True),
+        Column("size", "BIGINT"),
+    ),
     _files,
 )
 
@@ -166,7 +175,7 @@ def test_read_only_pragmas_are_allowed(db: Database) -> None:
 
 
 def test_time_limit_interrupts_a_scan(db: Database) -> None:
-    with pytest.raises(QueryTimeout, match="time limit of 0.5 s"):
+    with pytest.raises(QueryTimeout, match=r"time limit of 0\.5 s"):
         db.execute("SELECT count(*) FROM forever")
 
 
@@ -194,7 +203,11 @@ def test_table_errors_become_query_errors(db: Database) -> None:
 
 @pytest.mark.parametrize(
     ("sql", "message"),
-    [("SELEC 1", "syntax error"), ("SELECT * FROM nope", "no such table: nope"), ("SELECT nope FROM numbers", "no such column")],
+    [
+        ("SELEC 1", "syntax error"),
+        ("SELECT * FROM nope", "no such table: nope"),
+        ("SELECT nope FROM numbers", "no such column"),
+    ],
 )
 def test_bad_sql_has_sqlite_message(db: Database, sql: str, message: str) -> None:
     with pytest.raises(QueryError, match=message):

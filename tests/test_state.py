@@ -41,8 +41,16 @@ def test_rows_none_keeps_previous_results(tmp_path):
     assert (st.sql, st.rows, st.last_run) == ("select 2", [{"a": "1"}], 2.0)
     db.commit_run("new", sql="s", epoch=0, counter=None, rows=None, last_run=3.0)
     assert db.get_query("new").rows == []
-    db.commit_run("snap", sql="s", epoch=0, counter=None, rows=None, last_run=3.0, update_query=False,
-                  outbox=[("snapshots", b"x\n")])
+    db.commit_run(
+        "snap",
+        sql="s",
+        epoch=0,
+        counter=None,
+        rows=None,
+        last_run=3.0,
+        update_query=False,
+        outbox=[("snapshots", b"x\n")],
+    )
     assert db.get_query("snap") is None and [e.data for e in db.pending()] == [b"x\n"]
     assert db.last_runs() == {"q": 2.0, "new": 3.0, "snap": 3.0}  # snapshot queries' runs count too
     db.set_last_run("failed", 4.0)
@@ -52,18 +60,18 @@ def test_rows_none_keeps_previous_results(tmp_path):
 def test_a_failed_transaction_leaves_the_old_state(tmp_path):
     db = StateDB(str(tmp_path / "s.db"))
     db.commit_run("q", sql="s", epoch=0, counter=0, rows=[{"a": "1"}], last_run=1.0, outbox=[("results", b"one\n")])
-    with pytest.raises(RuntimeError):
-        with db.transaction() as conn:
-            conn.execute("UPDATE queries SET counter = 5")
-            conn.execute("INSERT INTO outbox (target, data) VALUES ('results', x'00')")
-            raise RuntimeError("crash")
+    with pytest.raises(RuntimeError), db.transaction() as conn:
+        conn.execute("UPDATE queries SET counter = 5")
+        conn.execute("INSERT INTO outbox (target, data) VALUES ('results', x'00')")
+        raise RuntimeError("crash")
     assert db.get_query("q").counter == 0 and len(db.pending()) == 1
 
 
 def test_outbox_lifecycle(tmp_path):
     db = StateDB(str(tmp_path / "s.db"))
-    ids = db.commit_run("q", sql="s", epoch=0, counter=0, rows=[], last_run=1.0,
-                        outbox=[("results", b"a\n"), ("results", b"")])
+    ids = db.commit_run(
+        "q", sql="s", epoch=0, counter=0, rows=[], last_run=1.0, outbox=[("results", b"a\n"), ("results", b"")]
+    )
     assert len(ids) == 1  # empty payloads are not stored
     (entry,) = db.pending()
     assert (entry.target, entry.data, entry.file_id, entry.file_offset) == ("results", b"a\n", None, None)

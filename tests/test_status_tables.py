@@ -18,29 +18,62 @@ from tables.sqlite import Database
 # osquery's columns (osquery-tables.json, specs/utility/*.table), in order, with types.
 OSQUERY_COLUMNS = {
     "osquery_info": [
-        ("pid", "INTEGER"), ("uuid", "TEXT"), ("instance_id", "TEXT"), ("version", "TEXT"),
-        ("config_hash", "TEXT"), ("config_valid", "INTEGER"), ("extensions", "TEXT"),
-        ("build_platform", "TEXT"), ("build_distro", "TEXT"), ("start_time", "INTEGER"),
-        ("watcher", "INTEGER"), ("platform_mask", "INTEGER"),
+        ("pid", "INTEGER"),
+        ("uuid", "TEXT"),
+        ("instance_id", "TEXT"),
+        ("version", "TEXT"),
+        ("config_hash", "TEXT"),
+        ("config_valid", "INTEGER"),
+        ("extensions", "TEXT"),
+        ("build_platform", "TEXT"),
+        ("build_distro", "TEXT"),
+        ("start_time", "INTEGER"),
+        ("watcher", "INTEGER"),
+        ("platform_mask", "INTEGER"),
     ],
     "osquery_schedule": [
-        ("name", "TEXT"), ("query", "TEXT"), ("interval", "INTEGER"), ("executions", "BIGINT"),
-        ("last_executed", "BIGINT"), ("denylisted", "INTEGER"), ("output_size", "BIGINT"),
-        ("wall_time", "BIGINT"), ("wall_time_ms", "BIGINT"), ("last_wall_time_ms", "BIGINT"),
-        ("user_time", "BIGINT"), ("last_user_time", "BIGINT"), ("system_time", "BIGINT"),
-        ("last_system_time", "BIGINT"), ("average_memory", "BIGINT"), ("last_memory", "BIGINT"),
+        ("name", "TEXT"),
+        ("query", "TEXT"),
+        ("interval", "INTEGER"),
+        ("executions", "BIGINT"),
+        ("last_executed", "BIGINT"),
+        ("denylisted", "INTEGER"),
+        ("output_size", "BIGINT"),
+        ("wall_time", "BIGINT"),
+        ("wall_time_ms", "BIGINT"),
+        ("last_wall_time_ms", "BIGINT"),
+        ("user_time", "BIGINT"),
+        ("last_user_time", "BIGINT"),
+        ("system_time", "BIGINT"),
+        ("last_system_time", "BIGINT"),
+        ("average_memory", "BIGINT"),
+        ("last_memory", "BIGINT"),
     ],
     "osquery_packs": [
-        ("name", "TEXT"), ("platform", "TEXT"), ("version", "TEXT"), ("shard", "INTEGER"),
-        ("discovery_cache_hits", "INTEGER"), ("discovery_executions", "INTEGER"), ("active", "INTEGER"),
+        ("name", "TEXT"),
+        ("platform", "TEXT"),
+        ("version", "TEXT"),
+        ("shard", "INTEGER"),
+        ("discovery_cache_hits", "INTEGER"),
+        ("discovery_executions", "INTEGER"),
+        ("active", "INTEGER"),
     ],
     "osquery_events": [
-        ("name", "TEXT"), ("publisher", "TEXT"), ("type", "TEXT"), ("subscriptions", "INTEGER"),
-        ("events", "INTEGER"), ("refreshes", "INTEGER"), ("active", "INTEGER"),
+        ("name", "TEXT"),
+        ("publisher", "TEXT"),
+        ("type", "TEXT"),
+        ("subscriptions", "INTEGER"),
+        ("events", "INTEGER"),
+        ("refreshes", "INTEGER"),
+        ("active", "INTEGER"),
     ],
     "osquery_flags": [
-        ("name", "TEXT"), ("type", "TEXT"), ("description", "TEXT"), ("default_value", "TEXT"),
-        ("value", "TEXT"), ("shell_only", "INTEGER"),
+        ("name", "TEXT"),
+        ("type", "TEXT"),
+        ("description", "TEXT"),
+        ("default_value", "TEXT"),
+        ("value", "TEXT"),
+        ("shell_only", "INTEGER"),
     ],
 }
 
@@ -73,14 +106,32 @@ def state() -> State:
     procs.record(finished=1000, wall_ms=30, user_ms=20, system_ms=10, memory=4096, rows=5, lines=5, output_bytes=500)
     procs.record(finished=1010, wall_ms=10, user_ms=6, system_ms=4, memory=8192, rows=5, lines=0, output_bytes=0)
     slow = QueryStats(name="pack_p_slow", query="SELECT 1", interval=60, pack="p")
-    slow.record(finished=1000, wall_ms=2000, user_ms=1900, system_ms=0, memory=0, rows=0, lines=0,
-                output_bytes=0, error="query exceeded the time limit of 1 s and was interrupted")
+    slow.record(
+        finished=1000,
+        wall_ms=2000,
+        user_ms=1900,
+        system_ms=0,
+        memory=0,
+        rows=0,
+        lines=0,
+        output_bytes=0,
+        error="query exceeded the time limit of 1 s and was interrupted",
+    )
     slow.denylisted_until = time.time() + 3600
     return State(
         info=info,
         queries={"procs": procs, "pack_p_slow": slow},
-        packs=[{"name": "p", "platform": "linux", "version": "", "shard": 0, "discovery_cache_hits": 0,
-                "discovery_executions": 1, "active": 1}],
+        packs=[
+            {
+                "name": "p",
+                "platform": "linux",
+                "version": "",
+                "shard": 0,
+                "discovery_cache_hits": 0,
+                "discovery_executions": 1,
+                "active": 1,
+            }
+        ],
         flags=flag_rows(Options(schedule_timeout=5.0)),
     )
 

@@ -16,28 +16,55 @@ import pytest
 from tables.registry import all_specs
 from tables.spec import QueryContext
 from tables.sqlite import Database, QueryError
-
 from tests._table_checks import assert_column_types
 
 PACKS = Path(__file__).parent / "fixtures" / "packs"
 
 #: Tables the agent (not tables/) provides at runtime; nothing else may be missing.
-AGENT_TABLES = frozenset({
-    "osquery_info",      # agent/status_tables.py: the agent's own version, pid, start time
-    "osquery_schedule",  # agent/status_tables.py: per-query run statistics
-    "osquery_events",    # agent/status_tables.py: event publishers/subscribers
-})
+AGENT_TABLES = frozenset(
+    {
+        "osquery_info",  # agent/status_tables.py: the agent's own version, pid, start time
+        "osquery_schedule",  # agent/status_tables.py: per-query run statistics
+        "osquery_events",  # agent/status_tables.py: event publishers/subscribers
+    }
+)
 
 #: Generous: a pack query scanning a big host must not be cut off, only a hang is an error.
 TIME_LIMIT = 120.0
 
 #: The tables this suite added for the packs (checked for value types below).
 PACK_TABLES = (
-    "acpi_tables", "apt_sources", "authorized_keys", "block_devices", "chrome_extensions", "cpu_info", "cpuid",
-    "disk_encryption", "dns_resolvers", "etc_protocols", "etc_services", "firefox_addons", "iptables",
-    "known_hosts", "last", "load_average", "memory_info", "opera_extensions", "pci_devices", "portage_packages",
-    "process_envs", "process_memory_map", "process_open_files", "python_packages", "rpm_packages",
-    "shadow", "shell_history", "smbios_tables", "sudoers", "suid_bin", "system_controls",
+    "acpi_tables",
+    "apt_sources",
+    "authorized_keys",
+    "block_devices",
+    "chrome_extensions",
+    "cpu_info",
+    "cpuid",
+    "disk_encryption",
+    "dns_resolvers",
+    "etc_protocols",
+    "etc_services",
+    "firefox_addons",
+    "iptables",
+    "known_hosts",
+    "last",
+    "load_average",
+    "memory_info",
+    "opera_extensions",
+    "pci_devices",
+    "portage_packages",
+    "process_envs",
+    "process_memory_map",
+    "process_open_files",
+    "python_packages",
+    "rpm_packages",
+    "shadow",
+    "shell_history",
+    "smbios_tables",
+    "sudoers",
+    "suid_bin",
+    "system_controls",
 )
 
 _LINUX_WORDS = ("any", "all", "linux", "ubuntu", "centos", "posix")
@@ -78,8 +105,14 @@ def test_platform_rule() -> None:
 
 def test_pack_selection() -> None:
     packs = {pack for pack, _, _ in QUERIES}
-    assert packs == {"hardware-monitoring", "incident-response", "it-compliance", "osquery-monitoring",
-                     "ossec-rootkit", "vuln-management"}  # osx-attacks and the chrome pack are not for Linux
+    assert packs == {
+        "hardware-monitoring",
+        "incident-response",
+        "it-compliance",
+        "osquery-monitoring",
+        "ossec-rootkit",
+        "vuln-management",
+    }  # osx-attacks and the chrome pack are not for Linux
     assert len(load_pack(PACKS / "osx-attacks.conf")["queries"]) > 50  # continuations parsed
     assert len(QUERIES) > 100
 

@@ -11,11 +11,16 @@ from tables.sudoers import parse_sudoers
 
 
 def test_parse() -> None:
-    text = ("# comment\nDefaults\tenv_reset\nroot ALL=(ALL:ALL) ALL\n%admin ALL=(ALL) \\\n    NOPASSWD: ALL\n"
-            "#includedir /etc/sudoers.d\n@include extra\n")
+    text = (
+        "# comment\nDefaults\tenv_reset\nroot ALL=(ALL:ALL) ALL\n%admin ALL=(ALL) \\\n    NOPASSWD: ALL\n"
+        "#includedir /etc/sudoers.d\n@include extra\n"
+    )
     assert parse_sudoers(text) == [
-        ("Defaults", "env_reset"), ("root", "ALL=(ALL:ALL) ALL"), ("%admin", "ALL=(ALL)  NOPASSWD: ALL"),
-        ("#includedir", "/etc/sudoers.d"), ("@include", "extra"),
+        ("Defaults", "env_reset"),
+        ("root", "ALL=(ALL:ALL) ALL"),
+        ("%admin", "ALL=(ALL)  NOPASSWD: ALL"),
+        ("#includedir", "/etc/sudoers.d"),
+        ("@include", "extra"),
     ]
 
 

@@ -26,8 +26,14 @@ def test_fixture_tree(tmp_path: Path) -> None:
     bin_dir = tmp_path / "usr/bin"
     (bin_dir / "nested").mkdir(parents=True)
     (tmp_path / "tmp").mkdir()
-    files = {"usr/bin/su": 0o4755, "usr/bin/chage": 0o2755, "usr/bin/both": 0o6755, "usr/bin/plain": 0o755,
-             "usr/bin/nested/deep": 0o4711, "tmp/dropped": 0o4777}
+    files = {
+        "usr/bin/su": 0o4755,
+        "usr/bin/chage": 0o2755,
+        "usr/bin/both": 0o6755,
+        "usr/bin/plain": 0o755,
+        "usr/bin/nested/deep": 0o4711,
+        "tmp/dropped": 0o4777,
+    }
     owners = {"usr/bin/chage": (0, 42), "tmp/dropped": (4321, 4321)}
     for rel, mode in files.items():
         path = tmp_path / rel

@@ -29,12 +29,30 @@ def test_fixture_tree(tmp_path: Path) -> None:
     paths = HostPaths(proc=str(tmp_path / "proc"), root=str(tmp_path))
     db = Database([system_controls.SPEC], paths=paths)
     assert db.execute("SELECT * FROM system_controls").dicts() == [
-        {"name": "kernel.hostname", "oid": "", "subsystem": "kernel", "current_value": "box",
-         "config_value": "x", "type": "string"},
-        {"name": "kernel.printk", "oid": "", "subsystem": "kernel", "current_value": "4\t4\t1\t7",
-         "config_value": None, "type": "string"},
-        {"name": "net.ipv4.ip_forward", "oid": "", "subsystem": "net", "current_value": "1",
-         "config_value": "1", "type": "string"},
+        {
+            "name": "kernel.hostname",
+            "oid": "",
+            "subsystem": "kernel",
+            "current_value": "box",
+            "config_value": "x",
+            "type": "string",
+        },
+        {
+            "name": "kernel.printk",
+            "oid": "",
+            "subsystem": "kernel",
+            "current_value": "4\t4\t1\t7",
+            "config_value": None,
+            "type": "string",
+        },
+        {
+            "name": "net.ipv4.ip_forward",
+            "oid": "",
+            "subsystem": "net",
+            "current_value": "1",
+            "config_value": "1",
+            "type": "string",
+        },
     ]
     assert db.execute("SELECT name FROM system_controls WHERE subsystem = 'net'").rows == [("net.ipv4.ip_forward",)]
 

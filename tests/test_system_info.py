@@ -7,9 +7,9 @@ import socket
 from pathlib import Path
 
 from tables import system_info
-from tables.system_info import fqdn, parse_cpuinfo, parse_meminfo_total, uuid_from_machine_id
 from tables.spec import HostPaths
 from tables.sqlite import Database
+from tables.system_info import fqdn, parse_cpuinfo, parse_meminfo_total, uuid_from_machine_id
 
 CPUINFO = """processor\t: 0
 vendor_id\t: GenuineIntel
@@ -67,8 +67,12 @@ def test_fixture_tree(tmp_path: Path) -> None:
     (proc / "meminfo").write_text("MemTotal: 2048 kB\n")
     dmi = sys_ / "class/dmi/id"
     dmi.mkdir(parents=True)
-    for name, value in {"product_uuid": "4c4c4544-0042-3510-8052-b2c04f4e4e31", "sys_vendor": "Dell Inc.",
-                        "product_name": "PowerEdge R640", "board_name": "0W23H8"}.items():
+    for name, value in {
+        "product_uuid": "4c4c4544-0042-3510-8052-b2c04f4e4e31",
+        "sys_vendor": "Dell Inc.",
+        "product_name": "PowerEdge R640",
+        "board_name": "0W23H8",
+    }.items():
         (dmi / name).write_text(value + "\n")
     (root / "etc").mkdir(parents=True)
     (root / "etc/hosts").write_text("127.0.1.1 web1.example.org web1\n")
@@ -78,8 +82,11 @@ def test_fixture_tree(tmp_path: Path) -> None:
     assert row["computer_name"] == row["local_hostname"] == "web1"
     assert row["uuid"] == "4c4c4544-0042-3510-8052-b2c04f4e4e31"
     assert row["physical_memory"] == 2048 * 1024
-    assert (row["hardware_vendor"], row["hardware_model"], row["board_model"]) == ("Dell Inc.", "PowerEdge R640",
-                                                                                   "0W23H8")
+    assert (row["hardware_vendor"], row["hardware_model"], row["board_model"]) == (
+        "Dell Inc.",
+        "PowerEdge R640",
+        "0W23H8",
+    )
     assert row["hardware_serial"] is None  # absent file -> NULL
     assert row["cpu_logical_cores"] == 3
 

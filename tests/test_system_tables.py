@@ -8,13 +8,27 @@ from __future__ import annotations
 
 import importlib
 import os
+
 import pytest
 
 from tables.spec import HostPaths, TableSpec
 from tables.sqlite import Database
 
-MODULES = ("users", "groups", "user_groups", "logged_in_users", "system_info", "os_version", "kernel_info",
-           "uptime", "clock", "etc_hosts", "kernel_modules", "deb_packages", "crontab")
+MODULES = (
+    "users",
+    "groups",
+    "user_groups",
+    "logged_in_users",
+    "system_info",
+    "os_version",
+    "kernel_info",
+    "uptime",
+    "clock",
+    "etc_hosts",
+    "kernel_modules",
+    "deb_packages",
+    "crontab",
+)
 SPECS: list[TableSpec] = [importlib.import_module(f"tables.{m}").SPEC for m in MODULES]
 
 _PY_TYPES = {"INTEGER": int, "BIGINT": int, "UNSIGNED_BIGINT": int, "DOUBLE": float, "TEXT": str, "BLOB": bytes}
@@ -24,11 +38,12 @@ def _check(db: Database, spec: TableSpec) -> int:
     names = ", ".join(f"`{c.name}`" for c in spec.columns)  # hidden columns too
     result = db.execute(f"SELECT {names} FROM {spec.name}")
     for row in result.rows:
-        for column, value in zip(spec.columns, row):
+        for column, value in zip(spec.columns, row, strict=False):
             if value is None:
                 continue
             assert isinstance(value, _PY_TYPES[column.type]) and not isinstance(value, bool), (
-                f"{spec.name}.{column.name} is {column.type} but holds {value!r}")
+                f"{spec.name}.{column.name} is {column.type} but holds {value!r}"
+            )
             if column.type == "INTEGER":
                 assert -(2**31) <= value < 2**31, f"{spec.name}.{column.name}={value} overflows INTEGER"
             if column.type == "UNSIGNED_BIGINT":
@@ -86,8 +101,11 @@ def test_pid_with_namespace_tables_return_the_pid() -> None:
     for spec in SPECS:
         if "pid_with_namespace" not in spec.column_names:
             continue
-        rows = Database([spec]).execute(
-            f"SELECT DISTINCT pid_with_namespace FROM {spec.name} WHERE pid_with_namespace = ?", (me,)).rows
+        rows = (
+            Database([spec])
+            .execute(f"SELECT DISTINCT pid_with_namespace FROM {spec.name} WHERE pid_with_namespace = ?", (me,))
+            .rows
+        )
         if spec.name == "crontab":
             assert rows in ([], [(me,)])  # a host may have no crontab at all
         else:

@@ -28,8 +28,17 @@ def _datagram(action: str, **env: str) -> bytes:
 
 
 USB_ADD = _datagram(
-    "add", SUBSYSTEM="usb", MAJOR="189", MINOR="1", DEVNAME="bus/usb/001/002", DEVTYPE="usb_device",
-    PRODUCT="46d/c52b/1211", TYPE="0/0/0", BUSNUM="001", DEVNUM="002", SEQNUM="2811",
+    "add",
+    SUBSYSTEM="usb",
+    MAJOR="189",
+    MINOR="1",
+    DEVNAME="bus/usb/001/002",
+    DEVTYPE="usb_device",
+    PRODUCT="46d/c52b/1211",
+    TYPE="0/0/0",
+    BUSNUM="001",
+    DEVNUM="002",
+    SEQNUM="2811",
 )
 
 
@@ -51,8 +60,16 @@ def test_parse_uevent_rejects_what_is_not_a_kernel_uevent(data: bytes) -> None:
 def test_crafted_usb_add_becomes_a_hardware_events_row() -> None:
     row = hardware_row(parse_uevent(USB_ADD))
     expected = {
-        "action": "add", "path": "/dev/bus/usb/001/002", "type": "usb_device", "driver": None,
-        "vendor": None, "vendor_id": "046d", "model": None, "model_id": "c52b", "serial": None, "revision": "1211",
+        "action": "add",
+        "path": "/dev/bus/usb/001/002",
+        "type": "usb_device",
+        "driver": None,
+        "vendor": None,
+        "vendor_id": "046d",
+        "model": None,
+        "model_id": "c52b",
+        "serial": None,
+        "revision": "1211",
     }
     assert {k: row[k] for k in expected} == expected
     assert set(row) == set(SPEC.column_names) - {"eid"}
@@ -62,8 +79,12 @@ def _fake_sysfs(root: Path) -> None:
     dev = root / DEVPATH.lstrip("/")
     dev.mkdir(parents=True)
     for name, value in {
-        "idVendor": "046d", "idProduct": "c52b", "bcdDevice": "1211",
-        "manufacturer": "Logitech", "product": "USB Receiver", "serial": "ABC123",
+        "idVendor": "046d",
+        "idProduct": "c52b",
+        "bcdDevice": "1211",
+        "manufacturer": "Logitech",
+        "product": "USB Receiver",
+        "serial": "ABC123",
     }.items():
         (dev / name).write_text(value + "\n")
 
@@ -79,8 +100,9 @@ def test_source_names_from_sysfs_and_remembers_them_for_remove(tmp_path: Path) -
     # sysfs disappears before the remove event arrives
     for f in (tmp_path / DEVPATH.lstrip("/")).iterdir():
         f.unlink()
-    source.handle(_datagram("remove", SUBSYSTEM="usb", DEVTYPE="usb_device", PRODUCT="46d/c52b/1211",
-                            DEVNAME="bus/usb/001/002"))
+    source.handle(
+        _datagram("remove", SUBSYSTEM="usb", DEVTYPE="usb_device", PRODUCT="46d/c52b/1211", DEVNAME="bus/usb/001/002")
+    )
     assert [t for t, _ in rows] == ["hardware_events", "hardware_events"]
     added, removed = rows[0][1], rows[1][1]
     for row, action in ((added, "add"), (removed, "remove")):
@@ -158,8 +180,9 @@ def test_crafted_usb_uevent_on_the_live_socket_in_a_network_namespace() -> None:
     """A crafted USB add datagram sent to the kernel uevent group (in a netns of its own: no udevd sees it)."""
     repo = str(Path(__file__).resolve().parent.parent)
     try:
-        out = subprocess.run(["unshare", "-n", sys.executable, "-c", NETNS_CHILD, repo],
-                             capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            ["unshare", "-n", sys.executable, "-c", NETNS_CHILD, repo], capture_output=True, text=True, timeout=60
+        )
     except FileNotFoundError:
         pytest.skip("no unshare(1) on this host")
     if out.returncode != 0 and out.stderr.startswith("unshare"):
@@ -170,5 +193,11 @@ def test_crafted_usb_uevent_on_the_live_socket_in_a_network_namespace() -> None:
     table, row = result["rows"][0]
     assert table == "hardware_events"
     assert (row["action"], row["type"], row["vendor_id"], row["model_id"], row["revision"], row["path"]) == (
-        "add", "usb_device", "046d", "c52b", "1211", "/dev/bus/usb/009/002")
+        "add",
+        "usb_device",
+        "046d",
+        "c52b",
+        "1211",
+        "/dev/bus/usb/009/002",
+    )
     assert (result["uevents"], result["malformed"]) == (2, 1)  # the junk datagram is counted, not fatal

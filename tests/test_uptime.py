@@ -29,7 +29,7 @@ def test_live_within_a_few_seconds() -> None:
 
 def test_bad_or_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     db = Database([uptime.SPEC], paths=HostPaths(proc=str(tmp_path)))
-    with pytest.raises(QueryError, match="cannot read .*uptime"):
+    with pytest.raises(QueryError, match=r"cannot read .*uptime"):
         db.execute("SELECT * FROM uptime")
     (tmp_path / "uptime").write_text("nonsense\n")
     with pytest.raises(QueryError, match="cannot parse"):

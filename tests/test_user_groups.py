@@ -14,8 +14,11 @@ from tables.sqlite import Database
 
 def test_memberships_primary_first_no_duplicates() -> None:
     users = [PasswdEntry("alice", 1000, 1000, "", "/home/alice", "/bin/sh"), PasswdEntry("bob", 1001, 100, "", "", "")]
-    groups = [GroupEntry("alice", 1000, ("alice",)), GroupEntry("sudo", 27, ("alice", "carol")),
-              GroupEntry("users", 100, ("bob",))]
+    groups = [
+        GroupEntry("alice", 1000, ("alice",)),
+        GroupEntry("sudo", 27, ("alice", "carol")),
+        GroupEntry("users", 100, ("bob",)),
+    ]
     assert user_groups.memberships(users, groups) == [(1000, 1000), (1000, 27), (1001, 100)]
 
 

@@ -72,6 +72,7 @@ def test_include_remote_uses_nss(db: Database) -> None:
 
 
 def test_pid_with_namespace_reads_that_process_root(db: Database) -> None:
-    rows = db.execute("SELECT username, pid_with_namespace FROM users WHERE pid_with_namespace = ?",
-                      (os.getpid(),)).rows
+    rows = db.execute(
+        "SELECT username, pid_with_namespace FROM users WHERE pid_with_namespace = ?", (os.getpid(),)
+    ).rows
     assert ("root", os.getpid()) in rows

@@ -28,23 +28,30 @@ def _hex(text: str) -> str:
 
 
 AUDIT_LOG = [
-    'type=SYSCALL msg=audit(1700000000.123:100): arch=c000003e syscall=59 success=yes exit=0 a0=55d0 a1=55d1 '
-    'a2=55d2 a3=0 items=2 ppid=1000 pid=1001 auid=1000 uid=1000 gid=1000 euid=1000 suid=1000 fsuid=1000 '
+    "type=SYSCALL msg=audit(1700000000.123:100): arch=c000003e syscall=59 success=yes exit=0 a0=55d0 a1=55d1 "
+    "a2=55d2 a3=0 items=2 ppid=1000 pid=1001 auid=1000 uid=1000 gid=1000 euid=1000 suid=1000 fsuid=1000 "
     'egid=1000 sgid=1000 fsgid=1000 tty=pts0 ses=1 comm="true" exe="/usr/bin/true" key="zeek-agent"',
     f'type=EXECVE msg=audit(1700000000.123:100): argc=3 a0="/bin/true" a1="hello" a2={_hex("big world")}',
     'type=CWD msg=audit(1700000000.123:100): cwd="/home/user"',
     'type=PATH msg=audit(1700000000.123:100): item=0 name="/bin/true" inode=123 dev=08:01 mode=0100755 '
-    'ouid=0 ogid=0 rdev=00:00 nametype=NORMAL cap_fp=0 cap_fi=0 cap_fe=0 cap_fver=0',
-    'this line is not an audit record at all',
-    f'type=PROCTITLE msg=audit(1700000000.123:100): proctitle={_hex("/bin/true")}',
-    'type=EOE msg=audit(1700000000.123:100):',
+    "ouid=0 ogid=0 rdev=00:00 nametype=NORMAL cap_fp=0 cap_fi=0 cap_fe=0 cap_fver=0",
+    "this line is not an audit record at all",
+    f"type=PROCTITLE msg=audit(1700000000.123:100): proctitle={_hex('/bin/true')}",
+    "type=EOE msg=audit(1700000000.123:100):",
 ]
 
 
 def _cli(*args: str, **kw) -> subprocess.Popen[str]:
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.Popen([sys.executable, "-m", "agent.cli", *args], cwd=REPO, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "agent.cli", *args],
+        cwd=REPO,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **kw,
+    )
 
 
 def test_unknown_table_is_an_error(capsys) -> None:
@@ -65,8 +72,9 @@ def test_rows_print_control_characters_escaped() -> None:
     spec = next(s for s in all_specs() if s.name == "process_events")
     out = io.StringIO()
     RowPrinter(spec, as_json=False, columns=["pid", "cmdline"], out=out).print(
-        {"pid": 7, "cmdline": "evil \x1b[2J\nnext\tline"})
-    header, line = out.getvalue().splitlines()
+        {"pid": 7, "cmdline": "evil \x1b[2J\nnext\tline"}
+    )
+    _header, line = out.getvalue().splitlines()
     assert line.split(None, 1) == ["7", "evil \\x1b[2J\\nnext\\tline"]
 
 
@@ -79,7 +87,13 @@ def test_audit_log_replay_prints_rows_and_a_summary(tmp_path: Path, capsys) -> N
     assert len(rows) == 1
     row = rows[0]
     assert (row["pid"], row["parent"], row["path"], row["cmdline"], row["cwd"], row["uid"]) == (
-        1001, 1000, "/usr/bin/true", "/bin/true hello big world", "/home/user", 1000)
+        1001,
+        1000,
+        "/usr/bin/true",
+        "/bin/true hello big world",
+        "/home/user",
+        1000,
+    )
     assert "7 lines read" in err and "1 malformed lines" in err
     assert "malformed line 5:" in err
 
@@ -143,7 +157,7 @@ def test_watch_prints_rows_from_the_proc_connector_until_ctrl_c(tmp_path: Path) 
         child = subprocess.run(["/bin/sleep", "0.2"], cwd=tmp_path)
         rows = _rows_until(watcher.stdout, lambda r: r["cmdline"] == "/bin/sleep 0.2" and r["cwd"] == str(tmp_path))
         watcher.send_signal(signal.SIGINT)
-        out, err = watcher.communicate(timeout=30)
+        _out, err = watcher.communicate(timeout=30)
     finally:
         if watcher.poll() is None:
             watcher.kill()
@@ -169,7 +183,7 @@ def test_ctrl_c_ends_watch_quietly() -> None:
             watcher.kill()
             pytest.skip(f"no uevent source here: {ready.strip()}")
         watcher.send_signal(signal.SIGINT)
-        out, err = watcher.communicate(timeout=30)
+        _out, err = watcher.communicate(timeout=30)
     finally:
         if watcher.poll() is None:
             watcher.kill()
@@ -187,13 +201,26 @@ async def test_watch_through_a_running_agents_control_socket(tmp_path: Path, cap
         result = db.execute(sql)
         return result.columns, result.rows
 
-    server = ControlServer(str(tmp_path / "agentd.sock"), FunctionHandler(query, lambda: {}))
+    server = ControlServer(str(tmp_path / "agentd.sock"), FunctionHandler(query, dict))
     await server.start()
     try:
         manager.sink("hardware_events", {"action": "add", "vendor_id": "0001"})  # before watch: not shown
-        watching = asyncio.create_task(asyncio.to_thread(
-            main, ["--connect", str(tmp_path / "agentd.sock"), "watch", "hardware_events", "--json",
-                   "--count", "2", "--duration", "120"]))
+        watching = asyncio.create_task(
+            asyncio.to_thread(
+                main,
+                [
+                    "--connect",
+                    str(tmp_path / "agentd.sock"),
+                    "watch",
+                    "hardware_events",
+                    "--json",
+                    "--count",
+                    "2",
+                    "--duration",
+                    "120",
+                ],
+            )
+        )
         deadline = time.monotonic() + 30
         while "watching" not in capsys.readouterr().err and time.monotonic() < deadline:
             await asyncio.sleep(0.05)

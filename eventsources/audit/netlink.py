@@ -25,9 +25,9 @@ from .._netlink import NLMSGHDR, open_netlink, pack_nlmsg
 
 __all__ = [
     "AUDIT_NLGRP_READLOG",
+    "NETLINK_AUDIT",
     "AuditNetlink",
     "AuditStatus",
-    "NETLINK_AUDIT",
     "NetlinkError",
     "pack_message",
     "parse_control_datagram",

@@ -15,10 +15,10 @@ from typing import NamedTuple
 __all__ = [
     "RECORD_NAMES",
     "RECORD_TYPES",
+    "USED_TYPES",
     "Record",
     "RecordError",
     "SockAddr",
-    "USED_TYPES",
     "decode_hex",
     "decode_sockaddr",
     "decode_untrusted",
@@ -59,7 +59,7 @@ class RecordError(ValueError):
 class Record:
     """One audit record: type number, event time, serial, and its field text (parsed on demand)."""
 
-    __slots__ = ("type", "ts", "serial", "body", "_fields")
+    __slots__ = ("_fields", "body", "serial", "ts", "type")
 
     def __init__(self, rtype: int, ts: float, serial: int, body: str) -> None:
         self.type = rtype

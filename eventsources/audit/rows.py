@@ -39,7 +39,9 @@ def _int(value: str | None, base: int = 10) -> int | None:
 class RowBuilder:
     """Turns events into rows and counts what it skipped (and why)."""
 
-    def __init__(self, *, own_pid: int | None = None, socket_events: bool = True, boot_time: float | None = None) -> None:
+    def __init__(
+        self, *, own_pid: int | None = None, socket_events: bool = True, boot_time: float | None = None
+    ) -> None:
         self.own_pid = own_pid
         self.socket_events = socket_events
         self.boot_time = boot_time

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 
 __all__ = [
     "ABIS",
-    "AuditRule",
     "DEFAULT_KEY",
     "EXEC_SYSCALLS",
     "SOCKETCALL_CALLS",
     "SOCKET_SYSCALLS",
+    "AuditRule",
     "agent_rules",
     "build_rule",
     "native_abis",
@@ -122,11 +122,14 @@ def agent_rules(
     arch: int, *, socket_events: bool, key: str = DEFAULT_KEY, exclude_pid: int | None = None
 ) -> list[bytes]:
     """The rules the agent installs for one ABI: exec calls, and socket calls when ``socket_events``."""
-    rules = [build_rule(arch, EXEC_SYSCALLS + (SOCKET_SYSCALLS if socket_events else ()), key=key,
-                        exclude_pid=exclude_pid)]
+    rules = [
+        build_rule(arch, EXEC_SYSCALLS + (SOCKET_SYSCALLS if socket_events else ()), key=key, exclude_pid=exclude_pid)
+    ]
     if socket_events and "socketcall" in SYSCALL_TABLES.get(arch, {}):
-        for fields in (((AUDIT_ARG0, AUDIT_GREATER_THAN_OR_EQUAL, 2), (AUDIT_ARG0, AUDIT_LESS_THAN_OR_EQUAL, 5)),
-                       ((AUDIT_ARG0, AUDIT_EQUAL, 18),)):
+        for fields in (
+            ((AUDIT_ARG0, AUDIT_GREATER_THAN_OR_EQUAL, 2), (AUDIT_ARG0, AUDIT_LESS_THAN_OR_EQUAL, 5)),
+            ((AUDIT_ARG0, AUDIT_EQUAL, 18),),
+        ):
             rules.append(build_rule(arch, ("socketcall",), key=key, exclude_pid=exclude_pid, fields=fields))
     return rules
 
@@ -164,7 +167,9 @@ def build_rule(
     ops.append(AUDIT_EQUAL)
     pad = [0] * (AUDIT_MAX_FIELDS - len(fids))
     return (
-        _RULE.pack(AUDIT_FILTER_EXIT, AUDIT_ALWAYS, len(fids), *mask, *fids, *pad, *values, *pad, *ops, *pad, len(key_bytes))
+        _RULE.pack(
+            AUDIT_FILTER_EXIT, AUDIT_ALWAYS, len(fids), *mask, *fids, *pad, *values, *pad, *ops, *pad, len(key_bytes)
+        )
         + key_bytes
     )
 

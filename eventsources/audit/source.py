@@ -297,7 +297,9 @@ class AuditSource(EventSource):
                     self.crash_recovered = None
         if mode == "read-only":
             self._open_multicast()
-            who = f"{_comm(owner, self.proc_root)} (pid {owner}) owns audit" if owner else "read-only mode was requested"
+            who = (
+                f"{_comm(owner, self.proc_root)} (pid {owner}) owns audit" if owner else "read-only mode was requested"
+            )
             self.detail = f"{who}; reading the audit multicast group (best effort, drops show as socket_overruns)"
             if found.enabled == 0:
                 self.detail += "; audit is disabled by its owner, so no records will arrive"
@@ -312,8 +314,10 @@ class AuditSource(EventSource):
                 f"{len(self._rules)} rules with key {self.key!r}"
             )
             if self.crash_recovered is not None:
-                self.detail += (f"; a crashed run (pid {self.crash_recovered.agent_pid}) left audit changed: "
-                                f"stop() puts back what it found ({self.state_path})")
+                self.detail += (
+                    f"; a crashed run (pid {self.crash_recovered.agent_pid}) left audit changed: "
+                    f"stop() puts back what it found ({self.state_path})"
+                )
 
     def _save_found(self, found: AuditStatus, *, pid_free: bool) -> None:
         """Record the state to put back: a crashed run's file, or else ``found``, saved first."""
@@ -329,7 +333,9 @@ class AuditSource(EventSource):
             self._state_file = True
             log.warning(
                 "audit: %s was left by a crashed run (pid %d): audit settings will be restored to %s on stop",
-                self.state_path, saved.agent_pid, saved.settings(),
+                self.state_path,
+                saved.agent_pid,
+                saved.settings(),
             )
             for name, value in saved.settings().items():
                 if getattr(found, name) != value:
@@ -339,8 +345,9 @@ class AuditSource(EventSource):
         try:
             save_state(self.state_path, state)
         except OSError as exc:
-            log.warning("audit: cannot save the audit state to %s (%s); a crash would leave audit changed",
-                        self.state_path, exc)
+            log.warning(
+                "audit: cannot save the audit state to %s (%s); a crash would leave audit changed", self.state_path, exc
+            )
             return
         self._state_file = True
 
@@ -514,7 +521,7 @@ class AuditSource(EventSource):
         self.events_seen += 1
         try:
             self.sink(table, row)
-        except Exception:  # noqa: BLE001 - one bad sink call must not stop the reader
+        except Exception:
             self.sink_errors += 1
             log.exception("audit: the sink refused a %s row", table)
 

@@ -19,8 +19,16 @@ from dataclasses import asdict, dataclass
 
 from .netlink import AuditStatus
 
-__all__ = ["FORMAT", "SavedState", "StateFileError", "dump_state", "load_state", "parse_state", "remove_state",
-           "save_state"]
+__all__ = [
+    "FORMAT",
+    "SavedState",
+    "StateFileError",
+    "dump_state",
+    "load_state",
+    "parse_state",
+    "remove_state",
+    "save_state",
+]
 
 FORMAT = 1  # the file's "format" field
 
@@ -46,8 +54,11 @@ class SavedState:
 
     def settings(self) -> dict[str, int]:
         """The kernel settings to put back, by AuditStatus field name."""
-        return {"enabled": self.enabled, "backlog_limit": self.backlog_limit,
-                "backlog_wait_time": self.backlog_wait_time}
+        return {
+            "enabled": self.enabled,
+            "backlog_limit": self.backlog_limit,
+            "backlog_wait_time": self.backlog_wait_time,
+        }
 
 
 def dump_state(state: SavedState) -> str:
