@@ -33,7 +33,7 @@ lint: $(BIN)/agent-cli
 	$(BIN)/pip install --quiet -e '.[test,lint]'
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy agent tables eventsources
+	$(BIN)/mypy agent tables eventsources protocol collector
 
 clean:
 	rm -rf $(VENV) .pytest_cache state
