@@ -151,6 +151,10 @@ class Session:
         self._out.append(encode(Error(code, message[:8192])))
         self.state = State.CLOSED
 
+    def connection_lost(self) -> None:
+        """The connection is gone (the shell saw it close): nothing more is exchanged."""
+        self.state = State.CLOSED
+
     @property
     def closed(self) -> bool:
         """True once nothing more will be exchanged: write what is queued, then close the connection."""

@@ -1,0 +1,122 @@
+"""The JSON-lines sink: one line per result row, exactly once across crashes.
+
+Each line: ``{"host_id", "hostname", "name", "subscription", "seq", "action", "counter",
+"epoch", "time", "columns"}`` with the host's time (unix seconds) and the columns as a
+map of typed values (a BLOB becomes text, invalid UTF-8 escaped with backslashes).
+
+Exactly once: the file is appended and fsynced, then the cursor (outbox position and the
+file's size after the write) is committed.  On start the file is cut back to the
+committed size, so lines written after the last committed cursor (a crash in between)
+are written once more, not twice.  Rotate it with a rename (logrotate's ``create``), not
+``copytruncate``: a file shorter than the committed size is taken as a new file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from .model import OutboxItem, ResultBatch
+from .outbox import SinkFeed
+
+__all__ = ["JsonLinesSink", "format_lines"]
+
+log = logging.getLogger(__name__)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    return value
+
+
+def format_lines(batch: ResultBatch) -> bytes:
+    """The lines for one batch, UTF-8, each ending in a newline."""
+    head = json.dumps(
+        {
+            "host_id": batch.host_id,
+            "hostname": batch.hostname,
+            "name": batch.name,
+            "subscription": batch.subscription_id,
+            "seq": batch.seq,
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )[:-1]
+    tail = f',"counter":{batch.counter},"epoch":{batch.epoch},"time":{json.dumps(batch.host_time)},"columns":'
+    columns = batch.columns
+    out = []
+    dumps = json.dumps
+    for action, values in batch.rows:
+        row = {c: (_jsonable(v) if type(v) is bytes else v) for c, v in zip(columns, values, strict=True)}
+        out.append(f'{head},"action":"{action.value}"{tail}{dumps(row, ensure_ascii=False, separators=(",", ":"))}}}\n')
+    return "".join(out).encode("utf-8", "surrogateescape")
+
+
+class JsonLinesSink:
+    """Appends every accepted result row to ``path`` once."""
+
+    def __init__(self, path: str, *, fsync: bool = True, name: str = "jsonl", batch: int = 512) -> None:
+        self.path = path
+        self.fsync = fsync
+        self.name = name
+        self.batch = batch
+        self.rows_written = 0
+
+    def _open(self, offset: int) -> tuple[int, int]:
+        """Open the file and cut it back to the committed ``offset``; (fd, where writing resumes)."""
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)) or ".", exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o640)
+        size = os.fstat(fd).st_size
+        if size > offset:
+            log.info("%s: %d bytes written after the last committed cursor are written again", self.path, size - offset)
+            os.ftruncate(fd, offset)
+            size = offset
+        elif size < offset:
+            log.warning("%s is shorter than its committed size (rotated?): continuing as a new file", self.path)
+        os.lseek(fd, size, os.SEEK_SET)
+        return fd, size
+
+    def _write(self, fd: int, data: bytes) -> int:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if self.fsync:
+            os.fsync(fd)
+        return os.lseek(fd, 0, os.SEEK_CUR)
+
+    async def run(self, feed: SinkFeed) -> None:
+        cursor = await feed.cursor()
+        offset = int(json.loads(cursor.state)["offset"]) if cursor.state else 0
+        fd, offset = await asyncio.to_thread(self._open, offset)
+        position = cursor.position
+        write: asyncio.Future[int] | None = None
+        try:
+            while True:
+                items = await feed.read(position, self.batch)
+                data, rows = _encode(items)
+                if data:
+                    # Shielded: a cancelled sink must not close the file under a write in progress.
+                    write = asyncio.ensure_future(asyncio.to_thread(self._write, fd, data))
+                    offset = await asyncio.shield(write)
+                position = items[-1].position
+                await feed.commit(position, json.dumps({"offset": offset}))
+                self.rows_written += rows
+        finally:
+            if write is not None and not write.done():
+                await asyncio.wait([write])
+            os.close(fd)
+
+
+def _encode(items: Sequence[OutboxItem]) -> tuple[bytes, int]:
+    parts = []
+    rows = 0
+    for item in items:
+        if isinstance(item, ResultBatch) and item.rows:
+            parts.append(format_lines(item))
+            rows += len(item.rows)
+    return b"".join(parts), rows
