@@ -248,8 +248,7 @@ class Registry:
         now = self.clock()
         with self._transaction() as db:
             db.execute(
-                "UPDATE hosts SET revoked = 1, node_key_hash = NULL, owner = NULL, lease_expires = NULL, "
-                "epoch = epoch + 1 WHERE host_id = ?",
+                "UPDATE hosts SET revoked = 1, owner = NULL, lease_expires = NULL, epoch = epoch + 1 WHERE host_id = ?",
                 (host.host_id,),
             )
             facts = HostFacts(host.host_id, host.hostname, host.addresses, groups=host.groups)
@@ -519,7 +518,7 @@ class Registry:
     def _load_subscriptions(self) -> list[Subscription]:
         rows = self._db.execute(
             "SELECT id, owner, name, sql, interval, mode, removed, hosts, groups, all_hosts, route "
-            "FROM subscriptions ORDER BY created, id"
+            "FROM subscriptions ORDER BY created, rowid"
         ).fetchall()
         return [
             Subscription(
