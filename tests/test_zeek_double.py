@@ -4,6 +4,7 @@ import json
 
 import pytest
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from collector.zeek import brokerjson as bj
 from collector.zeek.values import Count, Enum
@@ -85,7 +86,7 @@ async def test_refused_handshakes_and_uri():
         assert (await _session(double, '["/a", 2]'))[0]["context"] == "individual subscription not a string"
         async with connect(double.url + "/v1/messages/json/") as ws:
             assert json.loads(await ws.recv())["code"] == "invalid_uri"
-            with pytest.raises(Exception):
+            with pytest.raises(ConnectionClosed):
                 await ws.recv()
             assert ws.close_code == 1008
     finally:
