@@ -143,6 +143,11 @@ class ZeekLink:
         self.core.submit(batch, self._clock())
         self._after_core()
 
+    def resume(self, batch: ZeekBatch) -> None:
+        """Queue a batch that may already be in Zeek (sent before collectord restarted)."""
+        self.core.resume(batch, self._clock())
+        self._after_core()
+
     def host_connected(self, host_id: str, hostname: str, addresses: Sequence[str], groups: Sequence[str]) -> None:
         self.core.host_connected(host_id, hostname, addresses, groups)
         self._after_core()

@@ -215,6 +215,14 @@ class LinkCore:
             self._notes.append(Dropped(1, len(old.events)))
         self._pump(now)
 
+    def resume(self, batch: ZeekBatch, now: float) -> None:
+        """A batch a previous collectord may have sent: Zeek's marks decide before it goes again."""
+        self._inflight[batch.key] = _InFlight(batch, now)
+        self._in_doubt = True
+        if self.state is LinkState.READY and not self._awaiting_state:
+            self._awaiting_state = True
+            self._out.append(self._frame(p.state_query(self.collector_id)))
+
     def host_connected(self, host_id: str, hostname: str, addresses: Sequence[str], groups: Sequence[str]) -> None:
         frame = self._frame(p.host_connected(host_id, hostname, addresses, groups))
         self._hosts[host_id] = frame

@@ -246,16 +246,16 @@ function write_state()
 		return;
 	local tmp = state_file + ".tmp";
 	local f = ::open(tmp);
-	print f, "#fields\thost\tdone\topen";
+	write_file(f, "#fields\thost\tdone\topen\n");
 	local seen: set[string];
 	for ( h, s in batch_done )
 		{
-		print f, fmt("%s\t%d\t%d", h, s, h in batch_open ? batch_open[h] : 0);
+		write_file(f, fmt("%s\t%d\t%d\n", h, s, h in batch_open ? batch_open[h] : 0));
 		add seen[h];
 		}
 	for ( h, s in batch_open )
 		if ( h !in seen )
-			print f, fmt("%s\t0\t%d", h, s);
+			write_file(f, fmt("%s\t0\t%d\n", h, s));
 	close(f);
 	if ( ! rename(tmp, state_file) )
 		log_local("error", fmt("cannot write %s", state_file));
