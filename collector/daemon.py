@@ -132,7 +132,7 @@ class Collectord:
         await fleet.sync_owner(
             CONFIG_OWNER,
             [
-                (s.name, HostQuery(s.sql, s.interval, s.mode, s.removed), Targets(s.hosts, s.groups, s.all))
+                (s.name, HostQuery(s.sql, s.interval, s.mode, s.removed), Targets(s.hosts, s.groups, s.all), "")
                 for s in config.subscriptions
             ],
         )

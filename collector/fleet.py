@@ -24,7 +24,7 @@ from protocol.operator import HostQueryStatus, Targets
 
 from .config import Limits
 from .model import Host, HostFacts, HostQuery, Lease, Subscription
-from .registry import RegistryError
+from .registry import Registry, RegistryError
 from .store import Store
 
 __all__ = ["Fleet", "HostAnswer", "HostRows", "Link", "QueryRun", "Refusal"]
@@ -277,20 +277,18 @@ class Fleet:
     async def subscriptions(self, owner: str | None = None) -> list[Subscription]:
         return await self.store.call(lambda r: r.subscriptions(owner))
 
-    async def sync_owner(self, owner: str, wanted: Iterable[tuple[str, HostQuery, Targets]]) -> None:
-        """Make ``owner``'s subscriptions exactly ``wanted`` (name, query, targets): the config at start-up."""
+    async def sync_owner(self, owner: str, wanted: Iterable[tuple[str, HostQuery, Targets, str]]) -> None:
+        """Make ``owner``'s subscriptions exactly ``wanted`` (name, query, targets, route), e.g. a config at start-up
+        or a Zeek endpoint's full set after it (re)connected; unchanged ones keep their id and state."""
         wanted = list(wanted)
-        names = {name for name, _, _ in wanted}
+        names = {item[0] for item in wanted}
 
-        def sync(r: object) -> None:
-            from .registry import Registry
-
-            assert isinstance(r, Registry)
-            for sub in r.subscriptions(owner):
+        def sync(registry: Registry) -> None:
+            for sub in registry.subscriptions(owner):
                 if sub.name not in names:
-                    r.remove_subscription(owner, sub.name)
-            for name, query, targets in wanted:
-                r.put_subscription(owner, name, query, targets)
+                    registry.remove_subscription(owner, sub.name)
+            for name, query, targets, route in wanted:
+                registry.put_subscription(owner, name, query, targets, route)
 
         await self.store.call(sync)
         await self.reconcile()
