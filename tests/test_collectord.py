@@ -545,3 +545,40 @@ async def test_error_messages_are_errors_on_the_wire(collectord):
     await agent.flush()
     error, code = await agent.refusal()
     assert error == Error(ErrorCode.AUTH_FAILED, "wrong enroll secret") and code == 1008
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_signals_stop_it_cleanly_and_systemd_hears_ready_and_stopping(tmp_path, sig):
+    import signal as signals
+    import socket
+    import subprocess
+    import sys
+
+    from tests._collector import _env
+
+    notify = tmp_path / "notify.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(notify))
+    listener.settimeout(30)
+    env = {**_env(), "NOTIFY_SOCKET": str(notify)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "collector.daemon", "--listen", "127.0.0.1:0", "--state-dir", str(tmp_path / "s")],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        ready = listener.recv(4096).decode()
+        assert ready.startswith("READY=1\nSTATUS=listening on ws://127.0.0.1:")
+        process.send_signal(getattr(signals, sig))
+        assert listener.recv(4096) == b"STOPPING=1"
+        assert process.wait(20) == 0
+        stderr = process.stderr.read()
+        assert f"collectord stopping: signal {sig}" in stderr and "collectord stopped" in stderr
+    finally:
+        listener.close()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
