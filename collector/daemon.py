@@ -6,8 +6,8 @@ or an injected awaitable) -> :meth:`shutdown`, the last in a ``finally`` and bou
 
 Startup: state directory, credentials, registry, config subscriptions, sinks, the group
 committer, the listener, READY=1.  Shutdown, in order: stop accepting, ``bye`` to every
-connection and wait for them, commit what was submitted, stop the sinks, close the
-registry.  A failure at startup logs one line and exits 1; shutdown still runs.
+connection and wait for them, stop the sinks, commit what was submitted (and the sinks'
+cursors), close the registry.  A failure at startup logs one line and exits 1; shutdown still runs.
 """
 
 from __future__ import annotations
@@ -140,8 +140,9 @@ class Collectord:
         if config.results.file is not None:
             sinks.append(JsonLinesSink(config.results.file, fsync=config.results.fsync))
         sinks.extend(self.extra_sinks)
-        self.sinks = Sinks(sinks, store)
-        self.committer = Committer(store, delay=config.limits.ack_delay, stored=self.sinks.notify)
+        self.committer = Committer(store, delay=config.limits.ack_delay)
+        self.sinks = Sinks(sinks, store, committer=self.committer)
+        self.committer.stored = self.sinks.notify
         self.committer.start()
         self.sinks.start()
         self.listener = Listener(
@@ -188,13 +189,13 @@ class Collectord:
             task.cancel("collectord is shutting down")
         if self.listener is not None:
             await self.listener.close(_left(deadline, 3.0))
+        if self.sinks is not None:
+            await self.sinks.stop()  # what they have not delivered they get again at the next start
         if self.committer is not None:
             try:
                 await asyncio.wait_for(self.committer.stop(), _left(deadline, 2.0))
             except TimeoutError:
                 log.error("shutdown: pending results were not committed in time (agents resend them)")
-        if self.sinks is not None:
-            await self.sinks.stop()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=_left(deadline, 0.5))
         if self.store is not None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -25,42 +26,61 @@ from .outbox import SinkFeed
 
 __all__ = ["JsonLinesSink", "format_lines"]
 
+_string = json.encoder.encode_basestring  # a JSON string, non-ASCII kept (the C function)
+
 log = logging.getLogger(__name__)
 
 
-def _jsonable(value: Any) -> Any:
+def _value(value: Any) -> str:
+    """One column value as JSON (NaN and infinities, which JSON lacks, become null)."""
+    kind = type(value)
+    if kind is str:
+        return _string(value)
+    if kind is int:
+        return int.__repr__(value)
+    if value is None:
+        return "null"
+    if kind is float:
+        return float.__repr__(value) if math.isfinite(value) else "null"
+    if kind is bytes:
+        return _string(value.decode("utf-8", "backslashreplace"))
+    return _string(str(value))
+
+
+def _bytes_as_text(value: Any) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8", "backslashreplace")
-    return value
+    raise TypeError(f"{type(value).__name__} is not a column value")
+
+
+#: json's C encoder, called directly (no per-call JSONEncoder): compact, non-ASCII kept, NaN refused.
+_encode_map = json.encoder.c_make_encoder(  # type: ignore[attr-defined]
+    None, _bytes_as_text, _string, None, ":", ",", False, False, False
+)
 
 
 def format_lines(batch: ResultBatch) -> bytes:
-    """The lines for one batch, UTF-8, each ending in a newline."""
-    head = json.dumps(
-        {
-            "host_id": batch.host_id,
-            "hostname": batch.hostname,
-            "name": batch.name,
-            "subscription": batch.subscription_id,
-            "seq": batch.seq,
-        },
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )[:-1]
-    tail = f',"counter":{batch.counter},"epoch":{batch.epoch},"time":{json.dumps(batch.host_time)},"columns":'
+    """The lines for one batch, UTF-8, each ending in a newline (one per row)."""
+    head = (
+        f'{{"host_id":{_string(batch.host_id)},"hostname":{_string(batch.hostname)},"name":{_string(batch.name)},'
+        f'"subscription":{_value(batch.subscription_id)},"seq":{batch.seq},"action":"'
+    )
+    tail = f'","counter":{batch.counter},"epoch":{batch.epoch},"time":{_value(batch.host_time)},"columns":'
     columns = batch.columns
     out = []
-    dumps = json.dumps
     for action, values in batch.rows:
-        row = {c: (_jsonable(v) if type(v) is bytes else v) for c, v in zip(columns, values, strict=True)}
-        out.append(f'{head},"action":"{action.value}"{tail}{dumps(row, ensure_ascii=False, separators=(",", ":"))}}}\n')
+        try:
+            body = "".join(_encode_map(dict(zip(columns, values, strict=True)), 0))
+        except ValueError:  # NaN or an infinity: JSON has none, they become null
+            body = "{" + ",".join(_string(c) + ":" + _value(v) for c, v in zip(columns, values, strict=True)) + "}"
+        out.append(f"{head}{action.value}{tail}{body}}}\n")
     return "".join(out).encode("utf-8", "surrogateescape")
 
 
 class JsonLinesSink:
     """Appends every accepted result row to ``path`` once."""
 
-    def __init__(self, path: str, *, fsync: bool = True, name: str = "jsonl", batch: int = 512) -> None:
+    def __init__(self, path: str, *, fsync: bool = True, name: str = "jsonl", batch: int = 2048) -> None:
         self.path = path
         self.fsync = fsync
         self.name = name
@@ -104,12 +124,20 @@ class JsonLinesSink:
                     write = asyncio.ensure_future(asyncio.to_thread(self._write, fd, data))
                     offset = await asyncio.shield(write)
                 position = items[-1].position
-                await feed.commit(position, json.dumps({"offset": offset}))
+                # Not awaited: the next batch is formatted and written while the cursor is committed
+                # (a crash in between cuts the file back to the older cursor's offset and writes again).
+                pending = feed.commit_soon(position, json.dumps({"offset": offset}))
+                pending.add_done_callback(_ignore_cancelled)
                 self.rows_written += rows
         finally:
             if write is not None and not write.done():
                 await asyncio.wait([write])
             os.close(fd)
+
+
+def _ignore_cancelled(future: asyncio.Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("committing the results file's cursor failed: %s", future.exception())
 
 
 def _encode(items: Sequence[OutboxItem]) -> tuple[bytes, int]:

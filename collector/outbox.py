@@ -20,7 +20,7 @@ from typing import Protocol
 
 from .model import OutboxItem
 from .registry import Cursor
-from .store import Store, Wakeup
+from .store import Committer, Store, Wakeup
 
 __all__ = ["Sink", "SinkFeed", "Sinks"]
 
@@ -30,12 +30,16 @@ log = logging.getLogger(__name__)
 class SinkFeed:
     """One sink's view of the outbox: :meth:`read` after a position, :meth:`commit` its cursor."""
 
-    def __init__(self, name: str, store: Store, wakeup: Wakeup, *, poll: float = 1.0) -> None:
+    def __init__(
+        self, name: str, store: Store, wakeup: Wakeup, committer: Committer | None = None, *, poll: float = 1.0
+    ) -> None:
         self.name = name
         self.store = store
         self.wakeup = wakeup
+        self.committer = committer  # cursor commits share the group commit's transaction when given
         self.poll = poll  # read again at least this often even without a wake-up
         self._seen = wakeup.generation
+        self._committed: int | None = None
 
     async def cursor(self) -> Cursor:
         """The last committed cursor (where to resume after a restart)."""
@@ -45,14 +49,31 @@ class SinkFeed:
         """Items after ``after``; with ``wait``, blocks until there is at least one."""
         while True:
             seen = self.wakeup.generation
-            items = await self.store.call(lambda r: r.read(after, limit))
+            items = await self.store.read_outbox(after, limit)
             if items or not wait:
                 return items
             self._seen = await self.wakeup.wait(seen, self.poll)
 
     async def commit(self, position: int, state: str = "") -> None:
-        """Everything up to ``position`` is delivered for good; ``state`` is the sink's own (e.g. a file offset)."""
-        await self.store.call(lambda r: r.commit_cursor(Cursor(self.name, position, state)))
+        """Everything up to ``position`` is delivered for good; ``state`` is the sink's own (e.g. a file offset).
+
+        Durable when it returns.  A position below the last committed one is a bug of the sink (ValueError).
+        """
+        await self.commit_soon(position, state)
+
+    def commit_soon(self, position: int, state: str = "") -> asyncio.Future[None]:
+        """:meth:`commit` without waiting: the sink goes on while the cursor rides on the next commit.
+
+        Only for sinks whose redelivery after a crash is idempotent anyway (the file sink cuts
+        its file back to the committed offset): a crash before the commit redelivers.
+        """
+        if self._committed is not None and position < self._committed:
+            raise ValueError(f"sink {self.name}: cursor cannot move back from {self._committed} to {position}")
+        self._committed = position
+        cursor = Cursor(self.name, position, state)
+        if self.committer is not None:
+            return self.committer.commit_cursor_soon(cursor)
+        return asyncio.ensure_future(self.store.call(lambda r: r.commit_cursor(cursor)))
 
 
 class Sink(Protocol):
@@ -66,19 +87,22 @@ class Sink(Protocol):
 class Sinks:
     """Runs the sinks, restarts one that fails (after a pause), prunes what all of them have."""
 
-    def __init__(self, sinks: Sequence[Sink], store: Store, *, prune_interval: float = 10.0) -> None:
+    def __init__(
+        self, sinks: Sequence[Sink], store: Store, *, committer: Committer | None = None, prune_interval: float = 10.0
+    ) -> None:
         names = [s.name for s in sinks]
         if len(set(names)) != len(names):
             raise ValueError(f"sink names must be unique: {names}")
         self.sinks = list(sinks)
         self.store = store
+        self.committer = committer
         self.wakeup = Wakeup()
         self.prune_interval = prune_interval
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
         for sink in self.sinks:
-            feed = SinkFeed(sink.name, self.store, self.wakeup)
+            feed = SinkFeed(sink.name, self.store, self.wakeup, self.committer)
             self._tasks.append(asyncio.create_task(self._keep_running(sink, feed), name=f"collectord-sink-{sink.name}"))
         self._tasks.append(asyncio.create_task(self._prune_loop(), name="collectord-prune"))
 

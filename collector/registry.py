@@ -54,6 +54,7 @@ from .model import (
 __all__ = [
     "AGENT_GROUP_SOURCE",
     "Cursor",
+    "OutboxReader",
     "Registry",
     "RegistryError",
     "Submission",
@@ -427,8 +428,11 @@ class Registry:
 
     # -- results: exactly once -------------------------------------------------------------
 
-    def accept(self, submissions: Sequence[Submission]) -> list[Verdict]:
+    def accept(self, submissions: Sequence[Submission], cursors: Sequence[Cursor] = ()) -> list[Verdict]:
         """Store results and drop notices in ONE transaction with the hosts' sequence marks.
+
+        ``cursors`` (sinks' positions) are committed in the same transaction, so they share
+        its fsync; a cursor that would move back is left where it is.
 
         Each submission must carry the next sequence of its host's stream under a current
         lease; a result batch becomes one outbox row per registry subscription it serves
@@ -478,6 +482,8 @@ class Registry:
                 verdicts.append(Verdict.STORED)
             if rows:
                 db.executemany("INSERT INTO outbox (kind, host_id, data) VALUES (?, ?, ?)", rows)
+            if cursors:
+                db.executemany(_UPSERT_CURSOR, [(c.sink, c.position, c.state) for c in cursors])
             for host_id, (epoch, last_seq, dropped_rows, dropped_batches, changed) in marks.items():
                 if changed:
                     db.execute(
@@ -687,10 +693,37 @@ class Registry:
         )
 
 
+_UPSERT_CURSOR = (
+    "INSERT INTO cursors (sink, position, state) VALUES (?, ?, ?) ON CONFLICT (sink) DO UPDATE SET "
+    "position = excluded.position, state = excluded.state WHERE excluded.position >= cursors.position"
+)
+
 _HOST_COLUMNS = (
     "host_id, hostname, addresses, platform, agent_version, first_seen, last_seen, revoked, epoch, lease_expires, "
     "owner, last_seq, dropped_rows, stream"
 )
+
+
+class OutboxReader:
+    """A read-only connection to the registry's outbox: sinks read without waiting for commits (WAL)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        try:
+            self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False, timeout=30.0)
+        except sqlite3.Error as exc:
+            raise RegistryError(f"cannot open the registry {path} for reading: {exc}") from exc
+
+    def read(self, after: int, limit: int = 256) -> list[OutboxItem]:
+        """Outbox items with a position above ``after``, in order (at most ``limit``)."""
+        rows = self._db.execute(
+            "SELECT position, kind, host_id, data FROM outbox WHERE position > ? ORDER BY position LIMIT ?",
+            (after, limit),
+        ).fetchall()
+        return [_item(*row) for row in rows]
+
+    def close(self) -> None:
+        self._db.close()
 
 
 def _item(position: int, kind: int, host_id: str, data: bytes) -> OutboxItem:

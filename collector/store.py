@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from .registry import Registry, Submission, Verdict
+from .model import OutboxItem
+from .registry import Cursor, OutboxReader, Registry, Submission, Verdict
 
 __all__ = ["Committer", "Store", "Wakeup"]
 
@@ -29,19 +31,28 @@ T = TypeVar("T")
 
 
 class Store:
-    """Serialises every use of the registry onto one thread."""
+    """Serialises every use of the registry onto one thread; outbox reads go to a second one."""
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="collectord-registry")
+        self._reader = OutboxReader(registry.path)
+        self._read_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="collectord-outbox")
 
     async def call(self, fn: Callable[[Registry], T]) -> T:
         """``fn(registry)`` on the registry thread; its result (or exception) here."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, fn, self.registry)
 
+    async def read_outbox(self, after: int, limit: int) -> list[OutboxItem]:
+        """Outbox items after ``after``, read on their own connection (no wait behind commits)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._read_executor, self._reader.read, after, limit)
+
     def close(self) -> None:
         """Finish queued calls, then close the database (called last at shutdown)."""
+        self._read_executor.shutdown(wait=True)
+        self._reader.close()
         self._executor.shutdown(wait=True)
         self.registry.close()
 
@@ -83,8 +94,9 @@ class Committer:
         self.store = store
         self.delay = delay
         self.max_batch = max_batch
-        self._stored = stored  # called after every commit that stored something (outbox wake-up)
+        self.stored = stored  # called after every commit that stored something (outbox wake-up)
         self._pending: list[tuple[Submission, Callback]] = []
+        self._cursors: dict[str, tuple[Cursor, list[asyncio.Future[None]]]] = {}
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -99,6 +111,23 @@ class Committer:
         self._pending.append((submission, callback))
         self._ready.set()
 
+    async def commit_cursor(self, cursor: Cursor) -> None:
+        """Commit a sink's cursor with the next group transaction; returns once it is durable."""
+        await self.commit_cursor_soon(cursor)
+
+    def commit_cursor_soon(self, cursor: Cursor) -> asyncio.Future[None]:
+        """Queue a sink's cursor for the next group transaction; the future resolves once it is durable.
+
+        A later cursor of the same sink replaces a queued one (cursors only move forward).
+        """
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        previous = self._cursors.get(cursor.sink)
+        waiters = previous[1] if previous is not None else []
+        waiters.append(future)
+        self._cursors[cursor.sink] = (cursor, waiters)
+        self._ready.set()
+        return future
+
     @property
     def backlog(self) -> int:
         return len(self._pending)
@@ -112,30 +141,40 @@ class Committer:
 
     async def flush(self) -> None:
         """Commit everything pending now (also used at shutdown, after connections stopped reading)."""
-        while self._pending:
+        while self._pending or self._cursors:
             batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
+            cursors, self._cursors = self._cursors, {}
             if not self._pending:
                 self._ready.clear()
             items = [s for s, _ in batch]
+            marks = [c for c, _ in cursors.values()]
             started = time.monotonic()
+            error: Exception | None = None
             try:
-                verdicts = await self.store.call(lambda registry, items=items: registry.accept(items))  # type: ignore[misc]
-            except Exception:
-                log.exception(
-                    "storing %d result batches failed; their connections are closed unacknowledged", len(batch)
-                )
-                verdicts = [Verdict.FENCED] * len(batch)
+                verdicts = await self.store.call(functools.partial(Registry.accept, submissions=items, cursors=marks))
+            except Exception as exc:
+                log.exception("storing %d result batches failed; they are not acknowledged", len(batch))
+                verdicts, error = [Verdict.FENCED] * len(batch), exc
             self.last_commit_seconds = time.monotonic() - started
             self.commits += 1
             self.submissions += len(batch)
+            for _, waiters in cursors.values():
+                for waiter in waiters:
+                    if waiter.done():
+                        continue
+                    if error is None:
+                        waiter.set_result(None)
+                    else:
+                        waiter.set_exception(error)
             for (_, callback), verdict in zip(batch, verdicts, strict=True):
                 try:
                     callback(verdict)
                 except Exception:
                     log.exception("result callback failed")
-            if self._stored is not None and any(v is Verdict.STORED for v in verdicts):
-                self._stored()
-        self._ready.clear()
+            if self.stored is not None and any(v is Verdict.STORED for v in verdicts):
+                self.stored()
+        if not self._pending and not self._cursors:
+            self._ready.clear()
 
     async def stop(self) -> None:
         """Stop the loop after committing what is pending (the caller bounds the time)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from operator import itemgetter
 from typing import ClassVar
 
 from .errors import ErrorCode, ProtocolError
@@ -28,6 +29,7 @@ from .schema import (
     seq_of,
     text,
     value_rows,
+    values_ok,
 )
 
 __all__ = [
@@ -110,10 +112,22 @@ Row = tuple[Action, tuple[Value, ...]]
 _ACTIONS = {a.value: a for a in Action}
 
 
+_FIRST, _SECOND = itemgetter(0), itemgetter(1)
+
+
 def _check_action_rows(value: object, where: str) -> tuple[Row, ...]:
     """``[[action, [values...]], ...]`` -> tuple of (Action, values); widths are checked by the message."""
     if type(value) is not tuple or len(value) > MAX_ROWS:
         raise bad(where, f"an array of at most {MAX_ROWS} rows", value)
+    # The common case in C loops: pairs, known actions, tuples of SQLite values.  Anything else
+    # takes the row-by-row path below, which names the first culprit.
+    if not value:
+        return ()
+    if set(map(type, value)) == {tuple} and set(map(len, value)) == {2}:
+        actions, rows = list(map(_FIRST, value)), list(map(_SECOND, value))
+        known = set(map(type, actions)) == {str} and set(actions) <= _ACTIONS.keys()
+        if known and set(map(type, rows)) == {tuple} and values_ok(rows):
+            return tuple(zip(map(_ACTIONS.__getitem__, actions), rows, strict=True))
     out: list[Row] = []
     append = out.append
     for i, row in enumerate(value):

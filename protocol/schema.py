@@ -9,8 +9,9 @@ tuples (the codec unpacks with ``use_list=False``) and stay tuples in the messag
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from enum import Enum
+from itertools import chain
 from typing import Any, ClassVar, TypeVar
 
 from .errors import ErrorCode, ProtocolError
@@ -33,6 +34,7 @@ __all__ = [
     "text",
     "value_rows",
     "values",
+    "values_ok",
 ]
 
 #: A column value as SQLite gives it (seams item 1): never stringified.
@@ -154,6 +156,25 @@ def seq_of(item: Check, max_items: int, *, min_items: int = 0) -> Check:
     return check
 
 
+_VALUE_TYPES = frozenset({int, float, str, bytes, type(None)})
+
+
+def values_ok(rows: Iterable[Any]) -> bool:
+    """True when every value of every row is an SQLite value (the fast path: loops run in C).
+
+    Rows must already be tuples.  When False, :func:`check_values` on each row finds the culprit.
+    """
+    flat = list(chain.from_iterable(rows))
+    types = set(map(type, flat))
+    if not types <= _VALUE_TYPES:
+        return False
+    if int in types:
+        ints = [v for v in flat if type(v) is int]
+        if max(ints) > INT64_MAX or min(ints) < INT64_MIN:
+            return False
+    return True
+
+
 def check_values(row: Any, where: str) -> None:
     for i, v in enumerate(row):
         t = type(v)
@@ -182,6 +203,8 @@ def value_rows(max_rows: int, max_width: int) -> Check:
     def check(value: Any, where: str) -> tuple[tuple[Value, ...], ...]:
         if type(value) is not tuple or len(value) > max_rows:
             raise bad(where, f"an array of at most {max_rows} rows", value)
+        if value and set(map(type, value)) == {tuple} and max(map(len, value)) <= max_width and values_ok(value):
+            return value  # the common case, checked in C loops
         for i, row in enumerate(value):
             if type(row) is not tuple or len(row) > max_width:
                 raise bad(f"{where}[{i}]", f"an array of at most {max_width} values", row)
