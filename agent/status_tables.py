@@ -3,8 +3,10 @@
 ``osquery_info``, ``osquery_schedule``, ``osquery_packs`` and ``osquery_flags`` keep
 osquery's exact columns so its monitoring pack runs unchanged; ``agent_info`` and
 ``agent_schedule`` are our own, richer views of the same state.  All read the daemon's
-state from ``context.services["agent"]`` (an :class:`AgentView`); without a daemon
-(``agent-cli query``) osquery_info and agent_info describe the current process.
+state from ``context.services[AGENT_SERVICE]`` (an :class:`AgentView`: the daemon's
+:class:`~agent.status.StatusView`); ``osquery_events`` reads the event manager's report
+(``services[EVENT_MANAGER]``).  Without a daemon (``agent-cli query``) osquery_info and
+agent_info describe the current process.
 """
 
 from __future__ import annotations
