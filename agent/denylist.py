@@ -41,14 +41,19 @@ class Denylist:
         self.reads_events = reads_events
         self.enforce_on_events = enforce_on_events
 
-    def exempt(self, query: ScheduledQuery) -> bool:
-        """``denylist: false``, or an event query while events_enforce_denylist is off."""
-        return not query.denylist or (not self.enforce_on_events and self.reads_events(query.query))
+    def exempt(self, query: ScheduledQuery) -> str | None:
+        """Why ``query`` may not be denylisted (``denylist: false``, an event query), or None."""
+        if not query.denylist:
+            return "denylist: false"
+        if not self.enforce_on_events and self.reads_events(query.query):
+            return "an event query, and events_enforce_denylist is off"
+        return None
 
     def deny(self, query: ScheduledQuery, reason: str) -> float | None:
         """Denylist ``query`` for 24 h unless it is exempt, and log why; the time it runs again (None: exempt)."""
-        if self.exempt(query):
-            log.warning("%s", denylist_message(query.name, reason, None))
+        exempt = self.exempt(query)
+        if exempt is not None:
+            log.warning("%s", denylist_message(query.name, reason, None, exempt))
             return None
         until = self.clock() + DENYLIST_SECONDS
         self.statedb.deny(query.name, until, reason)

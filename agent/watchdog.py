@@ -206,10 +206,10 @@ class ResourceWatch:
         return Verdict(WatchdogAction.INTERRUPT if query_running else WatchdogAction.EXIT, reason)
 
 
-def denylist_message(name: str, reason: str, until: float | None) -> str:
-    """The log line for a query the watchdog stopped (``until`` None: ``denylist: false``)."""
+def denylist_message(name: str, reason: str, until: float | None, exempt: str = "denylist: false") -> str:
+    """The log line for a query the watchdog stopped (``until`` None: not denylisted, because ``exempt``)."""
     if until is None:
-        return f"query {name} {reason}; not denylisted (denylist: false)"
+        return f"query {name} {reason}; not denylisted ({exempt})"
     stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(until))
     return f"query {name} {reason}; denylisted until {stamp}"
 

@@ -173,8 +173,12 @@ async def test_serve_until_the_shutdown_trigger(tmp_path):
     ready = await asyncio.wait_for(loop.sock_recv(notify, 4096), timeout=30)
     assert ready.startswith(b"READY=1")
 
-    status = await asyncio.to_thread(remote_status, agent.settings.socket)
-    assert [q.name for q in status.schedule] == ["one"]
+    for _ in range(600):  # bounded: until the first (and, on a still clock, only) run is recorded
+        status = await asyncio.to_thread(remote_status, agent.settings.socket)
+        if status.schedule and status.schedule[0].executions:
+            break
+        await asyncio.sleep(0.05)
+    assert [(q.name, q.executions) for q in status.schedule] == [("one", 1)]
     local = agent.status()  # what came through the socket is the daemon's own status, typed
     assert (status.schedule, status.events) == (local.schedule, local.events)
     steady = {"uptime": 0.0, "rss_bytes": 0, "cpu_percent": 0.0}
