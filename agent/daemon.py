@@ -252,18 +252,48 @@ class Agent:
         """
         settings = self.settings
         config = self._load_config()
-        options = config.options
         for warning in config.warnings:
             log.warning("config: %s", warning)
-
         worker = Worker()
         await self._start(worker, stop_timeout=0.5)
-        log_dir = options.logger_path or settings.log_dir
-        stores = Stores.open(settings.state_dir, log_dir, options)
+        log_dir = config.options.logger_path or settings.log_dir
+        stores = Stores.open(settings.state_dir, log_dir, config.options)
         # closed on the query thread, after its last job: never under a running query
         self.lifecycle.adopt(Closing("state database", lambda: worker.submit(stores.close)), stop_timeout=0.5)
+        parts = self._parts = self._build(config, stores, worker)
 
-        limits = dataclasses.replace(WatchdogLimits.from_options(options), interval=settings.watchdog_interval)
+        await self._start(parts.executor)  # delivers what the previous run committed
+        queries = await parts.executor.call(parts.packs.evaluate, parts.executor.execute_dicts, self.clock())
+        parts.schedule.set_config_queries(queries)  # the config's queries minus those of inactive packs
+        parts.denylist.log_current()
+        # The socket first: a path that cannot be served fails start-up before kernel audit is touched.
+        await self._start(parts.control, stop_timeout=2.0)
+        await self._start(parts.events)
+        for component in self._background(parts):
+            await self._start(component)
+        # Further long-lived components (the collector uplink) start here, in the order given: after the
+        # schedule and the event sources they read, before READY=1.  Shutdown stops them first.
+        for factory in self.components:
+            await self._start(factory(parts))
+
+        summary = f"{len(parts.schedule.queries)} scheduled queries; {parts.events.choice}"
+        log.info(
+            "agentd %s ready: %s; control socket %s; results in %s",
+            parts.status.info.version,
+            summary,
+            settings.socket,
+            log_dir,
+        )
+        self.notifier.ready(summary)
+
+    def _limits(self, config: AgentConfig) -> WatchdogLimits:
+        return dataclasses.replace(
+            WatchdogLimits.from_options(config.options), interval=self.settings.watchdog_interval
+        )
+
+    def _build(self, config: AgentConfig, stores: Stores, worker: Worker) -> Parts:
+        """Every part, complete and wired, nothing started (construction has no side effects)."""
+        settings, options = self.settings, config.options
         info = AgentInfo(
             uuid=host_uuid() or stores.instance_id,
             instance_id=stores.instance_id,
@@ -272,11 +302,11 @@ class Agent:
             config_hash=config_hash(config, settings.config_path),
             config_valid=True,
             state_dir=settings.state_dir,
-            log_dir=log_dir,
+            log_dir=stores.log_dir,
             socket=settings.socket,
             results_log=stores.writer.results.path,
             events_enabled=not options.disable_events,
-            watchdog_enabled=limits.enabled,
+            watchdog_enabled=self._limits(config).enabled,
         )
         activity = Activity()
         events = EventManager(options, state_dir=settings.state_dir)
@@ -295,9 +325,7 @@ class Agent:
             own_rss=own_rss,
         )
         database = Database(
-            _specs(events),
-            time_limit=options.schedule_timeout,
-            services={AGENT_SERVICE: status, **events.services},
+            _specs(events), time_limit=options.schedule_timeout, services={AGENT_SERVICE: status, **events.services}
         )
         decorations = DecorationRunner(lambda sql: database.execute(sql).dicts(), config.decorators)
         runner = QueryRunner(
@@ -324,7 +352,17 @@ class Agent:
             reads_events=lambda sql: bool(event_tables_in(database, sql)),
             enforce_on_events=options.events_enforce_denylist,
         )
-        parts = self._parts = Parts(
+        loop = ScheduleLoop(
+            schedule,
+            packs,
+            executor,
+            denylist,
+            clock=self.clock,
+            schedule_timeout=options.schedule_timeout,
+            query_grace=settings.query_grace,
+            on_failure=self._part_failed,
+        )
+        return Parts(
             settings=settings,
             config=config,
             stores=stores,
@@ -336,49 +374,31 @@ class Agent:
             executor=executor,
             denylist=denylist,
             control=ControlServer(settings.socket, FunctionHandler(executor.query, status.build)),
-            loop=ScheduleLoop(
-                schedule,
-                packs,
-                executor,
-                denylist,
-                clock=self.clock,
-                schedule_timeout=options.schedule_timeout,
-                query_grace=settings.query_grace,
-                on_failure=self._part_failed,
-            ),
+            loop=loop,
             on_failure=self._part_failed,
         )
 
-        await self._start(executor)  # delivers what the previous run committed
-        schedule.set_config_queries(await executor.call(packs.evaluate, executor.execute_dicts, self.clock()))
-        denylist.log_current()
-        # The socket first: a path that cannot be served fails start-up before kernel audit is touched.
-        await self._start(parts.control, stop_timeout=2.0)
-        await self._start(events)
+    def _background(self, parts: Parts) -> list[Component]:
+        """The watchdog, the systemd watchdog ping and the event-loss report (those that apply)."""
+        components: list[Component] = []
+        limits = self._limits(parts.config)
         if limits.enabled:
-            watchdog = Watchdog(
-                limits,
-                activity,
-                interrupt=executor.interrupt,
-                deny=denylist.deny_name,
-                request_stop=self.request_stop,
-                on_failure=self._part_failed,
+            components.append(
+                Watchdog(
+                    limits,
+                    parts.activity,
+                    interrupt=parts.executor.interrupt,
+                    deny=parts.denylist.deny_name,
+                    request_stop=self.request_stop,
+                    on_failure=self._part_failed,
+                )
             )
-            await self._start(watchdog)
         if self.sd_watchdog_interval:
-            interval = self.sd_watchdog_interval
-            await self._start(Periodic("sd-watchdog", interval, self.notifier.watchdog, self._part_failed, first=0))
-        await self._start(Periodic("event-loss", settings.loss_report_interval, self._report_losses, self._part_failed))
-        # Further long-lived components (the collector uplink) start here, in the order given: after the
-        # schedule and the event sources they read, before READY=1.  Shutdown stops them first.
-        for factory in self.components:
-            await self._start(factory(parts))
-
-        summary = f"{len(schedule.queries)} scheduled queries; {events.choice}"
-        log.info(
-            "agentd %s ready: %s; control socket %s; results in %s", info.version, summary, settings.socket, log_dir
-        )
-        self.notifier.ready(summary)
+            ping = self.notifier.watchdog
+            components.append(Periodic("sd-watchdog", self.sd_watchdog_interval, ping, self._part_failed, first=0))
+        interval = self.settings.loss_report_interval
+        components.append(Periodic("event-loss", interval, self._report_losses, self._part_failed))
+        return components
 
     async def run(self) -> None:
         """Run the schedule until a stop is requested (signal, shutdown trigger, watchdog, a failed part)."""
@@ -423,7 +443,7 @@ class Agent:
         if summary:
             log.warning("%s", summary)
 
-    # -- what tests and the control socket ask ------------------------------------------------
+    # -- conveniences for tests and embedding (the control socket talks to the parts directly) --
 
     async def run_due(self, now: float | None = None) -> list[RunOutcome]:
         """Run every query due at ``now`` (default: the clock), one at a time; their outcomes."""
