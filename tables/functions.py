@@ -148,5 +148,6 @@ def register_functions(connection: apsw.Connection) -> None:
     """Add osquery's extra functions to ``connection`` (deterministic, so usable anywhere)."""
     for name, (func, nargs) in _FUNCTIONS.items():
         connection.create_scalar_function(name, func, nargs, deterministic=True)
-    connection.create_scalar_function("community_id_v1", community_id_v1, 5, deterministic=True)
-    connection.create_scalar_function("community_id_v1", community_id_v1, 6, deterministic=True)
+    community: Callable[..., Any] = community_id_v1  # 5 or 6 arguments: as _FUNCTIONS' entries are typed
+    connection.create_scalar_function("community_id_v1", community, 5, deterministic=True)
+    connection.create_scalar_function("community_id_v1", community, 6, deterministic=True)
