@@ -291,3 +291,83 @@ class Operator:
         (reply,) = await self.request(op.ListHosts(self.session.next_req()))
         assert isinstance(reply, op.HostList)
         return list(reply.hosts)
+
+
+class Agentd:
+    """An agentd process with its own state and log directories, pointed at collectors."""
+
+    def __init__(self, directory: Path, config: dict[str, Any], *, extra_args: Sequence[str] = ()) -> None:
+        self.directory = directory
+        self.config_path = directory / "agentd.conf"
+        self.config_path.write_text(json.dumps(config))
+        self.extra_args = list(extra_args)
+        self.process: subprocess.Popen[str] | None = None
+        self.log_path = directory / "agentd.log"
+        self.socket = directory / "agentd.sock"
+
+    def start(self) -> Agentd:
+        log = open(self.log_path, "a")
+        offset = log.tell()
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "agent.daemon",
+                "--config",
+                str(self.config_path),
+                "--state-dir",
+                str(self.directory / "state"),
+                "--log-dir",
+                str(self.directory / "log"),
+                "--socket",
+                str(self.socket),
+                *self.extra_args,
+            ],
+            cwd=self.directory,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=_env(),
+        )
+        log.close()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if "ready:" in self.log()[offset:]:
+                return self
+            if self.process.poll() is not None:
+                raise RuntimeError(f"agentd exited with {self.process.returncode}:\n{self.log()}")
+            time.sleep(0.05)
+        raise RuntimeError(f"agentd did not start:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def status(self) -> Any:
+        from agent.control import remote_status
+
+        return remote_status(str(self.socket))
+
+    def stop(self, timeout: float = 30.0) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(10)
+        # A SIGKILLed agentd leaves its socket file; the next start replaces a stale one.
+
+    def close(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+def growing_query(start: float, total: int, per_second: int) -> str:
+    """SQL whose result grows by ``per_second`` rows a second up to ``total`` (each new row reported once)."""
+    return (
+        "WITH RECURSIVE c(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM c WHERE n + 1 < "
+        f"min({total}, (CAST(strftime('%s', 'now') AS INTEGER) - {int(start)} + 1) * {per_second})) "
+        "SELECT n, 'row ' || n AS text FROM c"
+    )
