@@ -249,3 +249,81 @@ def test_event_table_subscription_streams_new_rows(dirs, processes):
     assert any(marker in r["columns"]["cmdline"] for r in found)
     assert agent.stop() == 0 and server.stop() == 0
     assert json.loads(json.dumps(found[0]))["action"] == "added"
+
+
+def agent_cli(server: Collectord, *argv: str):
+    import subprocess
+    import sys
+
+    from tests._collector import _env
+
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "agent.cli",
+            "--collector",
+            server.url,
+            "--token-file",
+            str(server.state / "operator-token"),
+            *argv,
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=120,
+        check=False,
+    )
+
+
+def test_fleet_query_and_revoke_with_a_real_agent(dirs, processes):
+    server = Collectord(dirs / "c")
+    processes.append(server)
+    server.start()
+    agent = Agentd(dirs / "a", agent_config([server.url], server.state / "enroll-secret", "SELECT 1 AS n"))
+    processes.append(agent)
+    agent.start()
+    wait_for(lambda: agent.status().uplink.state == "connected", "the agent's connection")
+    done = agent_cli(server, "query", "--all", "--json", "SELECT pid, 2.5 AS f, NULL AS z FROM processes WHERE pid = 1")
+    assert done.returncode == 0, done.stderr
+    (row,) = json.loads(done.stdout)
+    assert row["pid"] == "1" and row["f"] == "2.5" and row["z"] == ""
+    assert done.stderr.strip().endswith(": 1 rows")
+    bad = agent_cli(server, "query", "--all", "SELECT * FROM no_such_table")
+    assert bad.returncode == 1 and "error: no such table: no_such_table" in bad.stderr
+    # Collector SQL runs through the read-only authorizer.
+    write = agent_cli(server, "query", "--all", "CREATE TABLE t (x)")
+    assert write.returncode == 1 and "error:" in write.stderr and "not authorized" in write.stderr
+    revoked = agent_cli(server, "revoke", agent.status().agent.host_identifier)
+    assert revoked.returncode == 0, revoked.stderr
+    wait_for(lambda: agent.status().uplink.state == "revoked", "the agent to learn it is revoked")
+    assert "this host was revoked by the collector" in agent.log()
+    assert agent.stop() == 0 and server.stop() == 0
+
+
+def test_bad_input_while_a_real_agent_streams(dirs, processes):
+    from tests.test_collectord import bad_frame_after_welcome, oversized_frame, replayed_sequence, silent_client
+
+    server = Collectord(dirs / "c", "[limits]\nhello_timeout = 1.5\nmax_frame = 131072\n")
+    processes.append(server)
+    server.start()
+    total = 5000
+    agent = Agentd(
+        dirs / "a", agent_config([server.url], server.state / "enroll-secret", growing_query(time.time(), total, 700))
+    )
+    processes.append(agent)
+    agent.start()
+
+    async def attacks():
+        results = []
+        for attack in (bad_frame_after_welcome, replayed_sequence, oversized_frame, silent_client):
+            results.append(await attack(server))
+        return results
+
+    outcomes = asyncio.run(attacks())
+    assert [code for _, code in outcomes] == [1008, 1008, 1009, 1008]
+    wait_for(lambda: sum(numbers(server).values()) >= total, "every row of the real agent", timeout=120)
+    rows = numbers(server)
+    assert sorted(rows) == list(range(total)) and set(rows.values()) == {1}
+    assert agent.status().uplink.state == "connected"
+    assert agent.stop() == 0 and server.stop() == 0
