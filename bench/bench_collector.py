@@ -286,6 +286,14 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 
     summaries = [json.loads(c.stdout.read().strip().splitlines()[-1]) for c in clients if c.stdout is not None]
     total = {k: sum(s[k] for s in summaries) for k in summaries[0]}
+    drained = time.time()
+    while time.time() < drained + 120:  # let the sink catch up with what was acknowledged
+        with open(results, "rb") as handle:
+            if sum(1 for _ in handle) >= total["rows_acked"]:
+                break
+        time.sleep(0.5)
+    drain_seconds = time.time() - drained
+    cpu_total = sum(proc.cpu_times()[:2])
     collectord.send_signal(signal.SIGTERM)
     collectord.wait(60)
     log.close()
@@ -306,6 +314,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "clients_cpu_percent": clients_cpu,
         "latency_p50_ms": percentile(latencies, 0.50) * 1000,
         "latency_p99_ms": percentile(latencies, 0.99) * 1000,
+        "collector_cpu_us_per_row": cpu_total / max(1, sink_rows) * 1e6,
+        "sink_drain_after_end_s": drain_seconds,
         "rows_sent": total["rows_sent"],
         "rows_acked": total["rows_acked"],
         "rows_in_sink": sink_rows,

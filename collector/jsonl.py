@@ -80,7 +80,7 @@ def format_lines(batch: ResultBatch) -> bytes:
 class JsonLinesSink:
     """Appends every accepted result row to ``path`` once."""
 
-    def __init__(self, path: str, *, fsync: bool = True, name: str = "jsonl", batch: int = 2048) -> None:
+    def __init__(self, path: str, *, fsync: bool = True, name: str = "jsonl", batch: int = 512) -> None:
         self.path = path
         self.fsync = fsync
         self.name = name
@@ -101,6 +101,10 @@ class JsonLinesSink:
         os.lseek(fd, size, os.SEEK_SET)
         return fd, size
 
+    def _format_and_write(self, fd: int, items: Sequence[OutboxItem], offset: int) -> int:
+        data, _ = _encode(items)
+        return self._write(fd, data) if data else offset
+
     def _write(self, fd: int, data: bytes) -> int:
         view = memoryview(data)
         while view:
@@ -118,10 +122,11 @@ class JsonLinesSink:
         try:
             while True:
                 items = await feed.read(position, self.batch)
-                data, rows = _encode(items)
-                if data:
-                    # Shielded: a cancelled sink must not close the file under a write in progress.
-                    write = asyncio.ensure_future(asyncio.to_thread(self._write, fd, data))
+                rows = sum(len(i.rows) for i in items if isinstance(i, ResultBatch))
+                if rows:
+                    # Formatted and written on a thread (the event loop keeps serving agents meanwhile);
+                    # shielded: a cancelled sink must not close the file under a write in progress.
+                    write = asyncio.ensure_future(asyncio.to_thread(self._format_and_write, fd, items, offset))
                     offset = await asyncio.shield(write)
                 position = items[-1].position
                 # Not awaited: the next batch is formatted and written while the cursor is committed

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
+from operator import itemgetter
 from typing import Any
 
 import msgpack
@@ -153,6 +154,7 @@ def _hash_key(node_key: str) -> bytes:
 
 
 _ACTIONS = {a.value: a for a in Action}
+_FIRST, _SECOND = itemgetter(0), itemgetter(1)
 
 
 class Registry:
@@ -741,7 +743,7 @@ def _item(position: int, kind: int, host_id: str, data: bytes) -> OutboxItem:
             owner=owner,
             route=route,
             columns=columns,
-            rows=tuple((_ACTIONS[a], v) for a, v in rows),
+            rows=tuple(zip(map(_ACTIONS.__getitem__, map(_FIRST, rows)), map(_SECOND, rows), strict=True)),
             counter=counter,
             epoch=epoch,
             host_time=host_time,
