@@ -357,7 +357,7 @@ def test_kill_9_between_and_inside_runs(tmp_path):
 
 def test_uplink_hook_gets_typed_rows_in_the_run_transaction(env):
     """The collector gets values as SQLite gave them (never strings), removed rows first, in the commit."""
-    items, _store, _db, state, writer, make, _tmp = env
+    items, _store, _db, _state, writer, make, _tmp = env
     runner = make()
     seen = []
 
