@@ -183,8 +183,8 @@ def _reason(exc: BaseException) -> str:
         if frame is None:
             return "no close frame"
         return f"code {frame.code}" + (f" ({frame.reason})" if frame.reason else "")
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
+    if isinstance(exc, OSError) and exc.errno:
+        return os.strerror(exc.errno)  # "Connection refused", not asyncio's "Connect call failed (...)"
     return str(exc) or type(exc).__name__
 
 

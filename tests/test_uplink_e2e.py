@@ -327,3 +327,24 @@ def test_bad_input_while_a_real_agent_streams(dirs, processes):
     assert sorted(rows) == list(range(total)) and set(rows.values()) == {1}
     assert agent.status().uplink.state == "connected"
     assert agent.stop() == 0 and server.stop() == 0
+
+
+def test_an_unreachable_collector_is_logged_once_and_results_wait(dirs, processes):
+    import socket
+
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nothing listens there
+    secret = dirs / "secret"
+    secret.write_text("an-enroll-secret-for-the-test\n")
+    agent = Agentd(dirs / "a", agent_config([f"ws://127.0.0.1:{port}"], secret, growing_query(time.time(), 500, 100)))
+    processes.append(agent)
+    agent.start()
+    status = wait_for(
+        lambda: (up := agent.status().uplink) is not None and up.queued_rows >= 300 and up, "rows waiting in the queue"
+    )
+    assert status.state in ("disconnected", "connecting") and "Connection refused" in status.last_error
+    # Several attempts were made by now (backoff 1, 2, 4 s...), one line says so.
+    assert agent.log().count("uplink disconnected: cannot reach") == 1
+    assert agent.stop() == 0

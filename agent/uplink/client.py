@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import os
 import random
 import socket
 import ssl
@@ -549,6 +550,6 @@ def _reason(exc: BaseException) -> str:
         if frame is None:
             return "closed without a close frame"
         return f"closed with code {frame.code}" + (f" ({frame.reason})" if frame.reason else "")
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
+    if isinstance(exc, OSError) and exc.errno:
+        return os.strerror(exc.errno)  # "Connection refused", not asyncio's "Connect call failed (...)"
     return str(exc) or type(exc).__name__
