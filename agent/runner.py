@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -153,6 +154,41 @@ def _as_numbers(rows: Sequence[Mapping[str, str]], numeric: set[str]) -> list[di
                 converted[key] = value
         out.append(converted)
     return out
+
+
+def _diff_as_text(
+    before: Sequence[Mapping[str, Any]], now: Sequence[Mapping[str, Any]], columns: Sequence[str]
+) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """(added, removed) of typed rows, with osquery's rule that rows equal as text are no change.
+
+    The rows are diffed typed (the common case, nothing changed, is one comparison); then an
+    added and a removed row that print the same (a value whose type moved, or previous results
+    an older agentd stored as text) cancel out.  The extra work is proportional to the changes.
+    """
+    added, removed = diff(before, now)
+    if not (added and removed):
+        return added, removed
+
+    def text(row: Mapping[str, Any]) -> tuple[str, ...]:
+        return tuple(stringify(row.get(c)) for c in columns)
+
+    removed_text = [text(r) for r in removed]
+    available = Counter(removed_text)
+    cancelled: Counter[tuple[str, ...]] = Counter()
+    kept_added = []
+    for row in added:
+        key = text(row)
+        if available[key] > cancelled[key]:
+            cancelled[key] += 1
+        else:
+            kept_added.append(row)
+    kept_removed = []
+    for row, key in zip(removed, removed_text, strict=True):
+        if cancelled[key]:
+            cancelled[key] -= 1
+        else:
+            kept_removed.append(row)
+    return kept_added, kept_removed
 
 
 class DecorationRunner:
@@ -295,13 +331,10 @@ class QueryRunner:
             store_rows, counter = raw, 0
         else:
             assert previous is not None
-            # Compared as osquery compares them (as strings); kept and sent typed.
-            before = previous.rows
-            before_text = [{k: stringify(v) for k, v in r.items()} for r in before]
-            typed = {id(t): v for t, v in zip(before_text, before, strict=True)}
-            typed.update((id(t), v) for t, v in zip(rows, raw, strict=True))
-            added, removed = diff(before_text, rows)
-            typed_added, typed_removed = [typed[id(r)] for r in added], [typed[id(r)] for r in removed]
+            typed_added, typed_removed = _diff_as_text(previous.rows, raw, columns)
+            text = {id(t): s for t, s in zip(raw, rows, strict=True)}
+            added = [text[id(r)] for r in typed_added]
+            removed = [{k: stringify(v) for k, v in r.items()} for r in typed_removed]
             changed = bool(added or removed)
             store_rows = raw if changed else None
             counter = (previous.counter or 0) + 1 if changed else previous.counter
