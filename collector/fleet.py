@@ -10,6 +10,7 @@ pushed to it at once if it is connected, and reconciled at its next hello otherw
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import logging
 import secrets
@@ -233,9 +234,10 @@ class Fleet:
     async def renew_leases(self) -> None:
         """Extend the leases of connected hosts; a lease lost (revoked, taken over) closes its link."""
         leases = list(self.leases.values())
-        if not leases:
-            return
-        lost = await self.store.call(lambda r: r.renew(leases, LEASE_TTL))
+        lost: list[Lease] = []
+        for start in range(0, len(leases), 200):  # small transactions: results commits go in between
+            chunk = leases[start : start + 200]
+            lost.extend(await self.store.call(functools.partial(Registry.renew, leases=chunk, ttl=LEASE_TTL)))
         for lease in lost:
             link = self.links.get(lease.host_id)
             if link is not None and self.leases.get(lease.host_id) == lease:

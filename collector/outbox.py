@@ -130,12 +130,19 @@ class Sinks:
             except Exception as exc:  # noqa: BLE001 - retried at the next interval
                 log.warning("pruning the outbox failed: %s", exc)
 
-    async def prune(self, names: Sequence[str] | None = None) -> int:
-        """Delete what every sink has (everything, when there is no sink at all)."""
-        names = [s.name for s in self.sinks] if names is None else list(names)
-        if names:
-            return await self.store.call(lambda r: r.prune(names))
-        return await self.store.call(lambda r: r.prune_all())
+    async def prune(self, names: Sequence[str] | None = None, chunk: int = 2000) -> int:
+        """Delete what every sink has (everything, when there is no sink at all), ``chunk`` rows per
+        transaction so the group commit's transactions go in between."""
+        wanted = [s.name for s in self.sinks] if names is None else list(names)
+        total = 0
+        while True:
+            if wanted:
+                deleted = await self.store.call(lambda r: r.prune(wanted, chunk))
+            else:
+                deleted = await self.store.call(lambda r: r.prune_all(chunk))
+            total += deleted
+            if deleted < chunk:
+                return total
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -645,19 +645,30 @@ class Registry:
                 )
             db.execute("INSERT OR REPLACE INTO cursors VALUES (?, ?, ?)", (cursor.sink, cursor.position, cursor.state))
 
-    def prune(self, sinks: Iterable[str]) -> int:
-        """Delete outbox items every one of ``sinks`` has; returns how many.  No sinks: nothing is deleted."""
+    def prune(self, sinks: Iterable[str], limit: int | None = None) -> int:
+        """Delete outbox items every one of ``sinks`` has (at most ``limit``, oldest first); how many.
+
+        No sinks: nothing is deleted.  Callers delete in chunks so commits of results are not held up.
+        """
         names = list(sinks)
         if not names:
             return 0
         low = min(self.cursor(name).position for name in names)
-        with self._transaction() as db:
-            return db.execute("DELETE FROM outbox WHERE position <= ?", (low,)).rowcount
+        return self._delete_upto(low, limit)
 
-    def prune_all(self) -> int:
-        """Delete every outbox item (there is no sink to deliver them to)."""
+    def prune_all(self, limit: int | None = None) -> int:
+        """Delete outbox items (there is no sink to deliver them to); at most ``limit``."""
+        return self._delete_upto(self.head(), limit)
+
+    def _delete_upto(self, position: int, limit: int | None) -> int:
         with self._transaction() as db:
-            return db.execute("DELETE FROM outbox").rowcount
+            if limit is None:
+                return db.execute("DELETE FROM outbox WHERE position <= ?", (position,)).rowcount
+            return db.execute(
+                "DELETE FROM outbox WHERE position IN "
+                "(SELECT position FROM outbox WHERE position <= ? ORDER BY position LIMIT ?)",
+                (position, limit),
+            ).rowcount
 
     def outbox_size(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM outbox").fetchone()[0])
