@@ -27,6 +27,7 @@ bench: $(BIN)/agent-cli
 	$(BIN)/python bench/bench_diff.py
 	$(BIN)/python bench/bench_audit.py
 	$(BIN)/python bench/bench_agentd.py
+	$(BIN)/python bench/bench_collector.py
 
 ## lint: ruff (check and format --check) and mypy over the packages
 lint: $(BIN)/agent-cli
