@@ -34,6 +34,7 @@ __all__ = ["LogInput", "ReplayError", "ReplayStats", "replay"]
 
 MAX_EXAMPLES = 10
 EXPIRE_EVERY = 64  # lines between checks of the window
+MAX_LINE = 16 << 20  # bytes of a line that are read; a longer one is not a record (see records.MAX_BODY)
 
 #: leading bytes -> compression; the ones Python reads, and the ones it can only name
 _READABLE = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"))
@@ -143,7 +144,8 @@ def _type_name(text: str) -> str:
 class LogInput:
     """The lines of an audit log: a file or ``-`` (standard input), plain or gzip/bzip2/xz-compressed.
 
-    Iterating yields the lines as bytes, newline kept.  A read or decompression error
+    Iterating yields the lines as bytes, newline kept (only the first ``MAX_LINE`` bytes of a
+    longer line, which then reads as cut short).  A read or decompression error
     ends the lines early instead of raising (what was read still counts): ``error``
     then says why.  Opening raises OSError (file not there, a directory, not readable)
     or :class:`ReplayError` (a compression Python cannot read: the message names it).
@@ -189,8 +191,16 @@ class LogInput:
         return raw
 
     def __iter__(self) -> Iterator[bytes]:
+        readline = self._stream.readline
         try:
-            yield from self._stream
+            while True:
+                line = readline(MAX_LINE)
+                if not line:
+                    return
+                if len(line) == MAX_LINE and not line.endswith(b"\n"):  # not a log line: keep its start only
+                    while (rest := readline(MAX_LINE)) and not rest.endswith(b"\n"):
+                        pass
+                yield line
         except EOFError:
             self.error = f"the {self.compression} data ends early (the file is cut short)"
         except (OSError, zlib.error, lzma.LZMAError) as exc:

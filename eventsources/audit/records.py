@@ -70,6 +70,10 @@ _HEX_PREFIX = re.compile(r"[0-9A-Fa-f]*")
 #: followed by a space or the end.  Possessive quantifiers: the match never backtracks, so it is linear.
 _CLEAN_BODY = re.compile(r'(?:[!#-&(-<>-~]++=(?:"[!#-~]*+"|[!#-&(-~]*+)(?: |$))*+')
 _SHOW = 40  # characters of damaged text quoted in a message
+#: longer than any record the kernel writes (its records fit a netlink message; auditd reads 8,970 bytes):
+#: the fields past this are not read, so a hostile line costs at most this much parsing
+MAX_BODY = 65536
+MAX_DAMAGE = 16  # damage entries kept per record; the rest are counted in one more
 
 
 class RecordError(ValueError):
@@ -127,7 +131,15 @@ class Record:
     def fields(self) -> dict[str, str]:
         """Raw values by field name (quotes kept: decode with :func:`decode_untrusted`)."""
         if self._fields is None:
-            self._fields, self._damage = scan_fields(self.body)
+            body = self.body
+            if len(body) > MAX_BODY:
+                self._fields, damage = scan_fields(body[: body.rfind(" ", 0, MAX_BODY) + 1 or MAX_BODY])
+                self._damage = (
+                    Damage(None, f"{len(body):,} characters, more than any record holds: the first {MAX_BODY:,} read"),
+                    *damage,
+                )
+            else:
+                self._fields, self._damage = scan_fields(body)
             if self.cut:
                 self._damage = (Damage(None, "the line ends without a newline (cut short)"), *self._damage)
         return self._fields
@@ -274,6 +286,9 @@ def scan_fields(body: str) -> tuple[dict[str, str], tuple[Damage, ...]]:
             damage.append(Damage(key, "the field appears twice (two records run together?)"))
             continue
         out[key] = value
+    if len(damage) > MAX_DAMAGE:
+        more = len(damage) - MAX_DAMAGE
+        damage[MAX_DAMAGE:] = [Damage(None, f"and {more:,} more unreadable fields")]
     return out, tuple(damage)
 
 
