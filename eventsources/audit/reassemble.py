@@ -57,7 +57,10 @@ class Reassembler:
         self.timeout = timeout
         self.max_pending = max_pending
         self.end_on_proctitle = end_on_proctitle
-        self._pending: dict[EventKey, tuple[float, AuditEvent]] = {}  # key -> (first seen, event); insertion-ordered
+        # serial -> (first seen, event), insertion-ordered; an event whose serial is already taken by another
+        # node's or another time's event is keyed on (node, serial, timestamp) instead: the common case hashes an int
+        self._pending: dict[int | EventKey, tuple[float, AuditEvent]] = {}
+        self._full_keys = 0  # how many of _pending's keys are (node, serial, timestamp)
         self.completed = 0
         self.timed_out = 0
         self.evicted = 0
@@ -67,50 +70,62 @@ class Reassembler:
         return len(self._pending)
 
     def push(self, record: Record, now: float) -> AuditEvent | None:
-        key = (record.node, record.serial, record.ts)
-        entry = self._pending.get(key)
+        pending = self._pending
+        key: int | EventKey = record.serial
+        entry = pending.get(key)
+        if entry is not None:
+            event = entry[1]
+            if event.ts != record.ts or event.node != record.node:  # the serial of another event
+                key = (record.node, record.serial, record.ts)
+                entry = pending.get(key)
+        elif self._full_keys:
+            key = (record.node, record.serial, record.ts)
+            entry = pending.get(key)
         rtype = record.type
         if rtype == EOE:
-            if entry is None:
-                return None  # an EOE alone: an event we did not keep (or already flushed)
-            del self._pending[key]
-            event = entry[1]
-            event.complete = True
-            self.completed += 1
-            return event
+            return self._complete(key) if entry is not None else None  # an EOE alone: an event we did not keep
         if entry is None:
             event = AuditEvent(record.serial, record.ts, [record], node=record.node)
-            self._pending[key] = (now, event)
-            if len(self._pending) > self.max_pending:
+            pending[key] = (now, event)
+            if key.__class__ is tuple:
+                self._full_keys += 1
+            if len(pending) > self.max_pending:
                 self._evict_oldest()
         else:
             event = entry[1]
             event.records.append(record)
-        if rtype == SYSCALL:
-            event.has_syscall = True
-        elif rtype == PROCTITLE:
-            event.has_proctitle = True
-        else:
-            return None
-        if self.end_on_proctitle and event.has_syscall and event.has_proctitle:
-            del self._pending[key]
-            event.complete = True
-            self.completed += 1
-            return event
+        if self.end_on_proctitle:
+            if rtype == SYSCALL:
+                event.has_syscall = True
+            elif rtype == PROCTITLE:
+                event.has_proctitle = True
+            else:
+                return None
+            if event.has_syscall and event.has_proctitle:
+                return self._complete(key)
         return None
+
+    def _complete(self, key: int | EventKey) -> AuditEvent:
+        event = self._pop(key)
+        event.complete = True
+        self.completed += 1
+        return event
+
+    def _pop(self, key: int | EventKey) -> AuditEvent:
+        if key.__class__ is tuple:
+            self._full_keys -= 1
+        return self._pending.pop(key)[1]
 
     def expire(self, now: float) -> list[AuditEvent]:
         """Events first seen more than ``timeout`` ago (and any evicted), oldest first."""
         out, self._evicted = self._evicted, []
         cutoff = now - self.timeout
-        done: list[EventKey] = []
-        for key, (seen, event) in self._pending.items():
+        done: list[int | EventKey] = []
+        for key, (seen, _event) in self._pending.items():
             if seen > cutoff:
                 break  # insertion order = arrival order
             done.append(key)
-            out.append(event)
-        for key in done:
-            del self._pending[key]
+        out.extend(self._pop(key) for key in done)
         self.timed_out += len(done)
         return out
 
@@ -122,6 +137,7 @@ class Reassembler:
             out.append(event)
         self.completed += len(self._pending)
         self._pending.clear()
+        self._full_keys = 0
         return out
 
     def flush(self) -> list[AuditEvent]:
@@ -130,9 +146,9 @@ class Reassembler:
         out.extend(event for _, event in self._pending.values())
         self.timed_out += len(self._pending)
         self._pending.clear()
+        self._full_keys = 0
         return out
 
     def _evict_oldest(self) -> None:
-        key = next(iter(self._pending))
-        self._evicted.append(self._pending.pop(key)[1])
+        self._evicted.append(self._pop(next(iter(self._pending))))
         self.evicted += 1

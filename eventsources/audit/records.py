@@ -130,26 +130,30 @@ class Record:
     @property
     def fields(self) -> dict[str, str]:
         """Raw values by field name (quotes kept: decode with :func:`decode_untrusted`)."""
-        if self._fields is None:
-            body = self.body
-            if len(body) > MAX_BODY:
-                self._fields, damage = scan_fields(body[: body.rfind(" ", 0, MAX_BODY) + 1 or MAX_BODY])
-                self._damage = (
-                    Damage(None, f"{len(body):,} characters, more than any record holds: the first {MAX_BODY:,} read"),
-                    *damage,
-                )
-            else:
-                self._fields, self._damage = scan_fields(body)
-            if self.cut:
-                self._damage = (Damage(None, "the line ends without a newline (cut short)"), *self._damage)
-        return self._fields
+        fields = self._fields
+        return fields if fields is not None else self._parse()
 
     @property
     def damage(self) -> tuple[Damage, ...]:
         """What of this record could not be read (empty when all of it could); parses the record."""
         if self._fields is None:
-            self.fields  # noqa: B018 - parses, and fills _damage
+            self._parse()
         return self._damage
+
+    def _parse(self) -> dict[str, str]:
+        body = self.body
+        if len(body) > MAX_BODY:
+            fields, damage = scan_fields(body[: body.rfind(" ", 0, MAX_BODY) + 1 or MAX_BODY])
+            damage = (
+                Damage(None, f"{len(body):,} characters, more than any record holds: the first {MAX_BODY:,} read"),
+                *damage,
+            )
+        else:
+            fields, damage = scan_fields(body)
+        if self.cut:
+            damage = (Damage(None, "the line ends without a newline (cut short)"), *damage)
+        self._fields, self._damage = fields, damage
+        return fields
 
     @property
     def name(self) -> str:
@@ -242,11 +246,19 @@ def scan_fields(body: str) -> tuple[dict[str, str], tuple[Damage, ...]]:
     ``msg='...'`` is read as the record's own fields (as auparse does).  Only the first
     of a repeated field is kept.
     """
+    if not body:
+        return {}, ()
     if _CLEAN_BODY.fullmatch(body):  # the kernel's own text: every piece is name=value, nothing to repair
-        pairs = [tok.partition("=") for tok in body.split(" ")] if body else []
-        fields = {key: value for key, _, value in pairs}
-        if len(fields) == len(pairs):
-            return fields, ()
+        parts = body.replace(" ", "=").split("=")
+        if len(parts) == 2 * body.count(" ") + 2:  # no '=' in a value: names and values alternate
+            fields = dict(zip(parts[::2], parts[1::2], strict=True))
+            if 2 * len(fields) == len(parts):
+                return fields, ()
+        else:
+            pairs = [tok.partition("=") for tok in body.split(" ")]
+            fields = {key: value for key, _, value in pairs}
+            if len(fields) == len(pairs):
+                return fields, ()
     out: dict[str, str] = {}
     damage: list[Damage] = []
     check_chars = not (body.isascii() and body.isprintable())
@@ -363,8 +375,8 @@ def execve_args(records: list[Record]) -> ExecveArgs:
     argc: int | None = None
     args: dict[int, str] = {}
     damage: list[tuple[Record, Damage]] = []
-    lengths: dict[int, tuple[str, Record]] = {}
-    chunks: dict[int, dict[int, tuple[str, Record]]] = {}
+    lengths: dict[int, tuple[str, Record]] | None = None  # created when an argument comes in chunks
+    chunks: dict[int, dict[int, tuple[str, Record]]] | None = None
     for rec in records:
         for key, value in rec.fields.items():
             if key == "argc":
@@ -377,21 +389,29 @@ def execve_args(records: list[Record]) -> ExecveArgs:
                 continue
             rest = key[1:]
             if rest.isdigit():
+                if value[:1] == '"':  # the usual form, read here without a call
+                    args[int(rest)] = value[1:-1]
+                    continue
                 text, problem = read_untrusted(value)
                 if problem is not None:
                     damage.append((rec, Damage(key, problem)))
                 args[int(rest)] = text or ""
                 continue
             if rest.endswith("_len") and rest[:-4].isdigit():
+                if lengths is None:
+                    lengths = {}
                 lengths[int(rest[:-4])] = (value, rec)
                 continue
             bracket = rest.find("[")
             if bracket > 0 and rest.endswith("]"):
                 idx, part = rest[:bracket], rest[bracket + 1 : -1]
                 if idx.isdigit() and part.isdigit():
+                    if chunks is None:
+                        chunks = {}
                     chunks.setdefault(int(idx), {})[int(part)] = (value, rec)
-    for arg, parts in chunks.items():
-        args[arg] = _join_chunks(arg, parts, lengths.get(arg), damage)
+    if chunks is not None:
+        for arg, parts in chunks.items():
+            args[arg] = _join_chunks(arg, parts, lengths.get(arg) if lengths else None, damage)
     argv = [args[i] for i in sorted(args)]
     return ExecveArgs(argv, argc, damage)
 

@@ -133,8 +133,10 @@ class RowBuilder:
     def build(self, event: AuditEvent) -> tuple[str, dict[str, Any]] | None:
         """(table, row) for one event, or None (counted in ``skipped``; damage in ``malformed``)."""
         damaged = False
-        for rec in event.records:
-            if rec.damage:  # parses every record, those the row does not read too: damage anywhere is counted
+        for rec in event.records:  # parse every record, those the row does not read too: damage anywhere counts
+            if rec._fields is None:
+                rec._parse()
+            if rec._damage:
                 damaged = True
         found: dict[int, list[Damage]] = {}  # id(record) -> damage found while building (bad numbers, hex, ...)
         built = self._build(event, found)
@@ -186,9 +188,13 @@ class RowBuilder:
             self._skip("own_pid")
             return None
         ts = event.ts
-        exe, problem = read_untrusted(f.get("exe"))
-        if problem is not None:
-            found.setdefault(id(syscall), []).append(Damage("exe", problem))
+        exe = f.get("exe")
+        if exe is not None and exe[:1] == '"':  # the usual form, read here without a call
+            exe = exe[1:-1]
+        else:
+            exe, problem = read_untrusted(exe)
+            if problem is not None:
+                found.setdefault(id(syscall), []).append(Damage("exe", problem))
         common: dict[str, Any] = {
             "pid": pid,
             "path": exe,
@@ -216,34 +222,48 @@ class RowBuilder:
     def _process(
         self, event: AuditEvent, f: dict[str, str], name: str, row: dict[str, Any], found: dict[int, list[Damage]]
     ) -> dict[str, Any]:
-        for key in _ID_FIELDS:
-            row[key] = _int(f.get(key))
-        argv, argc, damage = execve_args(event.of_type(EXECVE))
+        for key in _ID_FIELDS:  # _int inlined: nine per exec
+            try:
+                row[key] = int(f[key])
+            except (KeyError, ValueError):
+                row[key] = None
+        execve: list[Record] = []
+        cwd = path0 = None
+        for rec in event.records:  # one pass: EXECVE records, the CWD, the executable's PATH (item 0)
+            rtype = rec.type
+            if rtype == EXECVE:
+                execve.append(rec)
+            elif rtype == CWD:
+                if cwd is None:
+                    cwd = rec
+            elif rtype == PATH and path0 is None and rec.body.startswith("item=0 "):
+                path0 = rec
+        argv, argc, damage = execve_args(execve)
         for rec, d in damage:
             found.setdefault(id(rec), []).append(d)
         cmdline = " ".join(argv)
         row["cmdline"] = cmdline
         row["cmdline_size"] = len(cmdline.encode("utf-8", "replace"))
-        cwd = event.first(CWD)
         row["cwd"] = None
         if cwd is not None:
-            row["cwd"], problem = read_untrusted(cwd.fields.get("cwd"))
-            if problem is not None:
-                found.setdefault(id(cwd), []).append(Damage("cwd", problem))
-        row["parent"] = _int(f.get("ppid"), 10)
-        if row["parent"] is None:
+            text = cwd.fields.get("cwd")
+            if text is not None and text[:1] == '"':
+                row["cwd"] = text[1:-1]
+            else:
+                row["cwd"], problem = read_untrusted(text)
+                if problem is not None:
+                    found.setdefault(id(cwd), []).append(Damage("cwd", problem))
+        try:
+            row["parent"] = int(f["ppid"])
+        except (KeyError, ValueError):
             row["parent"] = -1
         row["syscall"] = name
         row["status"] = 0  # osquery's (macOS) return code column; audit rows are successful execs
-        exe_path = None
-        for rec in event.of_type(PATH):
-            if rec.body.startswith("item=0 "):
-                exe_path = rec.fields
-                break
-        if exe_path is not None:
-            row["mode"] = exe_path.get("mode")
-            row["owner_uid"] = _int(exe_path.get("ouid"))
-            row["owner_gid"] = _int(exe_path.get("ogid"))
+        if path0 is not None:
+            p = path0.fields
+            row["mode"] = p.get("mode")
+            row["owner_uid"] = _int(p.get("ouid"))
+            row["owner_gid"] = _int(p.get("ogid"))
         else:
             row["mode"] = row["owner_uid"] = row["owner_gid"] = None
         row["btime"] = 0

@@ -15,7 +15,7 @@ share x86_64's socket calls and have their own execve (520) and execveat (545).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 __all__ = [
@@ -88,11 +88,10 @@ class Arch:
     value: int
     name: str
     calls: Mapping[str, int]
+    names: Mapping[int, str] = field(init=False, repr=False, compare=False)  # number -> call name
 
-    @property
-    def names(self) -> Mapping[int, str]:
-        """Number -> call name, for the calls in ``calls``."""
-        return _NAMES[self.value]
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", MappingProxyType({nr: name for name, nr in self.calls.items()}))
 
     @property
     def big_endian(self) -> bool:
@@ -127,7 +126,6 @@ ARCHES: Mapping[int, Arch] = MappingProxyType(
 #: arch value -> {call name: number} (the native numbers, as audit rules take them)
 SYSCALL_TABLES: Mapping[int, Mapping[str, int]] = MappingProxyType({v: a.calls for v, a in ARCHES.items()})
 
-_NAMES: dict[int, dict[int, str]] = {v: {nr: name for name, nr in a.calls.items()} for v, a in ARCHES.items()}
 _X32_NAMES = {nr: name for name, nr in _X32.items()}
 
 
@@ -135,8 +133,8 @@ def syscall_name(arch: int, nr: int) -> str | None:
     """The name of syscall ``nr`` of ABI ``arch`` among the calls rows are built from, else None."""
     if arch == AUDIT_ARCH_X86_64 and nr & X32_SYSCALL_BIT:
         return _X32_NAMES.get(nr & ~X32_SYSCALL_BIT)
-    table = _NAMES.get(arch)
-    return table.get(nr) if table else None
+    known = ARCHES.get(arch)
+    return known.names.get(nr) if known is not None else None
 
 
 def arch_name(arch: int) -> str:
