@@ -83,9 +83,17 @@ class Reassembler:
             entry = pending.get(key)
         rtype = record.type
         if rtype == EOE:
-            return self._complete(key) if entry is not None else None  # an EOE alone: an event we did not keep
+            if entry is None:
+                return None  # an EOE alone: an event we did not keep (or already flushed)
+            if key.__class__ is tuple:
+                self._full_keys -= 1
+            del pending[key]
+            event = entry[1]
+            event.complete = True
+            self.completed += 1
+            return event
         if entry is None:
-            event = AuditEvent(record.serial, record.ts, [record], node=record.node)
+            event = AuditEvent(record.serial, record.ts, [record], False, record.node)  # positional: cheaper
             pending[key] = (now, event)
             if key.__class__ is tuple:
                 self._full_keys += 1
