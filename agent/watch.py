@@ -243,6 +243,9 @@ def _print_replay_summary(name: str, stats: Any, shown: int, table: str) -> None
             else:
                 parts.append(f"{count} {why}")
         err.write(f"  events without a row: {'; '.join(parts)}\n")
+    if stats.other_lines:
+        named = ", ".join(f"{kind} {n}" for kind, n in sorted(stats.other_lines.items()))
+        err.write(f"  lines that are no record: {sum(stats.other_lines.values())} ({named})\n")
     if stats.other_types:
         top = sorted(stats.other_types.items(), key=lambda kv: -kv[1])
         named = ", ".join(f"{t} {n}" for t, n in top[:8]) + (", ..." if len(top) > 8 else "")

@@ -247,6 +247,7 @@ def test_ausearch_output_with_reversed_records() -> None:
         (21, "/opt/i386/old", "/tmp", None),
     ]
     assert (stats.malformed, stats.records, stats.events) == (0, 9, 2)
+    assert stats.other_lines == {"ausearch ----": 3, "ausearch time->": 2}
 
 
 def test_interpreted_ausearch_output_is_refused_with_the_reason() -> None:

@@ -58,6 +58,7 @@ class ReplayStats:
     skipped: dict[str, int] = field(default_factory=dict)  # events that made no row, by reason
     skipped_detail: dict[str, dict[str, int]] = field(default_factory=dict)  # reason -> {arch/syscall: count}
     other_types: dict[str, int] = field(default_factory=dict)  # records of types no row is built from, by type
+    other_lines: dict[str, int] = field(default_factory=dict)  # lines that are no record and no damage, by kind
 
     def note_malformed(self, lineno: int | None, why: str) -> None:
         self.malformed += 1
@@ -99,11 +100,14 @@ def replay(
             text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
             cut = not text.endswith("\n")
             if not text.strip():
+                stats.other_lines["blank"] = stats.other_lines.get("blank", 0) + 1
                 continue
             if text.startswith("----"):  # ausearch: the records of one event follow
+                stats.other_lines["ausearch ----"] = stats.other_lines.get("ausearch ----", 0) + 1
                 yield from rows_of(reasm.boundary())
                 continue
             if text.startswith("time->"):  # ausearch: the event's time, before its records
+                stats.other_lines["ausearch time->"] = stats.other_lines.get("ausearch time->", 0) + 1
                 continue
             try:
                 record = parse_line(text, lineno=lineno, cut=cut)
