@@ -246,7 +246,7 @@ class AuditSource(EventSource):
                 "kernel_lost_total": self._lost_now,
                 "kernel_backlog": self._backlog,
                 "sink_errors": self.sink_errors,
-                "parse_error_examples": list(self.parse_examples),
+                "parse_error_examples": (self.parse_examples + self._builder.examples)[:MAX_EXAMPLES],
                 "state_path": self.state_path,
                 "crash_recovered": self.crash_recovered is not None,
             },
