@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tables._procfs import CLK_TCK
+from tables.procfs import CLK_TCK
 from tables.registry import all_specs
 from tables.spec import TableSpec
 from tables.sqlite import Database, QueryError

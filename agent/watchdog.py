@@ -23,8 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tables._procfs import CLK_TCK, PAGE_SIZE, STAT_STIME, STAT_UTIME
-from tables._procfs import parse_stat as _stat_fields
+from tables.procfs import CLK_TCK, PAGE_SIZE, STAT_STIME, STAT_UTIME
+from tables.procfs import parse_stat as _stat_fields
 
 __all__ = [
     "DENYLIST_SECONDS",

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tables._files import read_attr
+from tables.procfs import read_attr
 
 from ._netlink import NetlinkReader, open_netlink
 from .base import EventSource, Sink, SourceStatus, SourceUnavailable

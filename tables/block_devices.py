@@ -6,7 +6,8 @@ import os
 from collections.abc import Iterator
 
 from ._blkid import probe_device
-from ._files import read_attr, read_text
+from ._files import read_text
+from .procfs import read_attr
 from .spec import Column, HostPaths, QueryContext, Row, TableSpec
 
 __all__ = ["SPEC", "generate", "parse_udev_properties"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ._files import read_text
-from ._procfs import GONE, read_file
+from .procfs import GONE, read_file
 from .spec import Column, QueryContext, Row, TableError, TableSpec
 
 __all__ = ["SPEC", "generate", "parse_cpuinfo"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ._procfs import GONE, read_file
 from .cpu_info import parse_cpuinfo
+from .procfs import GONE, read_file
 from .spec import Column, QueryContext, Row, TableError, TableSpec
 
 __all__ = ["FEATURES", "SPEC", "generate"]

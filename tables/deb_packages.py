@@ -62,7 +62,7 @@ def package_row(stanza: dict[str, str], admindir: str) -> Row | None:
         return None
     version = stanza.get("Version", "")
     upstream, dash, revision = version.rpartition("-")
-    source = stanza.get("Source", "").split(" (", 1)[0].strip()
+    source = stanza.get("Source", "")  # as dpkg records it, version included: "glibc (2.36-9)" (osquery)
     return {
         "name": name,
         "version": version,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ._procfs import GONE, read_pid_file, select_pids
+from .procfs import GONE, read_pid_file, select_pids
 from .spec import Column, QueryContext, Row, TableSpec
 
 __all__ = ["SPEC", "generate", "parse_environ"]

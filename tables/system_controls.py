@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-from ._files import list_files, read_attr, read_text
+from ._files import list_files, read_text
+from .procfs import read_attr
 from .spec import Column, HostPaths, QueryContext, Row, TableSpec
 
 __all__ = ["CONFIG_DIRS", "SPEC", "generate", "parse_sysctl_conf"]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-from ._files import read_attr, read_text
+from ._files import read_text
 from .etc_hosts import parse_hosts
+from .procfs import read_attr
 from .spec import Column, HostPaths, QueryContext, Row, TableSpec
 
 __all__ = ["SPEC", "fqdn", "generate", "parse_cpuinfo", "parse_meminfo_total", "uuid_from_machine_id"]

@@ -14,8 +14,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tables import _procfs as pf
 from tables import processes
+from tables import procfs as pf
 from tables.spec import HostPaths, QueryContext
 from tables.sqlite import Database
 
@@ -111,7 +111,7 @@ def test_fields_of_self_against_psutil(db):
     assert r["threads"] >= 1
     io = me.io_counters()
     assert r["disk_bytes_read"] <= io.read_bytes
-    cgroup = pf.parse_cgroup_path(Path("/proc/self/cgroup").read_bytes())
+    cgroup = pf.parse_cgroup(Path("/proc/self/cgroup").read_bytes())
     assert r["cgroup_path"] == cgroup
     assert r["elevated_token"] is None and r["upid"] is None  # other platforms' columns
 
@@ -131,13 +131,38 @@ def test_uids_nice_and_deleted_binary(db):
         assert (r["name"], r["uid"], r["euid"], r["gid"], r["nice"]) == ("mysleep", 65534, 65534, 65534, 5)
         assert (r["path"], r["on_disk"]) == (str(binary), 1)
         binary.unlink()
+        assert os.readlink(f"/proc/{p.pid}/exe") == f"{binary} (deleted)"  # what the kernel shows
         (r,) = rows(db, f"SELECT path, on_disk FROM processes WHERE pid = {p.pid}")
-        assert r["on_disk"] == 0
-        assert r["path"].startswith(str(binary))
+        assert (r["path"], r["on_disk"]) == (str(binary), 0)  # osquery strips the suffix
+        # a new file at the old path is not the running binary: still not on disk
+        shutil.copy("/bin/sleep", binary)
+        (r,) = rows(db, f"SELECT path, on_disk FROM processes WHERE pid = {p.pid}")
+        assert (r["path"], r["on_disk"]) == (str(binary), 0)
+        # nor is a file that happens to be named like the kernel's link (osquery compares inodes)
+        shutil.copy("/bin/sleep", f"{binary} (deleted)")
+        (r,) = rows(db, f"SELECT path, on_disk FROM processes WHERE pid = {p.pid}")
+        assert (r["path"], r["on_disk"]) == (str(binary), 0)
     finally:
         p.kill()
         p.wait()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_binary_really_named_deleted_keeps_its_name(db, tmp_path):
+    """A running binary whose name ends in " (deleted)" is on disk under that very name."""
+    binary = tmp_path / "sleep (deleted)"
+    shutil.copy("/bin/sleep", binary)
+    p = subprocess.Popen([str(binary), "300"])
+    try:
+        deadline = time.monotonic() + 10
+        while os.readlink(f"/proc/{p.pid}/exe") != str(binary):
+            assert time.monotonic() < deadline, "child did not exec"
+            time.sleep(0.01)
+        (r,) = rows(db, f"SELECT path, on_disk FROM processes WHERE pid = {p.pid}")
+        assert (r["path"], r["on_disk"]) == (str(binary), 1)
+    finally:
+        p.kill()
+        p.wait()
 
 
 def test_kernel_thread_has_no_path(db):
@@ -170,6 +195,7 @@ def test_malformed_stat_is_skipped(tmp_path):
     ):
         (root / str(pid)).mkdir(parents=True)
         (root / str(pid) / "stat").write_bytes(stat)
+        (root / str(pid) / "status").write_bytes(b"Name:\tok\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\n")
     db = Database([SPEC], paths=HostPaths(proc=str(root)))
     assert rows(db, "SELECT pid, name, parent, start_time FROM processes") == [
         {"pid": 10, "name": "ok", "parent": 1, "start_time": -1}
@@ -230,8 +256,8 @@ def test_schema_matches_osquery_names():
     assert SPEC.column("elevated_token").hidden and SPEC.column("pid").index
 
 
-def test_refused_field_is_null():
-    """As nobody, a root process's /proc/<pid>/exe is refused: path is NULL, the row stays."""
+def test_refused_link_is_empty():
+    """As nobody, a root process's /proc/<pid>/exe is refused: path is '' (osquery), the row stays."""
     target = subprocess.Popen(["sleep", "300"])
     read_end, write_end = os.pipe()
     child = os.fork()
@@ -242,10 +268,12 @@ def test_refused_field_is_null():
             os.setgroups([])
             os.setresgid(65534, 65534, 65534)
             os.setresuid(65534, 65534, 65534)
-            result = Database([SPEC]).execute(
-                f"SELECT pid, name, path, on_disk, uid FROM processes WHERE pid = {target.pid}"
+            db = Database([SPEC])
+            result = db.execute(
+                f"SELECT pid, name, path, on_disk, uid, cwd, root FROM processes WHERE pid = {target.pid}"
             )
-            os.write(write_end, repr(result.rows).encode())
+            matched = db.execute(f"SELECT pid FROM processes WHERE path = '' AND pid = {target.pid}")
+            os.write(write_end, repr(result.rows + matched.rows).encode())
             status = 0
         finally:
             os._exit(status)
@@ -258,7 +286,7 @@ def test_refused_field_is_null():
         target.kill()
         target.wait()
     assert os.waitstatus_to_exitcode(status) == 0
-    assert out == repr([(target.pid, "sleep", None, -1, 0)])
+    assert out == repr([(target.pid, "sleep", "", -1, 0, "", ""), (target.pid,)])
 
 
 def test_process_vanishing_mid_scan_is_skipped(sleepers):
@@ -359,7 +387,7 @@ def test_where_pid_reads_only_that_pid(fixture_proc):
         {"pid": target, "name": "sleep", "cmdline": "sleep 300"}
     ]
     opened = ino.opened()
-    assert sorted(opened) == sorted([f"{root}/{target}/stat", f"{root}/{target}/cmdline"])
+    assert sorted(opened) == sorted([f"{root}/{target}/status", f"{root}/{target}/cmdline"])
     assert str(root) not in opened  # the proc root was never listed
 
     # IN (...) reads exactly those pids
@@ -369,11 +397,11 @@ def test_where_pid_reads_only_that_pid(fixture_proc):
     assert str(root) not in opened
     assert not any(p.startswith(f"{root}/{target}/") for p in opened)
 
-    # the proof can fail: a full scan lists the root and opens every pid's stat
+    # the proof can fail: a full scan lists the root and opens every pid's status (the name)
     assert sorted(r["pid"] for r in rows(db, "SELECT pid, name FROM processes")) == sorted(pids)
     opened = ino.opened()
     assert str(root) in opened
-    assert {f"{root}/{pid}/stat" for pid in pids} <= set(opened)
+    assert {f"{root}/{pid}/status" for pid in pids} <= set(opened)
 
 
 def test_only_needed_files_are_read(fixture_proc):
@@ -382,7 +410,11 @@ def test_only_needed_files_are_read(fixture_proc):
     ino.opened()
     rows(db, "SELECT pid, name, cmdline FROM processes")
     files = {os.path.basename(p) for p in ino.opened() if p != str(root)}
-    assert files == {"stat", "cmdline"}
+    assert files == {"status", "cmdline"}
+
+    rows(db, "SELECT pid, state FROM processes")
+    files = {os.path.basename(p) for p in ino.opened() if p != str(root)}
+    assert files == {"stat"}
 
     rows(db, "SELECT pid, uid FROM processes")
     files = {os.path.basename(p) for p in ino.opened() if p != str(root)}
@@ -399,8 +431,10 @@ def test_only_needed_files_are_read(fixture_proc):
 def test_fixture_pid_without_stat_is_skipped(fixture_proc):
     root, pids, _ino = fixture_proc
     (root / str(pids[2]) / "stat").unlink()  # vanished between listing and reading
+    (root / str(pids[1]) / "status").unlink()
     db = Database([SPEC], paths=HostPaths(proc=str(root)))
-    assert sorted(r["pid"] for r in rows(db, "SELECT pid, name FROM processes")) == sorted(pids[:2])
+    assert sorted(r["pid"] for r in rows(db, "SELECT pid, state FROM processes")) == sorted(pids[:2])
+    assert sorted(r["pid"] for r in rows(db, "SELECT pid, name FROM processes")) == sorted([pids[0], pids[2]])
 
 
 def test_fixture_boot_time_missing_gives_minus_one(fixture_proc):
