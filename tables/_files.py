@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 from ._paths import expand
-from ._text import decode
 from .spec import HostPaths, QueryContext
+from .text import decode
 
 __all__ = [
     "Namespace",
@@ -40,7 +40,7 @@ def read_bytes(path: str) -> bytes | None:
 
 
 def read_text(path: str) -> str | None:
-    """The file as text (bytes that are not UTF-8 kept: :func:`tables._text.decode`), or None if unreadable."""
+    """The file as text (bytes that are not UTF-8 kept: :func:`tables.text.decode`), or None if unreadable."""
     data = read_bytes(path)
     return None if data is None else decode(data)
 

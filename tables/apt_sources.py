@@ -55,7 +55,7 @@ def parse_deb822(text: str) -> list[AptSource]:
     sources: list[AptSource] = []
     for block in text.split("\n\n"):
         fields: dict[str, str] = {}
-        for raw in block.splitlines():
+        for raw in block.split("\n"):
             line = raw.split("#", 1)[0]
             key, sep, value = line.partition(":")
             if sep and value.strip() and not raw[:1].isspace():
@@ -75,7 +75,7 @@ def parse_deb822(text: str) -> list[AptSource]:
 def parse_release(text: str) -> dict[str, str]:
     """Header fields of an APT Release/InRelease file (stops at the PGP signature)."""
     fields = {}
-    for line in text.splitlines():
+    for line in text.split("\n"):
         if line.startswith("-----BEGIN PGP SIGNATURE"):
             break
         key, sep, value = line.partition(":")
@@ -117,7 +117,7 @@ def generate(context: QueryContext) -> Iterator[Row]:
     for pid_ns, paths in namespace_views(context):
         one_line, deb822 = _source_files(paths)
         for path in one_line:
-            for line in (read_text(paths.host(path)) or "").splitlines():
+            for line in (read_text(paths.host(path)) or "").split("\n"):
                 source = parse_source_line(line)
                 if source is not None and (row := _row(paths, path, source, pid_ns)) is not None:
                     yield row

@@ -31,7 +31,7 @@ def split_options(line: str) -> tuple[str, str]:
 def parse_authorized_keys(text: str) -> list[Row]:
     """Lines -> rows of algorithm, key, options, comment; comments, blanks and junk are skipped."""
     rows = []
-    for raw in text.splitlines():
+    for raw in text.split("\n"):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue

@@ -25,7 +25,7 @@ def parse_status(text: str) -> list[dict[str, str]]:
     stanzas: list[dict[str, str]] = []
     current: dict[str, str] = {}
     last: str | None = None
-    for line in text.splitlines():
+    for line in text.split("\n"):
         if not line.strip():
             if current:
                 stanzas.append(current)

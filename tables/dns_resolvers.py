@@ -40,7 +40,7 @@ def parse_resolv_conf(text: str) -> list[Row]:
     search: list[str] = []
     sortlist: list[tuple[str, str]] = []
     options: list[str] = []
-    for raw in text.splitlines():
+    for raw in text.split("\n"):
         fields = raw.split("#", 1)[0].split(";", 1)[0].split()
         if len(fields) < 2:
             continue

@@ -13,7 +13,7 @@ __all__ = ["SPEC", "generate", "parse_protocols"]
 def parse_protocols(text: str) -> list[Row]:
     """``name number [alias] [# comment]`` lines; malformed lines are skipped."""
     rows = []
-    for raw in text.splitlines():
+    for raw in text.split("\n"):
         line, _, comment = raw.partition("#")
         fields = line.split()
         if len(fields) < 2 or not fields[1].isdigit():

@@ -13,7 +13,7 @@ __all__ = ["SPEC", "generate", "parse_services"]
 def parse_services(text: str) -> list[Row]:
     """``name port/protocol [aliases...] [# comment]`` lines; malformed lines are skipped."""
     rows = []
-    for raw in text.splitlines():
+    for raw in text.split("\n"):
         line, _, comment = raw.partition("#")
         fields = line.split()
         if len(fields) < 2:

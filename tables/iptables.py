@@ -20,7 +20,7 @@ _ANY = "0.0.0.0"
 def protocol_numbers(text: str) -> dict[str, int]:
     """/etc/protocols text -> {name or alias: number} (iptables accepts either)."""
     numbers: dict[str, int] = {}
-    for line in text.splitlines():
+    for line in text.split("\n"):
         fields = line.split("#", 1)[0].split()
         if len(fields) >= 2 and fields[1].isdigit():
             for name in (fields[0], *fields[2:]):
@@ -120,7 +120,7 @@ def parse_iptables_save(text: str, protocols: dict[str, int] | None = None) -> l
     rows: list[Row] = []
     table = ""
     policies: dict[str, str] = {}
-    for raw in text.splitlines():
+    for raw in text.split("\n"):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue

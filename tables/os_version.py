@@ -19,7 +19,7 @@ _VERSION_NUMBER = re.compile(r"\d+(?:\.\d+)*")
 def parse_os_release(text: str) -> dict[str, str]:
     """KEY=value pairs of os-release(5); quotes and backslash escapes are undone."""
     values = {}
-    for line in text.splitlines():
+    for line in text.split("\n"):
         line = line.strip()
         if not line or line.startswith("#") or "=" not in line:
             continue

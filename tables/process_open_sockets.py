@@ -26,8 +26,8 @@ from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
 from . import procfs as pf
-from ._text import decode
 from .spec import Column, QueryContext, Row, TableSpec
+from .text import decode
 
 __all__ = [
     "SPEC",

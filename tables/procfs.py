@@ -9,7 +9,7 @@ Habits from psutil: binary reads in one system call, ``stat`` split on the LAST 
 (``comm`` may hold spaces and parentheses), and one mapping of OS errors: a vanished
 process (``FileNotFoundError``/``ProcessLookupError``) means "skip the row", a refused
 read (``PermissionError``) means "NULL the field".  Text is decoded with
-:func:`tables._text.decode`: bytes that are not UTF-8 are kept, never replaced.
+:func:`tables.text.decode`: bytes that are not UTF-8 are kept, never replaced.
 
 The parsers take bytes and return values; only ``read_*`` (:func:`read_attr` for one-value
 /sys and /proc attribute files), :func:`executable`,
@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ._text import decode
+from .text import decode
 
 __all__ = [
     "CLK_TCK",

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 from ._files import read_bytes
 from ._homes import user_homes
-from ._text import decode
 from .spec import Column, HostPaths, QueryContext, Row, TableSpec
+from .text import decode
 
 __all__ = ["HISTORY_FILES", "SPEC", "generate", "parse_history"]
 

@@ -26,9 +26,9 @@ from typing import Any
 
 import apsw
 
-from ._text import from_sql, to_sql
 from .functions import register_functions
 from .spec import HostPaths, QueryContext, QueryDeadline, Row, TableError, TableSpec
+from .text import from_sql, to_sql
 
 __all__ = [
     "Database",
@@ -229,7 +229,7 @@ class _Cursor:
             return self.rowid
         value = self.row.get(self.names[which])  # type: ignore[union-attr]
         if value.__class__ is str and (not value.isascii() or "\\x" in value):
-            return to_sql(value)  # bytes that are not UTF-8 become \xHH escapes (tables._text)
+            return to_sql(value)  # bytes that are not UTF-8 become \xHH escapes (tables.text)
         return value
 
     def Rowid(self) -> int:
@@ -245,7 +245,7 @@ class _Cursor:
 def _coerce(value: Any, sql_type: str) -> Any:
     """Give generate() values of the column's type: ``WHERE pid = '1'`` means pid 1.
 
-    TEXT arrives as the host text it stands for: :func:`tables._text.from_sql` undoes the
+    TEXT arrives as the host text it stands for: :func:`tables.text.from_sql` undoes the
     escapes :meth:`_Cursor.Column` wrote for bytes that are not UTF-8.
     """
     if sql_type in ("INTEGER", "BIGINT", "UNSIGNED_BIGINT") and isinstance(value, (str, float)):

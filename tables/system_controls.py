@@ -22,7 +22,7 @@ def parse_sysctl_conf(text: str) -> dict[str, str]:
     errors) is dropped.
     """
     values: dict[str, str] = {}
-    for raw in text.splitlines():
+    for raw in text.split("\n"):
         line = raw.strip()
         if not line or line[0] in "#;":
             continue

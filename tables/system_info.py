@@ -29,7 +29,7 @@ def parse_cpuinfo(text: str) -> dict[str, object]:
     """CPU facts from /proc/cpuinfo: brand, model, microcode, logical/physical cores, sockets."""
     processors: list[dict[str, str]] = []
     current: dict[str, str] = {}
-    for line in text.splitlines():
+    for line in text.split("\n"):
         if not line.strip():
             if current:
                 processors.append(current)
@@ -56,7 +56,7 @@ def parse_cpuinfo(text: str) -> dict[str, object]:
 
 def parse_meminfo_total(text: str) -> int | None:
     """MemTotal from /proc/meminfo, in bytes."""
-    for line in text.splitlines():
+    for line in text.split("\n"):
         if line.startswith("MemTotal:"):
             parts = line.split()
             try:

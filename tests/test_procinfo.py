@@ -111,8 +111,8 @@ def test_processes_and_process_events_agree_on_cgroup_and_cmdline(tmp_path) -> N
         event = snapshot(pid, str(root))
         assert table[pid]["cgroup_path"] == event["cgroup_path"] == expected_cgroups[pid]
         assert audit_cgroup_of(pid, str(root))[0] == event["cgroup_path"]
-        # the event row holds host text; SQL shows it with tables._text's escapes
-        from tables._text import to_sql
+        # the event row holds host text; SQL shows it with tables.text's escapes
+        from tables.text import to_sql
 
         assert table[pid]["cmdline"] == to_sql(event["cmdline"])
         assert (table[pid]["path"], table[pid]["cwd"]) == (event["path"], event["cwd"])
