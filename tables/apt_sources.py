@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from ._files import list_files, namespace_views, read_text
 from .spec import Column, HostPaths, QueryContext, Row, TableSpec
+from .text import fields as fields_of
 
 __all__ = ["SPEC", "AptSource", "generate", "parse_deb822", "parse_release", "parse_source_line"]
 
@@ -38,7 +39,7 @@ def _source(uri: str, suite: str) -> AptSource | None:
 def parse_source_line(line: str) -> AptSource | None:
     """A one-line-style ``deb [options] uri suite [components]`` entry (deb-src and comments: None)."""
     line = line.split("#", 1)[0]
-    tokens = line.split()
+    tokens = fields_of(line)
     if not tokens or tokens[0] != "deb":
         return None
     tokens = tokens[1:]
@@ -60,12 +61,12 @@ def parse_deb822(text: str) -> list[AptSource]:
             key, sep, value = line.partition(":")
             if sep and value.strip() and not raw[:1].isspace():
                 fields[key.strip().lower()] = value.strip()
-        if "deb" not in fields.get("types", "").split():
+        if "deb" not in fields_of(fields.get("types", "")):
             continue
         if fields.get("enabled", "yes").lower() in ("no", "false", "off"):
             continue
-        for uri in fields.get("uris", "").split():
-            for suite in fields.get("suites", "").split():
+        for uri in fields_of(fields.get("uris", "")):
+            for suite in fields_of(fields.get("suites", "")):
                 source = _source(uri, suite)
                 if source is not None:
                     sources.append(source)

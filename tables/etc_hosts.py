@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from ._files import namespace_views, read_text
 from .spec import Column, QueryContext, Row, TableSpec
+from .text import fields as split_fields
 
 __all__ = ["SPEC", "generate", "parse_hosts"]
 
@@ -15,7 +16,7 @@ def parse_hosts(text: str) -> list[tuple[str, list[str]]]:
     comment, a word starting with ``#`` ends the names; an address without names has an empty list."""
     entries = []
     for line in text.split("\n"):
-        fields = line.split()
+        fields = split_fields(line)
         if not fields or fields[0].startswith("#"):
             continue
         names: list[str] = []

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from ._files import read_text
 from .spec import Column, QueryContext, Row, TableSpec
+from .text import fields as split_fields
 
 __all__ = ["SPEC", "generate", "parse_services"]
 
@@ -15,7 +16,7 @@ def parse_services(text: str) -> list[Row]:
     rows = []
     for raw in text.split("\n"):
         line, _, comment = raw.partition("#")
-        fields = line.split()
+        fields = split_fields(line)
         if len(fields) < 2:
             continue
         port, sep, protocol = fields[1].partition("/")

@@ -148,5 +148,6 @@ def register_functions(connection: apsw.Connection) -> None:
     """Add osquery's extra functions to ``connection`` (deterministic, so usable anywhere)."""
     for name, (func, nargs) in _FUNCTIONS.items():
         connection.create_scalar_function(name, func, nargs, deterministic=True)
-    connection.create_scalar_function("community_id_v1", community_id_v1, 5, deterministic=True)
-    connection.create_scalar_function("community_id_v1", community_id_v1, 6, deterministic=True)
+    community_id: Any = community_id_v1  # apsw's stub types scalar functions as *args callables
+    connection.create_scalar_function("community_id_v1", community_id, 5, deterministic=True)
+    connection.create_scalar_function("community_id_v1", community_id, 6, deterministic=True)

@@ -44,6 +44,9 @@ def _numbers(release: dict[str, str]) -> list[int]:
 def os_version_row(release: dict[str, str], arch: str) -> Row:
     """The os_version row for parsed os-release values."""
     numbers = _numbers(release)
+    major: int | None
+    minor: int | None
+    patch: int | None
     if numbers:
         numbers += [0] * (3 - len(numbers))
         major, minor, patch = numbers

@@ -28,13 +28,15 @@ from __future__ import annotations
 import codecs
 import re
 
-__all__ = ["decode", "from_sql", "to_sql"]
+__all__ = ["decode", "fields", "from_sql", "to_sql"]
 
 #: Text that reads as an escape of :func:`to_sql` (bytes that are not UTF-8 are >= 0x80).
 _ESCAPE = re.compile(r"\\x(5C|[89A-F][0-9A-F])")
 _ESCAPE_BYTES = re.compile(rb"\\x(5C|[89A-F][0-9A-F])")
 _BACKSLASH_BEFORE_ESCAPE = re.compile(rb"\\(?=x(?:5C|[89A-F][0-9A-F]))")
 _ERRORS = "zeek-agent-hex"
+_BLANK = " \t\n\r\v\f"
+_BLANK_RUN = re.compile("[ \t\n\r\v\f]+")
 
 
 def _hex_escape(exc: UnicodeError) -> tuple[str, int]:
@@ -50,6 +52,21 @@ codecs.register_error(_ERRORS, _hex_escape)
 def decode(data: bytes) -> str:
     """Host bytes as text for a table: UTF-8, every other byte kept as a surrogate (lossless)."""
     return data.decode("utf-8", "surrogateescape")
+
+
+def fields(line: str, maxsplit: int = 0) -> list[str]:
+    """``line.split(None, maxsplit)`` on ASCII blanks only (C's isspace, as osquery splits).
+
+    ``str.split()`` also splits on characters a name may hold: U+001C-U+001F, U+0085 (NEL),
+    U+00A0, U+2028 and other Unicode spaces.  ``maxsplit`` 0 means no limit.
+    """
+    line = line.lstrip(_BLANK)
+    if not line:
+        return []
+    parts = _BLANK_RUN.split(line, maxsplit)
+    if parts[-1] == "":
+        parts.pop()  # trailing blanks
+    return parts
 
 
 def _bytes(value: str) -> bytes:

@@ -7,6 +7,7 @@ import os
 import shutil
 import struct
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -442,3 +443,23 @@ def test_fixture_boot_time_missing_gives_minus_one(fixture_proc):
     (root / "stat").unlink()
     db = Database([SPEC], paths=HostPaths(proc=str(root)))
     assert {r["start_time"] for r in rows(db, "SELECT start_time FROM processes")} == {-1}
+
+
+def test_name_is_the_escaped_status_name_and_cmdline_is_trimmed(db):
+    """osquery takes name from status (the kernel escapes \\n and \\\\ there) and trims the cmdline."""
+    code = (
+        "import ctypes, sys, time\n"
+        "ctypes.CDLL(None).prctl(15, b'a\\nb\\\\c ', 0, 0, 0)\n"  # PR_SET_NAME: comm "a<newline>b\c "
+        "print('ready', flush=True)\n"
+        "time.sleep(300)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code, " spaced arg ", ""], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "ready\n"
+        assert pf.read_file(f"/proc/{child.pid}/comm") == b"a\nb\\c \n"
+        (r,) = rows(db, f"SELECT name, cmdline FROM processes WHERE pid = {child.pid}")
+    finally:
+        child.kill()
+        child.wait()
+    assert r["name"] == "a\\nb\\\\c"  # as status shows it, trailing blank trimmed (osquery)
+    assert r["cmdline"] == f"{sys.executable} -c {code}  spaced arg"  # NULs as spaces, outer whitespace trimmed

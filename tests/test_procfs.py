@@ -249,6 +249,7 @@ def test_read_pid_file_whole_cmdline_and_status() -> None:
     finally:
         child.kill()
         child.wait()
+
     def keys(data: bytes) -> list[bytes]:  # the counters in status change between two reads; its lines do not
         return [line.split(b":")[0] for line in data.rstrip().split(b"\n")]
 
