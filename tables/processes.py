@@ -2,9 +2,10 @@
 
 Each /proc file is read only when a column that needs it is selected, and
 ``WHERE pid = X`` / ``IN (...)`` reads only those pid directories.  As osquery: ``name`` is
-the ``Name`` of ``status`` (escaped by the kernel), ``cmdline`` has NULs as spaces and no
-outer whitespace, a link that cannot be read (exe, cwd, root) is ``''``, and ``path`` loses
-the `` (deleted)`` the kernel appends for an unlinked binary (``on_disk`` 0).  All parsing
+the ``Name`` of ``status`` (made from ``stat``'s comm, escaped as the kernel escapes it
+there), ``cmdline`` has NULs as spaces and no outer whitespace, a link that cannot be read
+(exe, cwd, root) is ``''``, and ``path`` loses the `` (deleted)`` the kernel appends for an
+unlinked binary (``on_disk`` 0).  All parsing
 is :mod:`tables.procfs`'s, shared with the process event sources.
 """
 
@@ -30,6 +31,7 @@ from .spec import Column, QueryContext, Row, TableSpec
 
 # Which columns each source feeds; a source is read only if one of its columns is used.
 _STAT_COLUMNS = (
+    "name",
     "state",
     "parent",
     "pgroup",
@@ -41,7 +43,7 @@ _STAT_COLUMNS = (
     "resident_size",
     "total_size",
 )
-_STATUS_COLUMNS = ("name", "uid", "gid", "euid", "egid", "suid", "sgid")
+_STATUS_COLUMNS = ("uid", "gid", "euid", "egid", "suid", "sgid")
 _IO_COLUMNS = ("disk_bytes_read", "disk_bytes_written")
 
 #: Columns osquery defines only on Windows or macOS: hidden here, always NULL.
@@ -82,6 +84,7 @@ def generate(context: QueryContext) -> Iterator[Row]:
     read_file = pf.read_pid_file
     parse_stat = pf.parse_stat
     parse_status = pf.parse_status
+    process_name = pf.process_name
     gone = pf.GONE
     any_file = want_stat or want_status or want_cmdline or want_io or want_cgroup
 
@@ -91,7 +94,8 @@ def generate(context: QueryContext) -> Iterator[Row]:
         try:
             if want_stat:
                 try:
-                    _comm, f = parse_stat(read_file(base + "stat"))
+                    comm, f = parse_stat(read_file(base + "stat"))
+                    row["name"] = process_name(comm)
                     # a dozen int()s cost less than choosing among them
                     row["state"] = f[STAT_STATE].decode()
                     row["parent"] = int(f[STAT_PPID])
@@ -113,7 +117,6 @@ def generate(context: QueryContext) -> Iterator[Row]:
                     uids, gids = status.uids, status.gids
                     row["uid"], row["euid"], row["suid"] = uids[0], uids[1], uids[2]
                     row["gid"], row["egid"], row["sgid"] = gids[0], gids[1], gids[2]
-                    row["name"] = status.name
                 except (PermissionError, ValueError, IndexError):
                     pass  # refused or foreign content: these columns stay NULL
             if want_cmdline:

@@ -55,6 +55,7 @@ __all__ = [
     "parse_socket_inode",
     "parse_stat",
     "parse_status",
+    "process_name",
     "read_attr",
     "read_file",
     "read_link",
@@ -249,29 +250,32 @@ def parse_stat(data: bytes) -> tuple[str, list[bytes]]:
     return name, data[rpar + 2 :].split()
 
 
+def process_name(comm: str) -> str:
+    """osquery's process name: the ``Name`` of ``status``, made from the ``comm`` of ``stat``.
+
+    The kernel writes the same name in both, escaped in ``status`` only (a newline as
+    ``\\n``, a backslash as ``\\\\``); osquery reads it there and trims blanks.  Doing the
+    same to ``stat``'s comm gives that name without reading ``status`` as well.
+    """
+    return comm.replace("\\", "\\\\").replace("\n", "\\n").strip()
+
+
 @dataclass(frozen=True, slots=True)
 class ProcStatus:
-    """What the tables and event sources take from ``/proc/<pid>/status``."""
+    """The ids and parent the tables and event sources take from ``/proc/<pid>/status``."""
 
-    name: str  # the Name line as the kernel escapes it (newline as \\n, backslash as \\\\)
     parent: int | None  # PPid
     uids: tuple[int, ...]  # real, effective, saved, filesystem
     gids: tuple[int, ...]
 
 
 def parse_status(data: bytes) -> ProcStatus:
-    """``/proc/<pid>/status`` -> :class:`ProcStatus`; ValueError without Uid/Gid lines.
-
-    The name is osquery's: the ``Name:`` value with surrounding blanks trimmed; the kernel
-    escapes newlines and backslashes in it, so it is always one line (``stat`` is not).
-    """
-    name = _status_line(data, b"Name:")
+    """``/proc/<pid>/status`` -> :class:`ProcStatus`; ValueError without Uid/Gid lines."""
     parent = _status_line(data, b"PPid:")
     uids, gids = _status_line(data, b"Uid:"), _status_line(data, b"Gid:")
     if uids is None or gids is None:
         raise ValueError("status has no Uid/Gid lines")
     return ProcStatus(
-        name=decode(name.strip()) if name is not None else "",
         parent=int(parent) if parent else None,
         uids=tuple(int(v) for v in uids.split()),
         gids=tuple(int(v) for v in gids.split()),

@@ -196,7 +196,6 @@ def test_malformed_stat_is_skipped(tmp_path):
     ):
         (root / str(pid)).mkdir(parents=True)
         (root / str(pid) / "stat").write_bytes(stat)
-        (root / str(pid) / "status").write_bytes(b"Name:\tok\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\n")
     db = Database([SPEC], paths=HostPaths(proc=str(root)))
     assert rows(db, "SELECT pid, name, parent, start_time FROM processes") == [
         {"pid": 10, "name": "ok", "parent": 1, "start_time": -1}
@@ -388,7 +387,7 @@ def test_where_pid_reads_only_that_pid(fixture_proc):
         {"pid": target, "name": "sleep", "cmdline": "sleep 300"}
     ]
     opened = ino.opened()
-    assert sorted(opened) == sorted([f"{root}/{target}/status", f"{root}/{target}/cmdline"])
+    assert sorted(opened) == sorted([f"{root}/{target}/stat", f"{root}/{target}/cmdline"])
     assert str(root) not in opened  # the proc root was never listed
 
     # IN (...) reads exactly those pids
@@ -398,11 +397,11 @@ def test_where_pid_reads_only_that_pid(fixture_proc):
     assert str(root) not in opened
     assert not any(p.startswith(f"{root}/{target}/") for p in opened)
 
-    # the proof can fail: a full scan lists the root and opens every pid's status (the name)
+    # the proof can fail: a full scan lists the root and opens every pid's stat
     assert sorted(r["pid"] for r in rows(db, "SELECT pid, name FROM processes")) == sorted(pids)
     opened = ino.opened()
     assert str(root) in opened
-    assert {f"{root}/{pid}/status" for pid in pids} <= set(opened)
+    assert {f"{root}/{pid}/stat" for pid in pids} <= set(opened)
 
 
 def test_only_needed_files_are_read(fixture_proc):
@@ -411,11 +410,7 @@ def test_only_needed_files_are_read(fixture_proc):
     ino.opened()
     rows(db, "SELECT pid, name, cmdline FROM processes")
     files = {os.path.basename(p) for p in ino.opened() if p != str(root)}
-    assert files == {"status", "cmdline"}
-
-    rows(db, "SELECT pid, state FROM processes")
-    files = {os.path.basename(p) for p in ino.opened() if p != str(root)}
-    assert files == {"stat"}
+    assert files == {"stat", "cmdline"}
 
     rows(db, "SELECT pid, uid FROM processes")
     files = {os.path.basename(p) for p in ino.opened() if p != str(root)}
@@ -432,10 +427,8 @@ def test_only_needed_files_are_read(fixture_proc):
 def test_fixture_pid_without_stat_is_skipped(fixture_proc):
     root, pids, _ino = fixture_proc
     (root / str(pids[2]) / "stat").unlink()  # vanished between listing and reading
-    (root / str(pids[1]) / "status").unlink()
     db = Database([SPEC], paths=HostPaths(proc=str(root)))
-    assert sorted(r["pid"] for r in rows(db, "SELECT pid, state FROM processes")) == sorted(pids[:2])
-    assert sorted(r["pid"] for r in rows(db, "SELECT pid, name FROM processes")) == sorted([pids[0], pids[2]])
+    assert sorted(r["pid"] for r in rows(db, "SELECT pid, name FROM processes")) == sorted(pids[:2])
 
 
 def test_fixture_boot_time_missing_gives_minus_one(fixture_proc):
@@ -446,7 +439,7 @@ def test_fixture_boot_time_missing_gives_minus_one(fixture_proc):
 
 
 def test_name_is_the_escaped_status_name_and_cmdline_is_trimmed(db):
-    """osquery takes name from status (the kernel escapes \\n and \\\\ there) and trims the cmdline."""
+    """osquery's name is the Name of status (the kernel escapes \\n and \\\\ there); the cmdline is trimmed."""
     code = (
         "import ctypes, sys, time\n"
         "ctypes.CDLL(None).prctl(15, b'a\\nb\\\\c ', 0, 0, 0)\n"  # PR_SET_NAME: comm "a<newline>b\c "
