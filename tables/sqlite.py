@@ -51,6 +51,7 @@ _OPS = {
     apsw.SQLITE_INDEX_CONSTRAINT_LE: "le",
 }
 _RANGE_OPS = frozenset({"gt", "ge", "lt", "le"})
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 #: PRAGMAs that only read schema information (osquery allows a similar short list).
 _READ_PRAGMAS = frozenset(
@@ -228,8 +229,11 @@ class _Cursor:
         if which == -1:
             return self.rowid
         value = self.row.get(self.names[which])  # type: ignore[union-attr]
-        if value.__class__ is str and (not value.isascii() or "\\x" in value):
-            return to_sql(value)  # bytes that are not UTF-8 become \xHH escapes (tables.text)
+        if value.__class__ is str:
+            # bytes that are not UTF-8 become \xHH escapes (tables.text); plain text is returned as it is
+            return value if value.isascii() and "\\x" not in value else to_sql(value)
+        if value.__class__ is int and (value > _INT64_MAX or value < _INT64_MIN):
+            return str(value)  # beyond SQLite's integers (an overlayfs inode): exact, as decimal text
         return value
 
     def Rowid(self) -> int:
