@@ -23,6 +23,7 @@ import os
 import re
 import socket
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from . import procfs as pf
@@ -239,6 +240,14 @@ def _namespace_sockets(proc: str, pid: int) -> list[SocketInfo] | None:
     return sockets if readable else None
 
 
+@dataclass(slots=True)
+class _Listing:
+    """The sockets of one network namespace, and its inode once a pid's ``ns/net`` link gave it."""
+
+    inode: int | None
+    sockets: list[SocketInfo]
+
+
 def _namespace_key(proc: str, pid: int) -> tuple[int, int] | None:
     """What identifies ``pid``'s network namespace without its ``ns/net`` link.
 
@@ -265,7 +274,7 @@ def collect_sockets(proc: str, wanted_pids: Iterable[object] | None) -> Iterator
     pids = pf.select_pids(proc, wanted_pids)
     owners: dict[int, tuple[int, int]] = {}
     known: set[int] = set()  # namespace inodes already listed
-    listed: dict[tuple[int, int], list] = {}  # namespace identity -> [namespace inode or None, sockets]
+    listed: dict[tuple[int, int], _Listing] = {}  # by namespace identity (:func:`_namespace_key`)
     for pid in pids:
         fds = _socket_fds(proc, pid)
         if not fds and wanted_pids is not None:
@@ -284,14 +293,15 @@ def collect_sockets(proc: str, wanted_pids: Iterable[object] | None) -> Iterator
             sockets = _namespace_sockets(proc, pid)
             if sockets is None:
                 continue
-            listed[key] = [ns, sockets]
-        elif entry[0] is None:
-            entry[0] = ns  # listed through a pid whose link was refused; now we know its inode
+            listed[key] = _Listing(ns, sockets)
+        elif entry.inode is None:
+            entry.inode = ns  # listed through a pid whose link was refused; now we know its inode
         if ns is not None:
             known.add(ns)
     seen: set[int] = set()
-    for ns, sockets in listed.values():
-        for info in sockets:
+    for listing in listed.values():
+        ns = listing.inode
+        for info in listing.sockets:
             inode = info.inode
             if inode:  # inode 0: TIME_WAIT & co, no socket object; each one is distinct
                 if inode in seen:

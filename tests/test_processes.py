@@ -19,6 +19,7 @@ from tables import processes
 from tables import procfs as pf
 from tables.spec import HostPaths, QueryContext
 from tables.sqlite import Database
+from tables.text import to_sql
 
 SPEC = processes.SPEC
 ALL_COLUMNS = ", ".join(SPEC.column_names)  # hidden ones included
@@ -77,17 +78,17 @@ def test_cross_check_psutil(db):
         if r is None:
             continue  # started after our scan
         try:
-            comm = pf.read_file(f"/proc/{info['pid']}/comm").decode(errors="replace").rstrip("\n")
+            comm = pf.read_file(f"/proc/{info['pid']}/comm").decode("utf-8", "surrogateescape")[:-1]
         except OSError:
             continue  # exited meanwhile
         if info["ppid"] != r["parent"]:
             continue  # exited and the pid was reused (re-parented) meanwhile
         if comm.startswith("kworker/") and r["name"].startswith("kworker/"):
             continue  # a kworker's comm names the workqueue it serves right now: it changes by itself
-        assert r["name"] == comm
+        assert r["name"] == to_sql(pf.process_name(comm))
         assert r["uid"] == info["uids"].real
-        if info["cmdline"] is not None:
-            assert r["cmdline"] == " ".join(info["cmdline"])
+        if info["cmdline"] is not None:  # osquery trims the outer whitespace psutil keeps
+            assert r["cmdline"] == to_sql(" ".join(info["cmdline"]).strip())
         checked.add(info["pid"])
     # other sessions start and stop processes meanwhile; these are stable for sure
     assert {1, os.getpid()} <= checked
