@@ -404,6 +404,7 @@ def test_time_wait_listed_once_when_some_namespace_links_are_refused(tmp_path):
     server, _ = listener.accept()
     client_port, server_port = client.getsockname()[1], listener.getsockname()[1]
     client.close()  # the side that closes first goes to TIME_WAIT
+    assert server.recv(1) == b""  # the server saw the FIN: its close is passive, only the client waits
     server.close()
     deadline = time.monotonic() + 10
     while not any(
