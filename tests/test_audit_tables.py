@@ -58,6 +58,7 @@ SOCKET_COLUMNS = [
     ("local_port", "INTEGER"),
     ("remote_port", "INTEGER"),
     ("socket", "TEXT"),
+    ("overflows", "TEXT"),
     ("time", "BIGINT"),
     ("uptime", "BIGINT"),
     ("eid", "TEXT"),
@@ -86,7 +87,7 @@ def test_columns_match_osquery() -> None:
         "overflows",
         "eid",
     }
-    assert {c.name for c in sock.columns if c.hidden} == {"protocol", "socket", "eid", "success"}
+    assert {c.name for c in sock.columns if c.hidden} == {"protocol", "socket", "overflows", "eid", "success"}
     assert [c.name for c in proc.columns if c.additional] == ["time"] == [c.name for c in sock.columns if c.additional]
     assert proc.event and sock.event
 
@@ -103,12 +104,13 @@ LOG = [
 
 def test_rows_queryable_through_sql() -> None:
     stores = {"process_events": EventStore("process_events"), "socket_events": EventStore("socket_events")}
-    for table, row in replay(LOG, ReplayStats()):
+    for table, row in replay([line + "\n" for line in LOG], ReplayStats()):
         stores[table].add(row)
     db = Database([get_spec("process_events"), get_spec("socket_events")], services={"event_stores": stores})
     res = db.execute("SELECT pid, parent, path, cmdline, syscall FROM process_events")
     assert res.rows == [(11, 10, "/usr/bin/id", "id -u", "execve")]
     res = db.execute(
-        "SELECT action, family, local_address, local_port, status, success, eid IS NOT NULL FROM socket_events"
+        "SELECT action, family, local_address, local_port, status, success, eid IS NOT NULL, overflows "
+        "FROM socket_events"
     )
-    assert res.rows == [("bind", 10, "::", 22, "succeeded", 1, 1)]
+    assert res.rows == [("bind", 10, "::", 22, "succeeded", 1, 1, "")]

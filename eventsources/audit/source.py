@@ -28,10 +28,9 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
-from tables._procfs import boot_time
+from tables.procfs import CgroupReader, boot_time
 
 from .._netlink import NetlinkReader
 from ..base import EventSource, Sink, SourceMode, SourceStatus, SourceUnavailable
@@ -73,39 +72,6 @@ def _comm(pid: int, proc_root: str) -> str:
             return f.read().strip().decode("utf-8", "replace")
     except OSError:
         return "?"
-
-
-def _cgroup_reader() -> Callable[[int, str], tuple[str | None, str | None]]:
-    """cgroup_of() for the hot path: a raw read, parsed once per distinct cgroup file text.
-
-    Uses procinfo's pure parsers; the cache holds (path, container id) per file content,
-    which is what makes it cheap (most execs share a handful of cgroups).
-    """
-    from ..procinfo import container_id_from_cgroup, parse_cgroup
-
-    cache: dict[bytes, tuple[str | None, str | None]] = {}
-
-    def cgroup_of(pid: int, proc_root: str) -> tuple[str | None, str | None]:
-        try:
-            fd = os.open(f"{proc_root}/{pid}/cgroup", os.O_RDONLY)
-        except OSError:  # gone already (short-lived), or not permitted
-            return None, None
-        try:
-            data = os.read(fd, 65536)
-        except OSError:
-            return None, None
-        finally:
-            os.close(fd)
-        found = cache.get(data)
-        if found is None:
-            path = parse_cgroup(data.decode("utf-8", "replace"))
-            found = (path, container_id_from_cgroup(path))
-            if len(cache) >= 1024:
-                cache.clear()
-            cache[data] = found
-        return found
-
-    return cgroup_of
 
 
 def _unavailable(what: str, exc: OSError) -> SourceUnavailable:
@@ -166,7 +132,7 @@ class AuditSource(EventSource):
         self._now = time.monotonic()  # the reader's clock, read once per batch
         self._reasm = Reassembler(timeout=reorder_timeout)
         self._builder = RowBuilder(own_pid=self.own_pid, socket_events=socket_events)
-        self._cgroup_of = _cgroup_reader()
+        self._cgroup_of = CgroupReader()  # the one cgroup reader of the event sources (tables.procfs)
         # counters
         self.records = 0
         self.ignored_records = 0
@@ -246,7 +212,7 @@ class AuditSource(EventSource):
                 "kernel_lost_total": self._lost_now,
                 "kernel_backlog": self._backlog,
                 "sink_errors": self.sink_errors,
-                "parse_error_examples": list(self.parse_examples),
+                "parse_error_examples": (self.parse_examples + self._builder.examples)[:MAX_EXAMPLES],
                 "state_path": self.state_path,
                 "crash_recovered": self.crash_recovered is not None,
             },
