@@ -25,6 +25,7 @@ from tables.registry import all_specs
 from tables.spec import TableSpec
 from tables.sqlite import DEFAULT_TIME_LIMIT, Database, QueryError
 
+from . import fleet_cli
 from .hostid import host_uuid
 from .options import Options
 from .output import MODES, render
@@ -163,6 +164,10 @@ def _incomplete(sql: str) -> bool:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
+    if args.collector:
+        return fleet_cli.run_query(args)
+    if args.host or args.group or args.all:
+        raise UserError("--host, --group and --all query the fleet: add --collector URL")
     engine = _engine(args)
     for statement in split_statements(args.sql):
         columns, rows = engine.execute(statement)
@@ -382,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Query the host as SQL tables (osquery-compatible), in-process or inside a running agentd.",
     )
     parser.add_argument("--connect", metavar="SOCKET", help="run inside the agentd listening on this control socket")
+    fleet_cli.add_global_options(parser)
     parser.add_argument(
         "--time-limit",
         type=_seconds,
@@ -398,6 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.set_defaults(mode="pretty")
     for mode in MODES:
         fmt.add_argument(f"--{mode}", dest="mode", action="store_const", const=mode, help=f"{mode} output")
+    fleet_cli.add_query_options(q)
     q.set_defaults(func=cmd_query)
 
     t = sub.add_parser("tables", help="list the tables")
@@ -420,6 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
         watch = None  # type: ignore[assignment]
     if watch is not None:
         watch.add_parser(sub)
+    fleet_cli.add_parsers(sub)
     return parser
 
 
@@ -428,7 +436,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (QueryError, UserError) as exc:
+    except (QueryError, UserError, fleet_cli.FleetError) as exc:
         _error(str(exc))
         return 1
     except BrokenPipeError:  # `agent-cli ... | head`: the reader has all it wants
