@@ -121,6 +121,7 @@ def test_ctrl_c_after_the_prompt_is_drawn_before_the_editor_waits(start) -> None
     term.expect("> ")
     term.send("next\r")
     term.expect("['next']")
+    term.expect("> ")  # before the prompt the terminal is cooked: it would not pass Ctrl-D on as a key
     term.send("\x04")
     assert term.close() == 0
 
@@ -137,6 +138,7 @@ def test_ctrl_c_stops_what_runs_and_the_terminal_is_given_back(start) -> None:
     term.expect("> ")
     term.send("after\r")
     term.expect("['after']")  # the Ctrl-C was used up: it does not also abandon the next line
+    term.expect("> ")
     term.send("\x04")
     assert term.close() == 0
 
@@ -152,6 +154,7 @@ def test_ctrl_c_between_reading_a_line_and_running_it_stops_what_runs(start) -> 
     term.expect("> ")
     term.send("after\r")
     term.expect("['after']")
+    term.expect("> ")
     term.send("\x04")
     assert term.close() == 0
 
