@@ -40,7 +40,7 @@ from .config import AgentConfig, ConfigError, ScheduledQuery, config_check_main,
 from .control import ControlError, ControlServer
 from .events import EventManager
 from .hostid import HostIdError, host_identifier, host_uuid
-from .results import ResultWriter, encode_lines
+from .results import ResultWriter
 from .runner import DecorationRunner, QueryRunner, RunOutcome, event_tables_in
 from .scheduler import Scheduler
 from .sdnotify import Notifier, watchdog_interval
@@ -549,7 +549,7 @@ class Agent:
             system_ms=system_ms,
             memory=memory,
             rows=outcome.rows,
-            lines=len(outcome.lines),
+            lines=outcome.line_count,
             output_bytes=size,
             error=outcome.error or "",
         )
@@ -579,8 +579,7 @@ class Agent:
             log.exception("query %s: internal error", query.name)
             outcome = RunOutcome(name=query.name, error=f"internal error: {type(exc).__name__}: {exc}")
         user1, system1 = _thread_cpu_ms()
-        size = len(encode_lines(outcome.lines)) if outcome.lines else 0
-        return outcome, user1 - user0, system1 - system0, own_rss(), size
+        return outcome, user1 - user0, system1 - system0, own_rss(), outcome.output_bytes
 
     def denylist(self, query: ScheduledQuery, reason: str) -> None:
         """Denylist ``query`` for 24 h (unless ``denylist: false`` or an event-only query), and log why."""

@@ -1,4 +1,4 @@
-"""Run one scheduled query: SQL -> differential results -> result-log lines, exactly once.
+"""Run one scheduled query: SQL -> differential results -> result batches -> result log, exactly once.
 
 Semantics follow osquery's Query::addNewResults / addNewEvents:
 
@@ -9,16 +9,24 @@ Semantics follow osquery's Query::addNewResults / addNewEvents:
 * event-table queries read only events new to this query (``consumer=query.name``),
   log them as "added"; the counter restarts at 1 on a new epoch (not 0: not all records).
 
+Rows stream: from generate() through SQLite (:meth:`Database.stream`) into the diff
+(:class:`~agent.diff.StreamingDiff`, which holds only the previous rows' keys) and into
+the state database's outbox in batches (:mod:`agent.outbox`), so a query over a full
+event buffer never holds its result in memory; the log is written batch by batch.
+
 Exactly once across kill -9 (no duplicate line, no missed change):
 
-1. :meth:`QueryRunner.run` queries and diffs; nothing is stored yet.
+1. :meth:`QueryRunner.run` queries, diffs and stages the run's batches in the state
+   database, invisible to readers; a failed query discards them.
 2. :meth:`QueryRunner.commit` writes, in ONE state transaction, the new previous-results,
-   counter, epoch *and* the encoded lines into the state's outbox.  A kill before this
-   leaves the old state: the next run diffs against it and reports the same change.
-3. :meth:`QueryRunner.deliver` records the log file and offset an outbox entry will go to,
-   appends and fsyncs it, then deletes the entry.  After a kill, the entry is delivered
-   again: if its bytes are already at the recorded offset it is only deleted; a torn
-   write is truncated and rewritten.  Call :meth:`deliver` at start-up before running.
+   counter, epoch and the flag that makes the staged batches visible; then the event
+   stores move the query's read position.  A kill before this leaves the old state (the
+   staged batches are discarded when the state database opens; events are read again):
+   the next run reports the same change.
+3. :meth:`QueryRunner.deliver` records the log file and offset a batch's lines will go
+   to (for the one-line forms: the run's line), appends and fsyncs them, then deletes the
+   batch.  After a kill, it is delivered again: bytes already at the recorded offset are
+   kept, a torn write is cut and rewritten.  Call :meth:`deliver` at start-up before running.
 """
 
 from __future__ import annotations
@@ -32,29 +40,50 @@ from typing import Any
 from tables.sqlite import Database, QueryError, QueryTimeout
 
 from .config import Decorators, ScheduledQuery
-from .diff import diff
+from .diff import StreamingDiff
 from .options import Options
-from .results import (
-    ResultWriter,
-    encode_lines,
-    format_batch,
-    format_event_lines,
-    format_snapshot,
-    format_snapshot_lines,
-)
-from .state import StateDB
+from .outbox import Action, LogForm, ResultRun
+from .results import ResultWriter, encode_batch_lines, encode_run_line
+from .state import ResultsPacker, StateDB, iter_results, pack_rows
 
-__all__ = ["DecorationRunner", "QueryRunner", "RunOutcome", "event_tables_in", "stringify"]
+__all__ = [
+    "BATCH_BYTES",
+    "BATCH_ROWS",
+    "DecorationRunner",
+    "PendingCommit",
+    "QueryRunner",
+    "RunOutcome",
+    "event_tables_in",
+    "stringify",
+]
 
 log = logging.getLogger(__name__)
+
+#: A batch is staged once it holds this many rows or about this many bytes of values.
+BATCH_ROWS = 4096
+BATCH_BYTES = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class PendingCommit:
+    """What :meth:`QueryRunner.commit` stores for a run."""
+
+    snapshot: bool  # a snapshot query keeps no diff state
+    sql: str
+    epoch: int
+    counter: int | None
+    results: bytes | None  # the new previous results (packed); None keeps the stored ones
+    last_run: float
+    run_id: int | None  # the staged run in the outbox
+    numeric_columns: frozenset[str] = frozenset()
+    consumer: str | None = None  # whose event reads to commit
 
 
 @dataclass(slots=True)
 class RunOutcome:
-    """What one run produced; ``lines`` are not durable until :meth:`QueryRunner.commit`."""
+    """What one run produced; its batches are not visible until :meth:`QueryRunner.commit`."""
 
     name: str
-    lines: list[dict[str, Any]] = field(default_factory=list)
     rows: int = 0
     wall_time: float = 0.0
     error: str | None = None
@@ -62,15 +91,19 @@ class RunOutcome:
     added: int = 0
     removed: int = 0
     counter: int | None = None
+    line_count: int = 0  # result-log lines the run writes
+    output_bytes: int = 0  # bytes the run wrote to the result log (once delivered)
     messages: list[str] = field(default_factory=list)  # e.g. "Scheduled query has been updated: x"
     committed: bool = False
-    _commit: dict[str, Any] | None = None
+    pending: PendingCommit | None = None
 
 
 def stringify(value: Any) -> str:
     """A column value as osquery logs it: NULL -> "", numbers and text as strings."""
     if value is None:
         return ""
+    if value.__class__ is str:
+        return value
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     if isinstance(value, float):
@@ -87,35 +120,32 @@ def event_tables_in(database: Database, sql: str) -> frozenset[str]:
     return frozenset(t for t in read if (spec := database.specs.get(t)) is not None and spec.event)
 
 
-def _numeric_columns(raw_rows: Sequence[Mapping[str, Any]]) -> set[str]:
-    numeric: set[str] = set()
-    for row in raw_rows:
-        for key, value in row.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                numeric.add(key)
-    return numeric
+class _Stager:
+    """A run's rows into its outbox batches: one action and one column list per batch."""
 
+    def __init__(self, state: StateDB, run_id: int) -> None:
+        self.state = state
+        self.run_id = run_id
+        self.staged = 0
+        self._action: Action | None = None
+        self._columns: tuple[str, ...] = ()
+        self._rows: list[tuple[str, ...]] = []
+        self._bytes = 0
 
-def _as_numbers(rows: Sequence[Mapping[str, str]], numeric: set[str]) -> list[dict[str, Any]]:
-    """``--logger_numerics``: values of numeric columns as JSON numbers."""
-    if not numeric:
-        return [dict(r) for r in rows]
-    out = []
-    for row in rows:
-        converted: dict[str, Any] = {}
-        for key, value in row.items():
-            if key in numeric and value != "":
-                try:
-                    converted[key] = int(value)
-                except ValueError:
-                    try:
-                        converted[key] = float(value)
-                    except ValueError:
-                        converted[key] = value
-            else:
-                converted[key] = value
-        out.append(converted)
-    return out
+    def add(self, action: Action, columns: tuple[str, ...], values: tuple[str, ...]) -> None:
+        if action is not self._action or (columns is not self._columns and columns != self._columns):
+            self.flush()
+            self._action, self._columns = action, columns
+        self._rows.append(values)
+        self._bytes += sum(map(len, values)) + 8 * len(values)
+        self.staged += 1
+        if len(self._rows) >= BATCH_ROWS or self._bytes >= BATCH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._rows and self._action is not None:
+            self.state.stage_batch(self.run_id, self._action, self._columns, self._rows)
+        self._rows, self._bytes = [], 0
 
 
 class DecorationRunner:
@@ -187,160 +217,207 @@ class QueryRunner:
     def run(self, query: ScheduledQuery, now: float, writer: ResultWriter | None = None) -> RunOutcome:
         """Run ``query`` as due at ``now`` (unix seconds); with ``writer``, also commit and deliver."""
         outcome = RunOutcome(name=query.name)
-        is_event_query = bool(event_tables_in(self.database, query.query))
-        start = time.monotonic()
-        try:
-            result = self.database.execute(
-                query.query,
-                consumer=query.name if is_event_query else None,
-                time_limit=self.options.schedule_timeout,
-            )
-        except QueryTimeout as exc:
-            outcome.error, outcome.timed_out = str(exc), True
-        except QueryError as exc:
-            outcome.error = str(exc)
-        outcome.wall_time = time.monotonic() - start
-        if outcome.error is not None:
-            return outcome
-        raw = result.dicts()
-        rows = [{k: stringify(v) for k, v in r.items()} for r in raw]
-        outcome.rows = len(rows)
-        numeric = _numeric_columns(raw) if self.options.logger_numerics else set()
-        decorations = dict(self.decorations_provider(now)) if self.decorations_provider else {}
-        common = {
-            "numerics": self.options.logger_numerics,
-            "decorations": decorations,
-            "decorations_top_level": self.options.decorations_top_level,
-        }
-        epoch = self.options.schedule_epoch
-
-        if query.snapshot:
-            if rows:
-                shown = _as_numbers(rows, numeric) if numeric else rows
-                if self.options.logger_snapshot_event_type:
-                    outcome.lines = format_snapshot_lines(
-                        query.name, self.host_identifier, now, rows=shown, epoch=epoch, counter=0, **common
-                    )
-                else:
-                    outcome.lines = [
-                        format_snapshot(
-                            query.name, self.host_identifier, now, rows=shown, epoch=epoch, counter=0, **common
-                        )
-                    ]
-            outcome._commit = {"snapshot": True, "sql": query.query, "epoch": epoch, "last_run": now}
-            return self._finish(outcome, writer)
-
-        previous = self.state.get_query(query.name)
+        consumer = query.name if event_tables_in(self.database, query.query) else None
+        options = self.options
+        epoch = options.schedule_epoch
+        previous = None if query.snapshot else self.state.get_query(query.name)
         new_epoch = previous is None or previous.epoch != epoch
         if previous is not None and not new_epoch and previous.sql != query.query:
             outcome.messages.append(f"Scheduled query has been updated: {query.name}")
-
-        if is_event_query:
-            added, removed = rows, []
-            store_rows: list[dict[str, str]] | None = [] if new_epoch else None
-            counter = previous.counter if previous is not None and not new_epoch else None
-            if added:  # osquery: 1 after a reset, else stored + 1 (0 when none was stored)
-                counter = 1 if new_epoch else (counter + 1 if counter is not None else 0)
-        elif new_epoch:
-            added, removed = rows, []
-            store_rows, counter = rows, 0
+        if query.snapshot:
+            form = LogForm.SNAPSHOT_EVENT if options.logger_snapshot_event_type else LogForm.SNAPSHOT
         else:
-            assert previous is not None
-            added, removed = diff(previous.rows, rows)
-            changed = bool(added or removed)
-            store_rows = rows if changed else None
+            form = LogForm.EVENT if options.logger_event_type else LogForm.BATCH
+        decorations = dict(self.decorations_provider(now)) if self.decorations_provider else {}
+        run_id = self.state.begin_run(
+            query.name,
+            form=form,
+            host_identifier=self.host_identifier,
+            unix_time=now,
+            epoch=epoch,
+            numerics=options.logger_numerics,
+            decorations=decorations,
+            decorations_top_level=options.decorations_top_level,
+        )
+        stager = _Stager(self.state, run_id)
+        numeric: set[str] = set()
+        differ: StreamingDiff | None = None
+        packer: ResultsPacker | None = None
+        removed = 0
+        changed = False
+        start = time.monotonic()
+        try:
+            with self.database.stream(query.query, consumer=consumer, time_limit=options.schedule_timeout) as result:
+                columns = tuple(result.columns)
+                action = Action.SNAPSHOT if query.snapshot else Action.ADDED
+                if not query.snapshot and consumer is None:  # a differential query keeps its results
+                    packer = ResultsPacker(columns)
+                    if not new_epoch:
+                        assert previous is not None
+                        stored = previous.results
+                        differ = StreamingDiff(columns, iter_results(stored)[0], lambda: iter_results(stored)[1])
+                check_numeric = options.logger_numerics
+                count = 0
+                for raw in result:
+                    values = tuple(map(stringify, raw))
+                    count += 1
+                    if check_numeric:
+                        numeric.update(c for c, v in zip(columns, raw, strict=True) if _is_number(v))
+                    if packer is not None:
+                        packer.add(values)
+                    if differ is None or differ.feed(values):
+                        stager.add(action, columns, values)
+            changed = differ is not None and differ.changed
+            if differ is not None and changed:
+                for old_columns, values in differ.removed():
+                    removed += 1
+                    if query.removed:
+                        stager.add(Action.REMOVED, old_columns, values)
+            stager.flush()
+        except QueryError as exc:
+            outcome.error, outcome.timed_out = str(exc), isinstance(exc, QueryTimeout)
+            self._abandon(run_id, consumer)
+            outcome.wall_time = time.monotonic() - start
+            return outcome
+        except BaseException:
+            self._abandon(run_id, consumer)
+            raise
+        outcome.wall_time = time.monotonic() - start
+        outcome.rows = count
+
+        results: bytes | None
+        if query.snapshot:
+            counter: int | None = 0
+            results = None
+            outcome.added = count
+        elif consumer is not None:  # an event query: every row is new, nothing kept for diffing
+            outcome.added = count
+            counter = previous.counter if previous is not None and not new_epoch else None
+            if count:  # osquery: 1 after a reset, else stored + 1 (0 when none was stored)
+                counter = 1 if new_epoch else (counter + 1 if counter is not None else 0)
+            results = pack_rows([]) if new_epoch else None
+        elif differ is None:  # first run of this epoch: everything is added
+            assert packer is not None
+            outcome.added, counter, results = count, 0, packer.blob()
+        else:
+            assert previous is not None and packer is not None
+            outcome.added = differ.added
+            outcome.removed = removed if query.removed else 0
+            results = packer.blob() if changed else None
             counter = (previous.counter or 0) + 1 if changed else previous.counter
-        if not query.removed:
-            removed = []
-        outcome.added, outcome.removed, outcome.counter = len(added), len(removed), counter
-        if added or removed:
-            if numeric:
-                added, removed = _as_numbers(added, numeric), _as_numbers(removed, numeric)
-            if self.options.logger_event_type:
-                outcome.lines = format_event_lines(
-                    query.name,
-                    self.host_identifier,
-                    now,
-                    epoch=epoch,
-                    counter=counter or 0,
-                    added=added,
-                    removed=removed,
-                    **common,
-                )
-            else:
-                outcome.lines = [
-                    format_batch(
-                        query.name,
-                        self.host_identifier,
-                        now,
-                        epoch=epoch,
-                        counter=counter or 0,
-                        added=added,
-                        removed=removed,
-                        **common,
-                    )
-                ]
-        outcome._commit = {
-            "snapshot": False,
-            "sql": query.query,
-            "epoch": epoch,
-            "counter": counter,
-            "rows": store_rows,
-            "last_run": now,
-        }
+        outcome.counter = counter
+        if stager.staged:
+            outcome.line_count = stager.staged if form.line_per_row else 1
+        outcome.pending = PendingCommit(
+            snapshot=query.snapshot,
+            sql=query.query,
+            epoch=epoch,
+            counter=counter,
+            results=results,
+            last_run=now,
+            run_id=run_id,
+            numeric_columns=frozenset(numeric),
+            consumer=consumer,
+        )
         return self._finish(outcome, writer)
+
+    def _abandon(self, run_id: int, consumer: str | None) -> None:
+        """A failed run: its staged batches go, its event reads will be read again."""
+        try:
+            self.state.discard_run(run_id)
+        finally:
+            if consumer is not None:
+                self.database.discard_reads(consumer)
 
     def _finish(self, outcome: RunOutcome, writer: ResultWriter | None) -> RunOutcome:
         for message in outcome.messages:
             log.info("%s", message)
         if writer is not None:
             self.commit(outcome)
-            self.deliver(writer)
+            written = self._deliver(writer)
+            if outcome.pending is not None and outcome.pending.run_id is not None:
+                outcome.output_bytes = written.get(outcome.pending.run_id, 0)
         return outcome
 
     # -- persistence (see the module docstring) ------------------------------
 
     def commit(self, outcome: RunOutcome) -> None:
-        """Store the run's state and its lines (as an outbox entry) in one transaction."""
-        pending = outcome._commit
+        """Store the run's state and make its batches visible, in one transaction."""
+        pending = outcome.pending
         if pending is None or outcome.committed:
             return
-        target = "snapshots" if pending["snapshot"] else "results"
-        data = encode_lines(outcome.lines)
-        if pending["snapshot"]:
+        try:
             self.state.commit_run(
                 outcome.name,
-                sql=pending["sql"],
-                epoch=pending["epoch"],
-                counter=None,
-                rows=None,
-                last_run=pending["last_run"],
-                outbox=[(target, data)],
-                update_query=False,
+                sql=pending.sql,
+                epoch=pending.epoch,
+                counter=pending.counter,
+                results=pending.results,
+                last_run=pending.last_run,
+                run_id=pending.run_id,
+                numeric_columns=pending.numeric_columns,
+                update_query=not pending.snapshot,
             )
-        else:
-            self.state.commit_run(
-                outcome.name,
-                sql=pending["sql"],
-                epoch=pending["epoch"],
-                counter=pending["counter"],
-                rows=pending["rows"],
-                last_run=pending["last_run"],
-                outbox=[(target, data)],
-            )
+        except BaseException:
+            if pending.run_id is not None:
+                self._abandon(pending.run_id, pending.consumer)
+            raise
+        if pending.consumer is not None:
+            self.database.commit_reads(pending.consumer)
         outcome.committed = True
 
     def deliver(self, writer: ResultWriter) -> int:
-        """Write every committed-but-unwritten outbox entry to its log; returns entries written."""
-        written = 0
-        for entry in self.state.pending():
+        """Write every committed-but-unwritten run to its log; returns the number of runs written."""
+        return len(self._deliver(writer))
+
+    def _deliver(self, writer: ResultWriter) -> dict[int, int]:
+        """Deliver the outbox in order; {run id: bytes written} (legacy entries under negative ids)."""
+        written: dict[int, int] = {}
+        for entry in self.state.legacy_pending():
             log_file = writer.log_for(entry.target)
             if entry.file_id is None or entry.file_offset is None:
                 file_id, offset = log_file.prepare(len(entry.data))
-                self.state.outbox_started(entry.id, file_id, offset)
+                self.state.legacy_started(entry.id, file_id, offset)
             else:
                 file_id, offset = entry.file_id, entry.file_offset
-            if log_file.write_at(entry.data, file_id, offset):
-                written += 1
-            self.state.outbox_done(entry.id)
+            log_file.write_at(entry.data, file_id, offset)
+            self.state.legacy_done(entry.id)
+            written[-entry.id] = len(entry.data)
+        for run in self.state.runs():
+            written[run.id] = self._deliver_run(writer, run)
         return written
+
+    def _deliver_run(self, writer: ResultWriter, run: ResultRun) -> int:
+        log_file = writer.log_for(run.form.target)
+        size = 0
+        if run.form.line_per_row:
+            for batch in self.state.batches(run):
+                data = encode_batch_lines(batch)
+                if batch.file_id is None or batch.file_offset is None:
+                    file_id, offset = log_file.prepare(len(data))
+                    self.state.outbox_started(batch.id, file_id, offset)
+                else:
+                    file_id, offset = batch.file_id, batch.file_offset
+                log_file.write_at(data, file_id, offset)
+                self.state.outbox_done((batch.id,))
+                size += len(data)
+            self.state.drop_run(run.id)  # the run is gone with its last batch; this covers a run without any
+            return size
+        ids = self.state.batch_ids(run)
+        first = next(self.state.batches(run), None)
+        if first is None:
+            self.state.drop_run(run.id)
+            return 0
+        size = sum(map(len, encode_run_line(run, self.state.batches(run))))  # one line: its size, then its bytes
+        if first.file_id is None or first.file_offset is None:
+            file_id, offset = log_file.prepare(size)
+            self.state.outbox_started(first.id, file_id, offset)
+        else:
+            file_id, offset = first.file_id, first.file_offset
+        log_file.write_chunks_at(encode_run_line(run, self.state.batches(run)), file_id, offset)
+        self.state.outbox_done(ids)
+        return size
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

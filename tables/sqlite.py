@@ -21,19 +21,23 @@ import json
 import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import apsw
 
+from .events import EVENT_STORES, commit_reads, discard_reads
 from .functions import register_functions
-from .spec import HostPaths, QueryContext, QueryDeadline, Row, TableError, TableSpec
+from .rowsets import TupleRows
+from .spec import HostPaths, QueryContext, QueryDeadline, TableError, TableSpec
 
 __all__ = [
     "Database",
     "MissingRequiredConstraint",
     "QueryError",
     "QueryResult",
+    "QueryStream",
     "QueryTimeout",
 ]
 
@@ -79,6 +83,17 @@ class QueryResult:
 
     def dicts(self) -> list[dict[str, Any]]:
         return [dict(zip(self.columns, r, strict=False)) for r in self.rows]
+
+
+@dataclass(slots=True)
+class QueryStream:
+    """Column names in SELECT order and an iterator over the rows (tuples) as SQLite produces them."""
+
+    columns: list[str]
+    rows: Iterator[tuple[Any, ...]]
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        return self.rows
 
 
 @dataclass(slots=True)
@@ -172,13 +187,15 @@ class _Table:
 
 
 class _Cursor:
-    __slots__ = ("names", "row", "rowid", "rows", "run", "table")
+    __slots__ = ("names", "positions", "row", "rowid", "rows", "run", "source", "table")
 
     def __init__(self, table: _Table) -> None:
         self.table = table
         self.names = table.names
-        self.rows: Iterator[Row] = iter(())
-        self.row: Row | None = None
+        self.rows: Iterator[Any] = iter(())
+        self.source: Any = None  # what generate() returned, closed with the cursor
+        self.positions: list[int] | None = None  # TupleRows: the tuple index of each column
+        self.row: Any = None
         self.rowid = 0
         self.run = table.db._run
 
@@ -210,7 +227,14 @@ class _Cursor:
             ranges=ranges,
             deadline=self.run.deadline,
         )
-        self.rows = iter(spec.generate(context))
+        result = spec.generate(context)
+        self.source = result
+        if isinstance(result, TupleRows):  # rows as tuples: map the columns once, not per row
+            self.positions = result.positions(self.names)
+            self.rows = result.tuples()
+        else:
+            self.positions = None
+            self.rows = iter(result)
         self.rowid = 0
         self.Next()
 
@@ -226,16 +250,24 @@ class _Cursor:
     def Column(self, which: int) -> Any:
         if which == -1:
             return self.rowid
-        return self.row.get(self.names[which])  # type: ignore[union-attr]
+        positions = self.positions
+        if positions is None:
+            return self.row.get(self.names[which])
+        try:
+            return self.row[positions[which]]
+        except IndexError:  # a column the stored tuple does not have
+            return None
 
     def Rowid(self) -> int:
         return self.rowid
 
     def Close(self) -> None:
-        close = getattr(self.rows, "close", None)
-        if close is not None:
-            close()  # run the generator's finally blocks now (LIMIT, errors)
+        for it in (self.rows, self.source):
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()  # run the generator's finally blocks now (LIMIT, errors)
         self.rows = iter(())
+        self.source = None
 
 
 def _coerce(value: Any, sql_type: str) -> Any:
@@ -322,9 +354,43 @@ class Database:
         """Run one SQL statement and return every row; raise :class:`QueryError` with a clear message.
 
         ``consumer`` names the scheduled query asking, so event tables return only the
-        events it has not seen yet; ad-hoc queries pass None and see the whole buffer.
+        events it has not seen yet (and, once the statement completed, it has seen them);
+        ad-hoc queries pass None and see the whole buffer.
         ``max_rows`` bounds the result held in memory (ad-hoc queries from the network).
         Several statements in one call are refused: their rows would share one header.
+        """
+        rows: list[tuple[Any, ...]] = []
+        try:
+            with self.stream(sql, bindings, consumer=consumer, time_limit=time_limit) as result:
+                for row in result:
+                    rows.append(row)
+                    if max_rows is not None and len(rows) > max_rows:
+                        raise QueryError(
+                            f"result too large: more than {max_rows:,} rows; narrow it with WHERE or LIMIT"
+                        )
+        except BaseException:
+            if consumer is not None:
+                self.discard_reads(consumer)
+            raise
+        if consumer is not None:
+            self.commit_reads(consumer)
+        return QueryResult(result.columns, rows)
+
+    @contextmanager
+    def stream(
+        self,
+        sql: str,
+        bindings: Sequence[Any] | Mapping[str, Any] = (),
+        *,
+        consumer: str | None = None,
+        time_limit: float | None = None,
+    ) -> Iterator[QueryStream]:
+        """Run one SQL statement; its rows are read as SQLite produces them, inside the ``with``.
+
+        Nothing is held beyond what SQLite itself needs (a sort, a GROUP BY): a scheduled
+        query over a full event buffer streams into its results.  The time limit covers the
+        whole ``with`` block.  ``consumer``'s event reads stay pending: the caller commits them
+        (:meth:`commit_reads`) once the results are stored, or discards them.
         """
         limit = self.time_limit if time_limit is None else time_limit
         self._run.time_limit = limit
@@ -343,34 +409,22 @@ class Database:
 
         cursor = self.connection.cursor()
         cursor.exec_trace = trace
-        rows: list[tuple[Any, ...]] = []
         try:
-            for row in cursor.execute(sql, bindings):
-                rows.append(row)
-                if max_rows is not None and len(rows) > max_rows:
-                    raise QueryError(f"result too large: more than {max_rows:,} rows; narrow it with WHERE or LIMIT")
-        except apsw.ExecTraceAbort:
-            raise QueryError("one SQL statement per query, please: this one has several") from None
-        except QueryError:
-            raise
-        except (QueryDeadline, apsw.InterruptError):
-            raise QueryTimeout(f"query exceeded the time limit of {limit:g} s and was interrupted") from None
-        except apsw.AuthError as exc:
-            raise QueryError(f"{_message(exc)} (queries are read-only)") from None
-        except apsw.SQLError as exc:
-            message = _message(exc)
-            if "may not be modified" in message:  # SQLite refuses writes to read-only tables before the authorizer
-                message = f"not authorized: {message} (queries are read-only)"
-            raise QueryError(message) from None
-        except (apsw.Error, TableError) as exc:
-            raise QueryError(_message(exc)) from None
-        except TypeError as exc:  # apsw: wrong number/type of bindings
-            raise QueryError(str(exc)) from None
+            with _translated(limit):
+                rows = cursor.execute(sql, bindings)
+            yield QueryStream(columns, _translating(rows, limit))
         finally:
             cursor.close(True)  # end an abandoned statement now: its generate() runs its cleanup
             self._run.deadline = float("inf")
             self._run.consumer = None
-        return QueryResult(columns, rows)
+
+    def commit_reads(self, consumer: str) -> None:
+        """``consumer``'s results are stored: event tables move its position past what it read."""
+        commit_reads(self.services.get(EVENT_STORES, {}), consumer)
+
+    def discard_reads(self, consumer: str) -> None:
+        """``consumer``'s run failed: event tables show it the same events next time."""
+        discard_reads(self.services.get(EVENT_STORES, {}), consumer)
 
     def interrupt(self) -> None:
         """Abort the running query from another thread (the watchdog uses this)."""
@@ -416,6 +470,35 @@ class Database:
             return apsw.SQLITE_OK
         log.debug("authorizer refused action %d (%s, %s)", action, p1, p2)
         return apsw.SQLITE_DENY
+
+
+@contextmanager
+def _translated(limit: float) -> Iterator[None]:
+    """SQLite's and the tables' exceptions as :class:`QueryError` with a clear message."""
+    try:
+        yield
+    except apsw.ExecTraceAbort:
+        raise QueryError("one SQL statement per query, please: this one has several") from None
+    except QueryError:
+        raise
+    except (QueryDeadline, apsw.InterruptError):
+        raise QueryTimeout(f"query exceeded the time limit of {limit:g} s and was interrupted") from None
+    except apsw.AuthError as exc:
+        raise QueryError(f"{_message(exc)} (queries are read-only)") from None
+    except apsw.SQLError as exc:
+        message = _message(exc)
+        if "may not be modified" in message:  # SQLite refuses writes to read-only tables before the authorizer
+            message = f"not authorized: {message} (queries are read-only)"
+        raise QueryError(message) from None
+    except (apsw.Error, TableError) as exc:
+        raise QueryError(_message(exc)) from None
+    except TypeError as exc:  # apsw: wrong number/type of bindings
+        raise QueryError(str(exc)) from None
+
+
+def _translating(rows: Iterator[tuple[Any, ...]], limit: float) -> Iterator[tuple[Any, ...]]:
+    with _translated(limit):
+        yield from rows
 
 
 def _message(exc: BaseException) -> str:

@@ -9,6 +9,7 @@ import textwrap
 
 import pytest
 
+from agent import runner as runner_module
 from agent.config import Decorators, ScheduledQuery
 from agent.options import parse_options
 from agent.results import ResultWriter
@@ -71,6 +72,12 @@ def logged(tmp_path, which="results") -> list[dict]:
     return [json.loads(line) for line in open(path)] if path.exists() else []
 
 
+def lines_of(tmp_path, out, which="results") -> list[dict]:
+    """The log lines the run ``out`` wrote (the log's last ``out.line_count`` lines)."""
+    lines = logged(tmp_path, which)
+    return lines[len(lines) - out.line_count :] if out.line_count else []
+
+
 def test_first_run_then_diff_then_no_change(env):
     items, _store, _db, state, writer, make, tmp = env
     runner = make()
@@ -85,7 +92,7 @@ def test_first_run_then_diff_then_no_change(env):
     assert lines[0]["hostIdentifier"] == "host-a" and lines[0]["unixTime"] == 1000
 
     out = runner.run(q(), 1060.0, writer)  # nothing changed: nothing logged, counter stays
-    assert (out.lines, out.counter) == ([], 0) and len(logged(tmp)) == 2
+    assert (out.line_count, out.counter) == (0, 0) and len(logged(tmp)) == 2
     assert state.get_query("items_q").last_run == 1060.0
 
     items.rows = [{"id": 2, "name": "b"}, {"id": 3, "name": "c"}]
@@ -101,7 +108,7 @@ def test_first_run_then_diff_then_no_change(env):
 def test_first_run_with_no_rows_stores_state(env):
     items, _store, _db, state, writer, make, _tmp = env
     runner = make()
-    assert runner.run(q(), 1.0, writer).lines == []
+    assert runner.run(q(), 1.0, writer).line_count == 0
     assert state.get_query("items_q").counter == 0
     items.rows = [{"id": 1, "name": "a"}]
     out = runner.run(q(), 2.0, writer)
@@ -109,16 +116,16 @@ def test_first_run_with_no_rows_stores_state(env):
 
 
 def test_removed_false_suppresses_removals(env):
-    items, _store, _db, _state, writer, make, _tmp = env
+    items, _store, _db, _state, writer, make, tmp = env
     runner = make()
     items.rows = [{"id": 1, "name": "a"}]
     runner.run(q(removed=False), 1.0, writer)
     items.rows = []
     out = runner.run(q(removed=False), 2.0, writer)
-    assert (out.lines, out.removed, out.counter) == ([], 0, 1)  # state still moves on
+    assert (out.line_count, out.removed, out.counter) == (0, 0, 1)  # state still moves on
     items.rows = [{"id": 1, "name": "a"}]
     out = runner.run(q(removed=False), 3.0, writer)
-    assert [x["action"] for x in out.lines] == ["added"]
+    assert [x["action"] for x in lines_of(tmp, out)] == ["added"] and len(logged(tmp)) == 2
 
 
 def test_snapshot_form_goes_to_the_snapshot_log_without_state(env):
@@ -134,12 +141,12 @@ def test_snapshot_form_goes_to_the_snapshot_log_without_state(env):
 
 
 def test_new_epoch_reports_everything_again(env):
-    items, _store, _db, state, writer, make, _tmp = env
+    items, _store, _db, state, writer, make, tmp = env
     items.rows = [{"id": 1, "name": "a"}]
     make().run(q(), 1.0, writer)
     make().run(q(), 2.0, writer)
     out = make(schedule_epoch=7).run(q(), 3.0, writer)
-    assert [(x["action"], x["epoch"], x["counter"]) for x in out.lines] == [("added", 7, 0)]
+    assert [(x["action"], x["epoch"], x["counter"]) for x in lines_of(tmp, out)] == [("added", 7, 0)]
     assert state.get_query("items_q").epoch == 7
 
 
@@ -148,17 +155,17 @@ def test_changed_sql_is_noted_and_still_diffed(env):
     items.rows = [{"id": 1, "name": "a"}]
     make().run(q(), 1.0, writer)
     out = make().run(q("select id, name from items where 1"), 2.0, writer)
-    assert out.messages == ["Scheduled query has been updated: items_q"] and out.lines == []
+    assert out.messages == ["Scheduled query has been updated: items_q"] and out.line_count == 0
     assert state.get_query("items_q").sql == "select id, name from items where 1"
 
 
 def test_numerics_and_batch_format_and_decorations(env):
-    items, _store, _db, _state, writer, make, _tmp = env
+    items, _store, _db, _state, writer, make, tmp = env
     items.rows = [{"id": 1, "name": "a", "size": 1.5}]
     runner = make(logger_numerics=True, logger_event_type=False)
     runner.decorations_provider = lambda now: {"host_uuid": "U"}
     out = runner.run(q("select id, name, size from items"), 1.0, writer)
-    (line,) = out.lines
+    (line,) = lines_of(tmp, out)
     assert list(line) == [
         "diffResults",
         "name",
@@ -175,7 +182,7 @@ def test_numerics_and_batch_format_and_decorations(env):
 
 
 def test_event_queries_see_only_new_events_and_count_from_one(env):
-    _items, store, db, state, writer, make, _tmp = env
+    _items, store, db, state, writer, make, tmp = env
     runner = make()
     eq = q("select what from thing_events", name="ev")
     other = q("select what from thing_events", name="ev2")
@@ -185,26 +192,26 @@ def test_event_queries_see_only_new_events_and_count_from_one(env):
     assert runner.run(late, 1.0, writer).counter is None  # a first run without events stores no counter
     store.extend([{"what": "a"}, {"what": "b"}])
     out = runner.run(eq, 2.0, writer)  # first run (new epoch) with events: counter 1, not 0
-    assert [(x["action"], x["columns"], x["counter"]) for x in out.lines] == [
+    assert [(x["action"], x["columns"], x["counter"]) for x in lines_of(tmp, out)] == [
         ("added", {"what": "a"}, 1),
         ("added", {"what": "b"}, 1),
     ]
-    assert runner.run(eq, 3.0, writer).lines == []  # no new events: nothing, counter kept
+    assert runner.run(eq, 3.0, writer).line_count == 0  # no new events: nothing, counter kept
     store.add({"what": "c"})
     out = runner.run(eq, 4.0, writer)
-    assert [(x["columns"]["what"], x["counter"]) for x in out.lines] == [("c", 2)]
+    assert [(x["columns"]["what"], x["counter"]) for x in lines_of(tmp, out)] == [("c", 2)]
     # another scheduled query has its own position: it sees all three events
     out = runner.run(other, 5.0, writer)
-    assert [(x["columns"]["what"], x["counter"]) for x in out.lines] == [("a", 1), ("b", 1), ("c", 1)]
+    assert [(x["columns"]["what"], x["counter"]) for x in lines_of(tmp, out)] == [("a", 1), ("b", 1), ("c", 1)]
     # osquery's edge: after a first run without events, the next batch counts from 0
-    assert [x["counter"] for x in runner.run(late, 7.0, writer).lines] == [0, 0, 0]
+    assert [x["counter"] for x in lines_of(tmp, runner.run(late, 7.0, writer))] == [0, 0, 0]
     assert state.get_query("ev").rows == []  # event results are not kept for diffing
 
 
 def test_errors_and_timeouts_change_nothing(env):
     _items, _store, _db, state, writer, make, tmp = env
     out = make().run(q("select * from no_such_table", name="bad"), 1.0, writer)
-    assert out.error == "no such table: no_such_table" and not out.timed_out and out.lines == []
+    assert out.error == "no such table: no_such_table" and not out.timed_out and out.line_count == 0
     assert state.get_query("bad") is None
     out = make(schedule_timeout="0.05").run(q("select count(*) from forever", name="slow"), 1.0, writer)
     assert out.timed_out and "time limit of 0.05 s" in out.error
@@ -233,12 +240,94 @@ def test_stringify():
     assert [stringify(v) for v in (None, 1, 2.5, 3.0, "x", b"y")] == ["", "1", "2.5", "3.0", "x", "y"]
 
 
+# -- streaming: rows go to the outbox in batches, never all in memory ------------------------
+
+
+@pytest.fixture()
+def small_batches(monkeypatch):
+    monkeypatch.setattr(runner_module, "BATCH_ROWS", 3)
+
+
+def _count_staging(monkeypatch, state) -> list[int]:
+    sizes: list[int] = []
+    stage = state.stage_batch
+
+    def counting(run_id, action, columns, rows):
+        sizes.append(len(rows))
+        stage(run_id, action, columns, rows)
+
+    monkeypatch.setattr(state, "stage_batch", counting)
+    return sizes
+
+
+def test_an_event_run_streams_in_batches_and_logs_every_row_once(env, small_batches, monkeypatch):
+    _items, store, _db, state, writer, make, tmp = env
+    sizes = _count_staging(monkeypatch, state)
+    store.extend({"what": f"w{i}"} for i in range(10))
+    out = make().run(q("select what from thing_events", name="ev"), 2.0, writer)
+    assert (out.rows, out.added, out.line_count, sizes) == (10, 10, 10, [3, 3, 3, 1])
+    assert [x["columns"]["what"] for x in logged(tmp)] == [f"w{i}" for i in range(10)]
+    assert {x["counter"] for x in logged(tmp)} == {1} and out.output_bytes == os.path.getsize(writer.results.path)
+    assert list(state.outbox()) == [] and state.runs() == []
+
+
+def test_a_failed_run_leaves_no_batches_and_its_events_are_read_again(env, small_batches):
+    _items, store, _db, state, writer, make, tmp = env
+    store.extend({"what": f"w{i}"} for i in range(5))
+    runaway = q("select what from thing_events, forever", name="ev")  # rows without end: batches staged, then
+    out = make(schedule_timeout="0.2").run(runaway, 1.0, writer)  # the time limit
+    assert out.timed_out and out.line_count == 0 and logged(tmp) == []
+    assert state._db.execute("SELECT count(*) FROM result_batches").fetchone() == (0,)
+    assert state._db.execute("SELECT count(*) FROM result_runs").fetchone() == (0,)
+    out = make().run(q("select what from thing_events", name="ev"), 2.0, writer)
+    assert [x["columns"]["what"] for x in logged(tmp)] == [f"w{i}" for i in range(5)]
+
+
+def test_a_differential_run_across_batches_logs_removed_before_added(env, small_batches):
+    items, _store, _db, state, writer, make, tmp = env
+    runner = make()
+    items.rows = [{"id": i, "name": f"n{i}"} for i in range(8)]
+    runner.run(q(), 1.0, writer)
+    items.rows = [r for r in items.rows if r["id"] % 3] + [{"id": 100 + i, "name": "new"} for i in range(4)]
+    out = runner.run(q(), 2.0, writer)
+    assert (out.added, out.removed, out.counter, out.rows) == (4, 3, 1, 9)
+    changes = [(x["action"], x["columns"]["id"]) for x in lines_of(tmp, out)]
+    assert changes == [("removed", "0"), ("removed", "3"), ("removed", "6")] + [("added", f"10{i}") for i in range(4)]
+    assert sorted(r["id"] for r in state.get_query("items_q").rows) == sorted(str(r["id"]) for r in items.rows)
+    assert runner.run(q(), 3.0, writer).line_count == 0  # compared with what the last run stored
+
+
+def test_batch_and_snapshot_forms_are_one_line_across_batches(env, small_batches):
+    items, _store, _db, _state, writer, make, tmp = env
+    items.rows = [{"id": i, "name": f"n{i}"} for i in range(7)]
+    runner = make(logger_event_type=False)
+    runner.run(q(), 1.0, writer)
+    items.rows = [*items.rows[2:], {"id": 9, "name": "n9"}]
+    out = runner.run(q(), 2.0, writer)
+    (line,) = lines_of(tmp, out)
+    assert [r["id"] for r in line["diffResults"]["removed"]] == ["0", "1"]
+    assert [r["id"] for r in line["diffResults"]["added"]] == ["9"] and line["counter"] == 1
+    out = make().run(q(snapshot=True, name="snap"), 3.0, writer)
+    (snap,) = lines_of(tmp, out, "snapshots")
+    assert [r["id"] for r in snap["snapshot"]] == [str(r["id"]) for r in items.rows]
+
+
+def test_numeric_columns_are_decided_over_the_whole_run(env, small_batches):
+    items, _store, _db, _state, writer, make, tmp = env
+    items.rows = [{"id": i, "name": str(i), "size": None} for i in range(4)] + [{"id": 4, "name": "4", "size": 2.5}]
+    out = make(logger_numerics=True).run(q("select id, name, size from items"), 1.0, writer)
+    lines = lines_of(tmp, out)
+    assert [x["columns"] for x in lines[:1]] == [{"id": 0, "name": "0", "size": ""}]
+    assert lines[-1]["columns"] == {"id": 4, "name": "4", "size": 2.5}, "size is numeric: one row had a number"
+
+
 # -- kill -9 between and inside runs: no duplicate, no missed change -----------------------
 
 CHILD = textwrap.dedent(
     """
     import json, os, signal, sys
     sys.path.insert(0, {repo!r})
+    from agent import runner as runner_module
     from agent.config import ScheduledQuery
     from agent.options import Options
     from agent.results import ResultWriter
@@ -247,7 +336,8 @@ CHILD = textwrap.dedent(
     from tables.spec import Column, TableSpec
     from tables.sqlite import Database
 
-    state_dir, items_path, phase, now = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+    state_dir, items_path, phase, now, form = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), sys.argv[5]
+    runner_module.BATCH_ROWS = 1  # every row its own batch: kills land between batches of one run
 
     def generate(context):
         with open(items_path) as f:
@@ -257,20 +347,26 @@ CHILD = textwrap.dedent(
                      Column("name", "TEXT")), generate=generate)
     state = StateDB(os.path.join(state_dir, "state.db"))
     writer = ResultWriter(os.path.join(state_dir, "log"))
-    runner = QueryRunner(Database([spec]), state, host_identifier="h", options=Options())
+    options = Options(logger_event_type=form == "event")
+    runner = QueryRunner(Database([spec]), state, host_identifier="h", options=options)
     runner.deliver(writer)  # recovery of what a killed predecessor committed
 
     def die(*_args, **_kwargs):
         os.kill(os.getpid(), signal.SIGKILL)
 
-    def after(fn):
+    def after(fn, calls=1):
+        seen = []
         def wrapped(*args, **kwargs):
             fn(*args, **kwargs)
-            die()
+            seen.append(1)
+            if len(seen) >= calls:
+                die()
         return wrapped
 
     if phase == "before_commit":
         runner.commit = die
+    elif phase == "mid_stage":
+        state.stage_batch = after(state.stage_batch)
     elif phase == "after_commit":
         runner.commit = after(runner.commit)
     elif phase == "after_started":
@@ -281,9 +377,22 @@ CHILD = textwrap.dedent(
                 f.write(data[: len(data) // 2])
                 f.flush()
             die()
+        def torn_chunks(chunks, file_id, offset):
+            torn(b"".join(chunks), file_id, offset)
         writer.results.write_at = torn
+        writer.results.write_chunks_at = torn_chunks
     elif phase == "after_write":
         state.outbox_done = die
+    elif phase == "between_batches" and form == "event":
+        state.outbox_done = after(state.outbox_done, 2)
+    elif phase == "between_batches":  # the run's one line: killed after its first pieces
+        def pieces(chunks, file_id, offset):
+            chunks = iter(chunks)
+            with open(writer.results.path, "ab") as f:
+                f.write(next(chunks) + next(chunks))
+                f.flush()
+            die()
+        writer.results.write_chunks_at = pieces
     query = ScheduledQuery(name="items_q", query="select id, name from items", interval=60)
     runner.run(query, now, writer)
     """
@@ -293,12 +402,19 @@ CHILD = textwrap.dedent(
 def replay(lines: list[dict]) -> list[tuple]:
     """Apply logged added/removed lines in order; any impossible removal is a duplicate."""
     current: dict[tuple, int] = {}
+    changes = []
     for line in lines:
-        key = tuple(sorted(line["columns"].items()))
-        if line["action"] == "added":
+        if "diffResults" in line:  # the batch form: one line per run, removed first
+            changes += [("removed", r) for r in line["diffResults"]["removed"]]
+            changes += [("added", r) for r in line["diffResults"]["added"]]
+        else:
+            changes.append((line["action"], line["columns"]))
+    for action, columns in changes:
+        key = tuple(sorted(columns.items()))
+        if action == "added":
             current[key] = current.get(key, 0) + 1
         else:
-            assert current.get(key, 0) > 0, f"removal of a row never added (duplicate line?): {line}"
+            assert current.get(key, 0) > 0, f"removal of a row never added (duplicate line?): {columns}"
             current[key] -= 1
     return sorted(k for k, n in current.items() for _ in range(n))
 
@@ -307,13 +423,16 @@ def expected(rows: list[dict]) -> list[tuple]:
     return sorted(tuple(sorted({k: str(v) for k, v in r.items()}.items())) for r in rows)
 
 
-def test_kill_9_between_and_inside_runs(tmp_path):
+@pytest.mark.parametrize("form", ["event", "batch"])
+def test_kill_9_between_and_inside_runs(tmp_path, form):
     script = tmp_path / "child.py"
     script.write_text(CHILD.format(repo=REPO))
     items_path = tmp_path / "items.json"
     phases = [
         "none",
         "before_commit",
+        "none",
+        "mid_stage",
         "none",
         "after_commit",
         "none",
@@ -322,6 +441,8 @@ def test_kill_9_between_and_inside_runs(tmp_path):
         "torn_write",
         "none",
         "after_write",
+        "none",
+        "between_batches",
         "none",
         "after_commit",
         "after_write",
@@ -337,7 +458,7 @@ def test_kill_9_between_and_inside_runs(tmp_path):
         ]
         items_path.write_text(json.dumps(rows))
         proc = subprocess.run(
-            [sys.executable, str(script), str(tmp_path), str(items_path), phase, str(now)],
+            [sys.executable, str(script), str(tmp_path), str(items_path), phase, str(now), form],
             capture_output=True,
             text=True,
             timeout=60,
@@ -353,3 +474,5 @@ def test_kill_9_between_and_inside_runs(tmp_path):
     counters = [x["counter"] for x in lines]
     assert counters == sorted(counters)  # each committed run once, in order
     assert len(lines) == len({json.dumps(x, sort_keys=True) for x in lines})  # no line twice
+    state = StateDB(str(tmp_path / "state.db"))
+    assert list(state.outbox()) == [] and state._db.execute("SELECT count(*) FROM result_runs").fetchone() == (0,)
