@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tables._procfs import CLK_TCK
-from tables.registry import all_specs
+from tables.registry import catalog
 from tables.spec import TableSpec
 from tables.sqlite import Database, QueryError
 
@@ -336,6 +336,7 @@ class Agent:
         self.events = EventManager(options, state_dir=settings.state_dir)
         self.database = Database(
             self._specs(),
+            catalog=catalog(),
             time_limit=options.schedule_timeout,
             services={"agent": self.state, **self.events.services},
         )
@@ -409,10 +410,10 @@ class Agent:
         return load_config(path)
 
     def _specs(self) -> list[TableSpec]:
-        """tables/ + status tables + the event manager's, each name once (tables/ wins)."""
+        """Status tables + the event manager's, each name once; tables/ load on first use (catalog())."""
         specs: dict[str, TableSpec] = {}
         assert self.events is not None
-        for spec in (*all_specs(), *STATUS_SPECS, *self.events.specs()):
+        for spec in (*STATUS_SPECS, *self.events.specs()):
             specs.setdefault(spec.name, spec)
         return list(specs.values())
 

@@ -203,6 +203,19 @@ def rss_summary(agent: Agentd, t0: float) -> dict:
     }
 
 
+def default_config(overrides: list[str]) -> str | None:
+    """The embedded default config with ``NAME=VALUE`` options changed; None: no change (no --config)."""
+    if not overrides:
+        return None
+    from agent.daemon import DEFAULT_CONFIG
+
+    config = json.loads(DEFAULT_CONFIG)
+    for item in overrides:
+        name, _, value = item.partition("=")
+        config["options"][name] = json.loads(value) if value[:1].isdigit() or value in ("true", "false") else value
+    return json.dumps(config, indent=2)
+
+
 # ---------------------------------------------------------------------------
 # idle
 # ---------------------------------------------------------------------------
@@ -248,14 +261,17 @@ def bench_idle(duration: float, warmup: float, disable_events: bool, audit: bool
 # ---------------------------------------------------------------------------
 
 SPAWNER = """
-import os, sys, time
+import os, signal, sys, time
 seconds, rate, token = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+limit = int(sys.argv[4]) if len(sys.argv) > 4 else None
+stop = []
+signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
 argv = ["/bin/true", token]
 n, t0 = 0, time.monotonic()
 end = t0 + seconds
-while True:
+while not stop:
     now = time.monotonic()
-    if now >= end or (len(sys.argv) > 4 and n >= int(sys.argv[4])):
+    if now >= end or (limit is not None and n >= limit):
         break
     if rate > 0:
         due = t0 + n / rate
@@ -325,10 +341,10 @@ def missed_by(buffer: dict, consumer: str) -> int | None:
     return int(missed.get(consumer, 0))
 
 
-def bench_load(rate: float, duration: float, spawners: int) -> dict:
+def bench_load(rate: float, duration: float, spawners: int, options: list[str]) -> dict:
     token = f"zbench-load-{os.getpid()}"
     with tempfile.TemporaryDirectory(prefix="bench-agentd-") as tmp:
-        agent = Agentd(tmp)
+        agent = Agentd(tmp, default_config(options))
         try:
             ready = agent.wait_ready()
             start_unix = time.time()
@@ -349,6 +365,7 @@ def bench_load(rate: float, duration: float, spawners: int) -> dict:
             drained = False if died_under_load else wait_for_run(agent, "process_events", end_unix, 120)
             out: dict = {
                 "ready": ready,
+                "config": "embedded default" + (f" with {', '.join(options)}" if options else ""),
                 "target_rate": rate,
                 "spawners": spawners,
                 "load_s": round(load_s, 1),
@@ -415,10 +432,10 @@ print(n, flush=True)
 """
 
 
-def bench_full(settle: float, events_max: int = 50_000) -> dict:
+def bench_full(settle: float, options: list[str], events_max: int = 50_000) -> dict:
     token = f"zbench-full-{os.getpid()}"
     with tempfile.TemporaryDirectory(prefix="bench-agentd-") as tmp:
-        agent = Agentd(tmp)
+        agent = Agentd(tmp, default_config(options))
         try:
             ready = agent.wait_ready()
             agent.start_sampling(1.0)
@@ -698,8 +715,10 @@ def main(argv: list[str] | None = None) -> int:
     load.add_argument("--rate", type=float, default=1600.0, help="execs/s in total")
     load.add_argument("--duration", type=float, default=600.0, help="seconds of load")
     load.add_argument("--spawners", type=int, default=4)
+    load.add_argument("--option", action="append", default=[], metavar="NAME=VALUE", help="change a default option")
     full = sub.add_parser("full", help="every event buffer at events_max on a quiet host (root)")
     full.add_argument("--settle", type=float, default=150.0, help="quiet seconds after filling")
+    full.add_argument("--option", action="append", default=[], metavar="NAME=VALUE", help="change a default option")
     buf = sub.add_parser("buffer", help="in-process query speed and memory over full event stores")
     buf.add_argument("--rows", type=int, default=50_000)
     buf.add_argument("--repeat", type=int, default=5)
@@ -714,9 +733,9 @@ def main(argv: list[str] | None = None) -> int:
             out["idle"] = bench_idle(args.duration, args.warmup, args.disable_events, args.audit)
         out["diff_100k"] = bench_diff()
     elif args.mode == "load":
-        out["load"] = bench_load(args.rate, args.duration, args.spawners)
+        out["load"] = bench_load(args.rate, args.duration, args.spawners, args.option)
     elif args.mode == "full":
-        out["full"] = bench_full(args.settle)
+        out["full"] = bench_full(args.settle, args.option)
     elif args.mode == "buffer":
         out["buffer"] = bench_buffer(args.rows, args.repeat)
     else:

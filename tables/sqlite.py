@@ -18,16 +18,15 @@ Constraint pushdown (habits of osquery's virtual_table.cpp):
 from __future__ import annotations
 
 import json
-import logging
+import re
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import apsw
 
-from .events import EVENT_STORES, commit_reads, discard_reads
 from .functions import register_functions
 from .rowsets import TupleRows
 from .spec import HostPaths, QueryContext, QueryDeadline, TableError, TableSpec
@@ -40,8 +39,6 @@ __all__ = [
     "QueryStream",
     "QueryTimeout",
 ]
-
-log = logging.getLogger(__name__)
 
 DEFAULT_TIME_LIMIT = 10.0
 
@@ -59,6 +56,9 @@ _RANGE_OPS = frozenset({"gt", "ge", "lt", "le"})
 _READ_PRAGMAS = frozenset(
     {"table_info", "table_xinfo", "function_list", "collation_list", "module_list", "pragma_list", "table_list"}
 )
+#: PRAGMAs (and their pragma_* table functions) that list every table or module: a lazy catalog is loaded first.
+_LISTING_PRAGMAS = frozenset({"module_list", "table_list"})
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ALLOWED_ACTIONS = frozenset({apsw.SQLITE_SELECT, apsw.SQLITE_READ, apsw.SQLITE_FUNCTION, apsw.SQLITE_RECURSIVE})
 
 
@@ -301,6 +301,10 @@ class Database:
         time_limit: seconds a query may run before it is interrupted.
         services: runtime objects generate() may need (event stores, agent status),
             handed to every QueryContext; tables/ never imports who provides them.
+        catalog: tables registered on first use: name -> a function returning its spec
+            (:func:`tables.registry.catalog`).  Before a statement is prepared, every word
+            of it that names a catalog table registers that table, so a query imports
+            only the table modules it needs.
     """
 
     def __init__(
@@ -310,8 +314,10 @@ class Database:
         paths: HostPaths | None = None,
         time_limit: float = DEFAULT_TIME_LIMIT,
         services: Mapping[str, Any] | None = None,
+        catalog: Mapping[str, Callable[[], TableSpec]] | None = None,
     ) -> None:
         self.paths = paths or HostPaths()
+        self._catalog = {name.lower(): load for name, load in (catalog or {}).items()}
         self.time_limit = time_limit
         self.services: dict[str, Any] = dict(services or {})
         self.specs: dict[str, TableSpec] = {}
@@ -329,6 +335,7 @@ class Database:
         """Make ``spec`` queryable by its name (eponymous: no CREATE VIRTUAL TABLE)."""
         if spec.name in self.specs:
             raise ValueError(f"table {spec.name} is registered twice")
+        self._catalog.pop(spec.name.lower(), None)
         self.specs[spec.name] = spec
         self.connection.create_module(
             spec.name,
@@ -340,7 +347,31 @@ class Database:
         )
 
     def tables(self) -> list[str]:
-        return sorted(self.specs)
+        """Every table name: registered, and in the catalog (not yet loaded)."""
+        return sorted({*self.specs, *self._catalog})
+
+    def load_tables(self, sql: str) -> None:
+        """Register the catalog's tables that ``sql`` may name.
+
+        Every word of the text is looked up (strings and comments too: a table loaded for
+        nothing costs only its import); PRAGMAs that list tables or modules load them all.
+        """
+        catalog = self._catalog
+        if not catalog:
+            return
+        words = {word.lower() for word in _WORD.findall(sql)}
+        listing = any(w.removeprefix("pragma_") in _LISTING_PRAGMAS for w in words)
+        names = list(catalog) if listing else [w for w in words if w in catalog]
+        for name in names:
+            load = catalog.pop(name, None)
+            if load is None:
+                continue
+            try:
+                spec = load()
+            except Exception as exc:  # a table module that cannot be imported here
+                raise QueryError(f"table {name} cannot be loaded: {type(exc).__name__}: {exc}") from None
+            if spec.name not in self.specs:
+                self.register(spec)
 
     def execute(
         self,
@@ -392,6 +423,7 @@ class Database:
         whole ``with`` block.  ``consumer``'s event reads stay pending: the caller commits them
         (:meth:`commit_reads`) once the results are stored, or discards them.
         """
+        self.load_tables(sql)
         limit = self.time_limit if time_limit is None else time_limit
         self._run.time_limit = limit
         self._run.deadline = time.monotonic() + limit if limit and limit > 0 else float("inf")
@@ -420,10 +452,14 @@ class Database:
 
     def commit_reads(self, consumer: str) -> None:
         """``consumer``'s results are stored: event tables move its position past what it read."""
+        from .events import EVENT_STORES, commit_reads  # event tables are loaded on use
+
         commit_reads(self.services.get(EVENT_STORES, {}), consumer)
 
     def discard_reads(self, consumer: str) -> None:
         """``consumer``'s run failed: event tables show it the same events next time."""
+        from .events import EVENT_STORES, discard_reads
+
         discard_reads(self.services.get(EVENT_STORES, {}), consumer)
 
     def interrupt(self) -> None:
@@ -446,6 +482,7 @@ class Database:
         """
         found = self._tables_read.get(sql)
         if found is None:
+            self.load_tables(sql)
             reads: set[str] = set()
             self._reads = reads
             try:
@@ -468,7 +505,9 @@ class Database:
             return apsw.SQLITE_OK
         if action == apsw.SQLITE_PRAGMA and p1 and p1.lower() in _READ_PRAGMAS:
             return apsw.SQLITE_OK
-        log.debug("authorizer refused action %d (%s, %s)", action, p1, p2)
+        import logging  # only here: agent-cli does not import logging to start
+
+        logging.getLogger(__name__).debug("authorizer refused action %d (%s, %s)", action, p1, p2)
         return apsw.SQLITE_DENY
 
 
