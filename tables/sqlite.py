@@ -368,7 +368,7 @@ class Database:
                 continue
             try:
                 spec = load()
-            except Exception as exc:  # a table module that cannot be imported here
+            except Exception as exc:  # noqa: BLE001 - a table module that cannot be imported here
                 raise QueryError(f"table {name} cannot be loaded: {type(exc).__name__}: {exc}") from None
             if spec.name not in self.specs:
                 self.register(spec)
