@@ -423,10 +423,14 @@ def bench_load(rate: float, duration: float, spawners: int, options: list[str]) 
 # ---------------------------------------------------------------------------
 
 CONNECTOR = """
-import socket, sys
-n = int(sys.argv[1])
+import socket, sys, time
+n, rate = int(sys.argv[1]), 4000.0
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+t0 = time.monotonic()
 for i in range(n):
+    due = t0 + i / rate
+    if due > time.monotonic():
+        time.sleep(due - time.monotonic())
     s.connect(("127.0.0.1", 9 + i % 1000))
 print(n, flush=True)
 """
@@ -441,42 +445,54 @@ def bench_full(settle: float, options: list[str], events_max: int = 50_000) -> d
             agent.start_sampling(1.0)
             t0 = time.monotonic()
             rss_ready = status_kb(agent.proc.pid, "VmRSS")
-            connector = subprocess.Popen(
-                [sys.executable, "-c", CONNECTOR, str(events_max + 2_000)], stdout=subprocess.PIPE, text=True
-            )
-            procs = spawn_load(2, 600, 0, token, limit=events_max + 2_000)
-            spawned = finish_load(procs)
-            connects = int(connector.communicate()[0].strip() or 0)
+            spawned = connects = 0
+            buffered: dict[str, int] = {}
+            big_runs: dict[str, dict] = {}
+            for _ in range(20):  # top up until both buffers hold events_max rows (the kernel may drop some)
+                buffered = {
+                    name: event_counters(agent)["buffers"][name]["buffered"]
+                    for name in ("process_events", "socket_events")
+                }
+                if min(buffered.values()) >= events_max:
+                    break
+                missing_execs = events_max - buffered["process_events"]
+                if missing_execs > 0:
+                    spawned += finish_load(spawn_load(2, 600, 4_000, token, limit=missing_execs + 500))
+                missing_connects = events_max - buffered["socket_events"]
+                if missing_connects > 0:
+                    command = [sys.executable, "-c", CONNECTOR, str(missing_connects + 500)]
+                    connector = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+                    connects += int(connector.communicate()[0].strip() or 0)
+                time.sleep(3)  # the last records through the reassembler
             filled_s = time.monotonic() - t0
-            time.sleep(3)  # the last records through the reassembler
-            counters = event_counters(agent)
-            full = {name: counters["buffers"][name]["buffered"] for name in ("process_events", "socket_events")}
+            filled_unix = time.time()
             t_quiet = time.monotonic()
             forks0 = forks_total()
-            time.sleep(settle)
+            for name in ("process_events", "socket_events"):  # the scheduled runs over the full buffers
+                if wait_for_run(agent, name, filled_unix - 1, settle):
+                    entry = schedule_entry(agent, name)
+                    big_runs[name] = {k: entry.get(k) for k in ("last_rows", "last_wall_time_ms", "last_error")}
+            time.sleep(max(0.0, settle - (time.monotonic() - t_quiet)))
             forks1 = forks_total()
             counters = event_counters(agent)
+            audit = counters["sources"].get("audit", {})
             out = {
                 "ready": ready,
+                "config": "embedded default" + (f" with {', '.join(options)}" if options else ""),
                 "rss_mb_at_ready": round(rss_ready / 1024, 1),
                 "execs": spawned,
                 "udp_connects": connects,
                 "fill_s": round(filled_s, 1),
-                "buffered_after_fill": full,
+                "buffered_after_fill": buffered,
                 "buffered_after_settle": {
                     name: counters["buffers"][name]["buffered"]
                     for name in ("process_events", "socket_events", "hardware_events")
                 },
+                "audit_source": {k: audit.get(k) for k in ("mode", "events_seen", "kernel_lost", "parse_errors")},
+                "scheduled_runs_over_full_buffers": big_runs,
                 "settle_s": settle,
                 "host_forks_per_s_while_settling": round((forks1 - forks0) / settle, 1),
                 "loadavg_end": loadavg(),
-                "scheduled_runs": {
-                    name: {
-                        k: schedule_entry(agent, name).get(k)
-                        for k in ("executions", "last_rows", "last_wall_time_ms", "last_error")
-                    }
-                    for name in ("process_events", "socket_events")
-                },
                 "vmhwm_mb": round(agent.vmhwm_kb() / 1024, 1),
             }
             quiet = [(t, kb) for t, kb in agent.samples if t >= t_quiet]
@@ -611,11 +627,13 @@ if what == "adhoc":
         t0 = time.perf_counter()
         n = len(db.execute(PROCESS_EVENTS_QUERY).rows)
         times.append(time.perf_counter() - t0)
-    out.update(rows=n, adhoc_s=sorted(times)[len(times) // 2])
-    t0 = time.perf_counter()
+    out.update(rows=n, adhoc_s=round(sorted(times)[len(times) // 2], 4), adhoc_min_s=round(min(times), 4))
+    counts = []
     for _ in range(repeat):
+        t0 = time.perf_counter()
         db.execute("SELECT count(*) FROM process_events")
-    out["count_s"] = round((time.perf_counter() - t0) / repeat, 4)
+        counts.append(time.perf_counter() - t0)
+    out["count_min_s"] = round(min(counts), 4)
 elif what == "scheduled":
     from agent.config import ScheduledQuery
     from agent.options import Options
@@ -634,7 +652,8 @@ elif what == "scheduled":
             times.append(time.perf_counter() - t0)
             assert outcome.error is None, outcome.error
         out["log_bytes"] = os.path.getsize(writer.results.path)
-    out.update(rows=outcome.rows, scheduled_s=sorted(times)[len(times) // 2])
+    out.update(rows=outcome.rows, scheduled_s=round(sorted(times)[len(times) // 2], 4))
+    out["scheduled_min_s"] = round(min(times), 4)
 out["rss_mb"] = round(status_kb("self", "VmRSS") / 1024, 1)
 out["vmhwm_mb"] = round(status_kb("self", "VmHWM") / 1024, 1)
 print(json.dumps(out))

@@ -162,6 +162,7 @@ class EventStore:
         self.clock = clock
         self._columns: list[str] = []  # the order of values in stored tuples; only ever appended to
         self._index: dict[str, int] = {}
+        self._order: tuple[str, ...] = ()  # key order of a row whose values() are in _columns order
         self._sealed: deque[_Block] = deque()
         self._tail: list[tuple[Any, ...]] = []  # rows not sealed yet, from eid _tail_first
         self._tail_times: array[float] = array("d")
@@ -188,9 +189,14 @@ class EventStore:
                 row["eid"] = f"{eid:010d}"  # osquery's eid is TEXT
             if "time" not in row:
                 row["time"] = int(now)
-            if not self._index.keys() >= row.keys():
-                self._learn(row)
-            self._tail.append(tuple(map(row.get, self._columns)))
+            if tuple(row) == self._order:  # the usual case: a source builds its rows alike
+                values = tuple(row.values())
+            else:
+                if not self._index.keys() >= row.keys():
+                    self._learn(row)
+                values = tuple(map(row.get, self._columns))
+                self._order = tuple(self._columns)  # rows with exactly these keys, in this order, take the fast path
+            self._tail.append(values)
             self._tail_times.append(now)
             self.added += 1
             if len(self._tail) >= BLOCK_ROWS:

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 import apsw
@@ -87,13 +88,24 @@ class QueryResult:
 
 @dataclass(slots=True)
 class QueryStream:
-    """Column names in SELECT order and an iterator over the rows (tuples) as SQLite produces them."""
+    """Column names in SELECT order; iterating gives the rows (tuples) as SQLite produces them."""
 
     columns: list[str]
-    rows: Iterator[tuple[Any, ...]]
+    _rows: Iterator[tuple[Any, ...]]  # the APSW cursor: its errors are translated by __iter__ and fetch()
+    _limit: float
 
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
-        return self.rows
+        return _translating(self._rows, self._limit)
+
+    def fetch(self, max_rows: int | None = None) -> list[tuple[Any, ...]]:
+        """Every remaining row (collected by SQLite's cursor, no Python loop); at most ``max_rows``."""
+        with _translated(self._limit):
+            if max_rows is None:
+                return list(self._rows)
+            rows = list(islice(self._rows, max_rows + 1))
+        if len(rows) > max_rows:
+            raise QueryError(f"result too large: more than {max_rows:,} rows; narrow it with WHERE or LIMIT")
+        return rows
 
 
 @dataclass(slots=True)
@@ -390,15 +402,9 @@ class Database:
         ``max_rows`` bounds the result held in memory (ad-hoc queries from the network).
         Several statements in one call are refused: their rows would share one header.
         """
-        rows: list[tuple[Any, ...]] = []
         try:
             with self.stream(sql, bindings, consumer=consumer, time_limit=time_limit) as result:
-                for row in result:
-                    rows.append(row)
-                    if max_rows is not None and len(rows) > max_rows:
-                        raise QueryError(
-                            f"result too large: more than {max_rows:,} rows; narrow it with WHERE or LIMIT"
-                        )
+                rows = result.fetch(max_rows)
         except BaseException:
             if consumer is not None:
                 self.discard_reads(consumer)
@@ -444,7 +450,7 @@ class Database:
         try:
             with _translated(limit):
                 rows = cursor.execute(sql, bindings)
-            yield QueryStream(columns, _translating(rows, limit))
+            yield QueryStream(columns, rows, limit)
         finally:
             cursor.close(True)  # end an abandoned statement now: its generate() runs its cleanup
             self._run.deadline = float("inf")

@@ -222,3 +222,13 @@ def test_a_stream_leaves_the_consumer_read_pending_until_the_caller_commits() ->
     with pytest.raises(QueryError):
         db.execute("SELECT pid FROM demo_events WHERE pid = (SELECT 1 UNION SELECT 2)", consumer="other", max_rows=0)
     assert db.execute("SELECT count(*) FROM demo_events", consumer="other").rows == [(3,)], "a failed read is undone"
+
+
+def test_rows_with_the_same_keys_in_another_order_are_stored_by_name() -> None:
+    store = EventStore("demo_events", clock=Clock())
+    store.add({"pid": 1, "path": "/a"})
+    store.add({"path": "/b", "pid": 2})  # another order: values still go to their columns
+    store.add({"pid": 3, "path": "/c"})
+    store.add({"pid": 4})  # fewer keys
+    rows = store.select(None)
+    assert [(r["pid"], r["path"]) for r in rows] == [(1, "/a"), (2, "/b"), (3, "/c"), (4, None)]
