@@ -44,7 +44,7 @@ from .diff import StreamingDiff
 from .options import Options
 from .outbox import Action, LogForm, ResultRun
 from .results import ResultWriter, encode_batch_lines, encode_run_line
-from .state import ResultsPacker, StateDB, iter_results, pack_rows
+from .state import QueryState, ResultsPacker, StateDB, iter_results, pack_rows
 
 __all__ = [
     "BATCH_BYTES",
@@ -118,6 +118,33 @@ def event_tables_in(database: Database, sql: str) -> frozenset[str]:
     except QueryError:
         return frozenset()
     return frozenset(t for t in read if (spec := database.specs.get(t)) is not None and spec.event)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """One run before it starts: the query, whose event reads it makes, what the last run left."""
+
+    query: ScheduledQuery
+    consumer: str | None  # the query's name when it reads event tables
+    previous: QueryState | None
+    new_epoch: bool
+    epoch: int
+    form: LogForm
+    run_id: int  # the staged run in the outbox
+
+
+@dataclass(slots=True)
+class _Streamed:
+    """What streaming a run's rows found."""
+
+    rows: int = 0
+    added: int = 0
+    removed: int = 0  # previous rows gone (state and counter move with them)
+    removed_logged: int = 0  # of those, logged (not with ``removed: false``)
+    changed: bool = False
+    staged: int = 0  # rows in the run's batches
+    numeric: set[str] = field(default_factory=set)  # columns with a number in some row
+    results: bytes | None = None  # the rows, packed to be the next run's previous results
 
 
 class _Stager:
@@ -217,13 +244,45 @@ class QueryRunner:
     def run(self, query: ScheduledQuery, now: float, writer: ResultWriter | None = None) -> RunOutcome:
         """Run ``query`` as due at ``now`` (unix seconds); with ``writer``, also commit and deliver."""
         outcome = RunOutcome(name=query.name)
-        consumer = query.name if event_tables_in(self.database, query.query) else None
+        plan = self._plan(query, now, outcome.messages)
+        start = time.monotonic()
+        try:
+            streamed = self._stream(plan)
+        except QueryError as exc:
+            outcome.error, outcome.timed_out = str(exc), isinstance(exc, QueryTimeout)
+            self._abandon(plan.run_id, plan.consumer)
+            outcome.wall_time = time.monotonic() - start
+            return outcome
+        except BaseException:
+            self._abandon(plan.run_id, plan.consumer)
+            raise
+        outcome.wall_time = time.monotonic() - start
+        outcome.rows, outcome.added, outcome.removed = streamed.rows, streamed.added, streamed.removed_logged
+        counter, results = self._next_state(plan, streamed)
+        outcome.counter = counter
+        if streamed.staged:
+            outcome.line_count = streamed.staged if plan.form.line_per_row else 1
+        outcome.pending = PendingCommit(
+            snapshot=query.snapshot,
+            sql=query.query,
+            epoch=plan.epoch,
+            counter=counter,
+            results=results,
+            last_run=now,
+            run_id=plan.run_id,
+            numeric_columns=frozenset(streamed.numeric),
+            consumer=plan.consumer,
+        )
+        return self._finish(outcome, writer)
+
+    def _plan(self, query: ScheduledQuery, now: float, messages: list[str]) -> _Plan:
+        """What this run is (event, differential or snapshot; new epoch or not) and its staged outbox run."""
         options = self.options
         epoch = options.schedule_epoch
         previous = None if query.snapshot else self.state.get_query(query.name)
         new_epoch = previous is None or previous.epoch != epoch
         if previous is not None and not new_epoch and previous.sql != query.query:
-            outcome.messages.append(f"Scheduled query has been updated: {query.name}")
+            messages.append(f"Scheduled query has been updated: {query.name}")
         if query.snapshot:
             form = LogForm.SNAPSHOT_EVENT if options.logger_snapshot_event_type else LogForm.SNAPSHOT
         else:
@@ -239,87 +298,68 @@ class QueryRunner:
             decorations=decorations,
             decorations_top_level=options.decorations_top_level,
         )
-        stager = _Stager(self.state, run_id)
-        numeric: set[str] = set()
+        consumer = query.name if event_tables_in(self.database, query.query) else None
+        return _Plan(query, consumer, previous, new_epoch, epoch, form, run_id)
+
+    def _stream(self, plan: _Plan) -> _Streamed:
+        """Rows from SQLite, stringified, through the diff into the run's batches (nothing held whole)."""
+        query, previous = plan.query, plan.previous
+        streamed = _Streamed()
+        stager = _Stager(self.state, plan.run_id)
         differ: StreamingDiff | None = None
         packer: ResultsPacker | None = None
-        removed = 0
-        changed = False
-        start = time.monotonic()
-        try:
-            with self.database.stream(query.query, consumer=consumer, time_limit=options.schedule_timeout) as result:
-                columns = tuple(result.columns)
-                action = Action.SNAPSHOT if query.snapshot else Action.ADDED
-                if not query.snapshot and consumer is None:  # a differential query keeps its results
-                    packer = ResultsPacker(columns)
-                    if not new_epoch:
-                        assert previous is not None
-                        stored = previous.results
-                        differ = StreamingDiff(columns, iter_results(stored)[0], lambda: iter_results(stored)[1])
-                check_numeric = options.logger_numerics
-                count = 0
-                for raw in result:
-                    values = tuple(map(stringify, raw))
-                    count += 1
-                    if check_numeric:
-                        numeric.update(c for c, v in zip(columns, raw, strict=True) if _is_number(v))
-                    if packer is not None:
-                        packer.add(values)
-                    if differ is None or differ.feed(values):
-                        stager.add(action, columns, values)
-            changed = differ is not None and differ.changed
-            if differ is not None and changed:
-                for old_columns, values in differ.removed():
-                    removed += 1
-                    if query.removed:
-                        stager.add(Action.REMOVED, old_columns, values)
-            stager.flush()
-        except QueryError as exc:
-            outcome.error, outcome.timed_out = str(exc), isinstance(exc, QueryTimeout)
-            self._abandon(run_id, consumer)
-            outcome.wall_time = time.monotonic() - start
-            return outcome
-        except BaseException:
-            self._abandon(run_id, consumer)
-            raise
-        outcome.wall_time = time.monotonic() - start
-        outcome.rows = count
+        check_numeric = self.options.logger_numerics
+        numeric = streamed.numeric
+        with self.database.stream(
+            query.query, consumer=plan.consumer, time_limit=self.options.schedule_timeout
+        ) as result:
+            columns = tuple(result.columns)
+            action = Action.SNAPSHOT if query.snapshot else Action.ADDED
+            if not query.snapshot and plan.consumer is None:  # a differential query keeps its results
+                packer = ResultsPacker(columns)
+                if not plan.new_epoch and previous is not None:
+                    stored = previous.results
+                    differ = StreamingDiff(columns, iter_results(stored)[0], lambda: iter_results(stored)[1])
+            count = 0
+            for raw in result:
+                values = tuple(map(stringify, raw))
+                count += 1
+                if check_numeric:
+                    numeric.update(c for c, v in zip(columns, raw, strict=True) if _is_number(v))
+                if packer is not None:
+                    packer.add(values)
+                if differ is None or differ.feed(values):
+                    stager.add(action, columns, values)
+        streamed.rows = count
+        streamed.added = count if differ is None else differ.added
+        if differ is not None and differ.changed:
+            streamed.changed = True
+            for old_columns, values in differ.removed():
+                streamed.removed += 1
+                if query.removed:
+                    stager.add(Action.REMOVED, old_columns, values)
+                    streamed.removed_logged += 1
+        stager.flush()
+        streamed.staged = stager.staged
+        streamed.results = packer.blob() if packer is not None else None
+        return streamed
 
-        results: bytes | None
-        if query.snapshot:
-            counter: int | None = 0
-            results = None
-            outcome.added = count
-        elif consumer is not None:  # an event query: every row is new, nothing kept for diffing
-            outcome.added = count
-            counter = previous.counter if previous is not None and not new_epoch else None
-            if count:  # osquery: 1 after a reset, else stored + 1 (0 when none was stored)
-                counter = 1 if new_epoch else (counter + 1 if counter is not None else 0)
-            results = pack_rows([]) if new_epoch else None
-        elif differ is None:  # first run of this epoch: everything is added
-            assert packer is not None
-            outcome.added, counter, results = count, 0, packer.blob()
-        else:
-            assert previous is not None and packer is not None
-            outcome.added = differ.added
-            outcome.removed = removed if query.removed else 0
-            results = packer.blob() if changed else None
-            counter = (previous.counter or 0) + 1 if changed else previous.counter
-        outcome.counter = counter
-        if stager.staged:
-            outcome.line_count = stager.staged if form.line_per_row else 1
-        outcome.pending = PendingCommit(
-            snapshot=query.snapshot,
-            sql=query.query,
-            epoch=epoch,
-            counter=counter,
-            results=results,
-            last_run=now,
-            run_id=run_id,
-            numeric_columns=frozenset(numeric),
-            consumer=consumer,
-        )
-        return self._finish(outcome, writer)
+    @staticmethod
+    def _next_state(plan: _Plan, streamed: _Streamed) -> tuple[int | None, bytes | None]:
+        """(counter, results to store) after this run, as osquery moves them; results None keeps the stored."""
+        previous = plan.previous
+        if plan.query.snapshot:
+            return 0, None
+        if plan.consumer is not None:  # an event query: nothing kept for diffing
+            counter = previous.counter if previous is not None and not plan.new_epoch else None
+            if streamed.rows:  # osquery: 1 after a reset, else stored + 1 (0 when none was stored)
+                counter = 1 if plan.new_epoch else (counter + 1 if counter is not None else 0)
+            return counter, (pack_rows([]) if plan.new_epoch else None)
+        if plan.new_epoch or previous is None:  # every row added
+            return 0, streamed.results
+        if streamed.changed:
+            return (previous.counter or 0) + 1, streamed.results
+        return previous.counter, None
 
     def _abandon(self, run_id: int, consumer: str | None) -> None:
         """A failed run: its staged batches go, its event reads will be read again."""
