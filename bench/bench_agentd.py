@@ -428,9 +428,9 @@ n, rate = int(sys.argv[1]), 4000.0
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 t0 = time.monotonic()
 for i in range(n):
-    due = t0 + i / rate
-    if due > time.monotonic():
-        time.sleep(due - time.monotonic())
+    wait = t0 + i / rate - time.monotonic()
+    if wait > 0:
+        time.sleep(wait)
     s.connect(("127.0.0.1", 9 + i % 1000))
 print(n, flush=True)
 """
@@ -449,6 +449,8 @@ def bench_full(settle: float, options: list[str], events_max: int = 50_000) -> d
             buffered: dict[str, int] = {}
             big_runs: dict[str, dict] = {}
             for _ in range(20):  # top up until both buffers hold events_max rows (the kernel may drop some)
+                if not agent.alive():
+                    return _died(agent, t0, ready, spawned, connects, buffered)
                 buffered = {
                     name: event_counters(agent)["buffers"][name]["buffered"]
                     for name in ("process_events", "socket_events")
@@ -469,11 +471,13 @@ def bench_full(settle: float, options: list[str], events_max: int = 50_000) -> d
             t_quiet = time.monotonic()
             forks0 = forks_total()
             for name in ("process_events", "socket_events"):  # the scheduled runs over the full buffers
-                if wait_for_run(agent, name, filled_unix - 1, settle):
+                if agent.alive() and wait_for_run(agent, name, filled_unix - 1, settle):
                     entry = schedule_entry(agent, name)
                     big_runs[name] = {k: entry.get(k) for k in ("last_rows", "last_wall_time_ms", "last_error")}
             time.sleep(max(0.0, settle - (time.monotonic() - t_quiet)))
             forks1 = forks_total()
+            if not agent.alive():
+                return _died(agent, t0, ready, spawned, connects, buffered)
             counters = event_counters(agent)
             audit = counters["sources"].get("audit", {})
             out = {
@@ -504,6 +508,25 @@ def bench_full(settle: float, options: list[str], events_max: int = 50_000) -> d
             out["watchdog_exit"] = status_out == EXIT_WATCHDOG
         finally:
             agent.close()
+    return out
+
+
+def _died(agent: Agentd, t0: float, ready: str, spawned: int, connects: int, buffered: dict) -> dict:
+    """What a full-buffer run shows when agentd exited before the end (its watchdog, usually)."""
+    status = agent.proc.wait()
+    out = {
+        "ready": ready,
+        "execs": spawned,
+        "udp_connects": connects,
+        "buffered_last_seen": buffered,
+        "died_after_s": round((agent.exited_at or time.monotonic()) - t0, 1),
+        "exit_status": status,
+        "watchdog_exit": status == EXIT_WATCHDOG,
+        "watchdog_log": [line for line in agent.log_text().splitlines() if "watchdog" in line][-3:],
+        "loadavg_end": loadavg(),
+    }
+    out.update(rss_summary(agent, t0))
+    agent.close()
     return out
 
 
