@@ -430,9 +430,24 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _help_formatter(prog: str) -> argparse.HelpFormatter:
+    """argparse's formatter sized as shutil would size it, without importing shutil (start-up time)."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, OSError, ValueError):
+            columns = 0
+    return argparse.HelpFormatter(prog, width=(columns or 80) - 2)
+
+
 def build_parser(*, with_watch: bool = True) -> argparse.ArgumentParser:
     """agent-cli's parser; ``with_watch=False`` leaves the watch command's module (asyncio, sources) unimported."""
     parser = argparse.ArgumentParser(
+        formatter_class=_help_formatter,
         prog="agent-cli",
         description="Query the host as SQL tables (osquery-compatible), in-process or inside a running agentd.",
     )
@@ -447,7 +462,7 @@ def build_parser(*, with_watch: bool = True) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    q = sub.add_parser("query", help="run one SQL statement and print the result")
+    q = sub.add_parser("query", help="run one SQL statement and print the result", formatter_class=_help_formatter)
     q.add_argument("sql", metavar="SQL")
     fmt = q.add_mutually_exclusive_group()
     fmt.set_defaults(mode="pretty")
@@ -455,18 +470,22 @@ def build_parser(*, with_watch: bool = True) -> argparse.ArgumentParser:
         fmt.add_argument(f"--{mode}", dest="mode", action="store_const", const=mode, help=f"{mode} output")
     q.set_defaults(func=cmd_query)
 
-    t = sub.add_parser("tables", help="list the tables")
+    t = sub.add_parser("tables", help="list the tables", formatter_class=_help_formatter)
     t.add_argument("prefix", nargs="?", default="")
     t.set_defaults(func=cmd_tables)
 
-    s = sub.add_parser("schema", help="show a table's columns")
+    s = sub.add_parser("schema", help="show a table's columns", formatter_class=_help_formatter)
     s.add_argument("table")
     s.set_defaults(func=cmd_schema)
 
-    sh = sub.add_parser("shell", help="an interactive SQL shell")
+    sh = sub.add_parser("shell", help="an interactive SQL shell", formatter_class=_help_formatter)
     sh.set_defaults(func=cmd_shell)
 
-    st = sub.add_parser("status", help="a running agentd's schedule, event sources and buffers (needs --connect)")
+    st = sub.add_parser(
+        "status",
+        help="a running agentd's schedule, event sources and buffers (needs --connect)",
+        formatter_class=_help_formatter,
+    )
     st.set_defaults(func=cmd_status)
 
     if with_watch:
@@ -474,7 +493,7 @@ def build_parser(*, with_watch: bool = True) -> argparse.ArgumentParser:
 
         watch.add_parser(sub)
     else:  # a stand-in with the same name and help: main() parses again with the real one when it is chosen
-        w = sub.add_parser("watch", help=WATCH_HELP, add_help=False)
+        w = sub.add_parser("watch", help=WATCH_HELP, add_help=False, formatter_class=_help_formatter)
         w.add_argument("rest", nargs=argparse.REMAINDER)
         w.set_defaults(func=None)
     return parser
