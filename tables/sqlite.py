@@ -29,7 +29,7 @@ from typing import Any
 import apsw
 
 from .functions import register_functions
-from .rowsets import TupleRows
+from .rowsets import MISSING, TupleRows
 from .spec import HostPaths, QueryContext, QueryDeadline, TableError, TableSpec
 
 __all__ = [
@@ -242,16 +242,18 @@ class _Cursor:
         result = spec.generate(context)
         self.source = result
         if isinstance(result, TupleRows):  # rows as tuples: map the columns once, not per row
-            self.positions = result.positions(self.names)
+            self.__class__ = _TupleCursor
+            self.positions = [*result.positions(self.names), MISSING]  # [-1] (the rowid) is MISSING too
             self.rows = result.tuples()
         else:
+            self.__class__ = _Cursor
             self.positions = None
             self.rows = iter(result)
         self.rowid = 0
         self.Next()
 
     def Next(self) -> None:
-        if time.monotonic() > self.run.deadline:
+        if not self.rowid & 63 and time.monotonic() > self.run.deadline:  # between rows, every 64 rows
             raise QueryTimeout(f"query exceeded the time limit of {self.run.time_limit:g} s and was interrupted")
         self.row = next(self.rows, None)
         self.rowid += 1
@@ -262,13 +264,7 @@ class _Cursor:
     def Column(self, which: int) -> Any:
         if which == -1:
             return self.rowid
-        positions = self.positions
-        if positions is None:
-            return self.row.get(self.names[which])
-        try:
-            return self.row[positions[which]]
-        except IndexError:  # a column the stored tuple does not have
-            return None
+        return self.row.get(self.names[which])
 
     def Rowid(self) -> int:
         return self.rowid
@@ -280,6 +276,18 @@ class _Cursor:
                 close()  # run the generator's finally blocks now (LIMIT, errors)
         self.rows = iter(())
         self.source = None
+
+
+class _TupleCursor(_Cursor):
+    """A cursor over :class:`TupleRows` (Filter switches a cursor's class): a column is an index."""
+
+    __slots__ = ()
+
+    def Column(self, which: int) -> Any:
+        try:
+            return self.row[self.positions[which]]  # type: ignore[index]
+        except IndexError:  # the rowid (-1), or a column the stored tuple does not have
+            return self.rowid if which == -1 else None
 
 
 def _coerce(value: Any, sql_type: str) -> Any:
