@@ -104,6 +104,8 @@ def stringify(value: Any) -> str:
         return ""
     if value.__class__ is str:
         return value
+    if value.__class__ is int:
+        return str(value)
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     if isinstance(value, float):
@@ -322,7 +324,9 @@ class QueryRunner:
                     differ = StreamingDiff(columns, iter_results(stored)[0], lambda: iter_results(stored)[1])
             count = 0
             for raw in result:
-                values = tuple(map(stringify, raw))
+                values = tuple(
+                    [v if v.__class__ is str else str(v) if v.__class__ is int else stringify(v) for v in raw]
+                )
                 count += 1
                 if check_numeric:
                     numeric.update(c for c, v in zip(columns, raw, strict=True) if _is_number(v))

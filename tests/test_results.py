@@ -256,3 +256,15 @@ def test_write_chunks_at_keeps_what_is_in_place_and_repairs_a_torn_piece(tmp_pat
     os.rename(tmp_path / "r.log", tmp_path / "r.log.1")  # rotated away by someone else: appended to the new file
     assert log.write_chunks_at([b"x\n"], file_id, offset) is True
     assert open(tmp_path / "r.log", "rb").read() == b"x\n"
+
+
+def test_rows_with_a_repeated_column_name_or_odd_values_still_equal_json_dumps_of_the_dict():
+    run = _run(LogForm.EVENT)
+    twice = _batch(run, Action.ADDED, [("1", "2")], columns=("a", "a"))
+    odd = _batch(run, Action.ADDED, [("1", None, 2.5)], columns=("a", "b", "c"))
+    for batch in (twice, odd):
+        rows = [dict(zip(batch.columns, r, strict=True)) for r in batch.rows]
+        expected = encode_lines(
+            format_event_lines(run.name, run.host_identifier, run.unix_time, added=rows, epoch=3, counter=7)
+        )
+        assert encode_batch_lines(batch) == expected
