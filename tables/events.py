@@ -45,7 +45,7 @@ from typing import Any
 
 import msgpack
 
-from .rowsets import TupleRows
+from .rowsets import TupleRows, sql_column, sql_value
 from .spec import Column, QueryContext, Row, TableSpec
 
 __all__ = [
@@ -90,7 +90,9 @@ class _Block:
 
     ``data`` is one msgpack array of the ``width`` columns known when the block was
     sealed, each an array of ``count`` values: a scan unpacks the columns it needs and
-    skips the others.
+    skips the others.  ``sql_clean`` remembers the columns whose values SQLite takes as
+    they are (:func:`sql_column` found nothing to convert): the block never changes, so
+    each column is checked once, by the first query that reads it.
     """
 
     first: int
@@ -98,9 +100,13 @@ class _Block:
     times: array[float]  # when each row was added (events_expiry)
     width: int
     data: bytes
+    sql_clean: set[int] = field(default_factory=set)
 
-    def columns(self, indexes: Sequence[int], lo: int, hi: int) -> list[Sequence[Any]]:
-        """Values [lo:hi] of the columns ``indexes`` (all NULL for a column sealed before it was known)."""
+    def columns(self, indexes: Sequence[int], lo: int, hi: int, *, sql: bool = False) -> list[Sequence[Any]]:
+        """Values [lo:hi] of the columns ``indexes`` (all NULL for a column sealed before it was known).
+
+        ``sql``: as SQLite is to get them (:func:`sql_column`).
+        """
         unpacker = msgpack.Unpacker(
             use_list=False, raw=False, unicode_errors=_TEXT_ERRORS, max_buffer_size=max(len(self.data), 1 << 20)
         )
@@ -110,7 +116,12 @@ class _Block:
         found: dict[int, Sequence[Any]] = {}
         for i in range(min(self.width, max(indexes) + 1)):
             if i in wanted:
-                values: Sequence[Any] = unpacker.unpack()
+                values: tuple[Any, ...] = unpacker.unpack()
+                if sql and i not in self.sql_clean:
+                    converted = sql_column(values)
+                    if converted is values:
+                        self.sql_clean.add(i)
+                    values = converted
                 found[i] = values if lo == 0 and hi == self.count else values[lo:hi]
             else:
                 unpacker.skip()
@@ -265,13 +276,16 @@ class EventStore:
 
     # -- reading -------------------------------------------------------------------------
 
-    def read(self, consumer: str | None = None, columns: Iterable[str] | None = None) -> TupleRows:
+    def read(
+        self, consumer: str | None = None, columns: Iterable[str] | None = None, *, sql: bool = False
+    ) -> TupleRows:
         """Rows a query should see: all of them (``consumer`` None), or the consumer's new ones.
 
         ``columns`` limits the values read to those (None: every column); the rows come as
         a :class:`TupleRows` naming them.  A consumer's read is pending until
         :meth:`commit_read` (or :meth:`discard_read`); reading again before that starts
-        from the same position.
+        from the same position.  ``sql``: values converted as SQLite is to get them, a
+        block's column at a time (:func:`tables.rowsets.sql_column`).
         """
         now = self.clock()
         with self._lock:
@@ -291,7 +305,7 @@ class EventStore:
             else:
                 names = tuple(c for c in columns if c in self._index)
             indexes = tuple(self._index[c] for c in names)
-        return TupleRows(names, _scan(blocks, tail, tail_first, start, end, indexes))
+        return TupleRows(names, _scan(blocks, tail, tail_first, start, end, indexes, sql), sql_ready=sql)
 
     def commit_read(self, consumer: str) -> None:
         """The consumer's results are stored: its next read starts after what it just read."""
@@ -349,8 +363,12 @@ def _scan(
     start: int,
     end: int,
     indexes: tuple[int, ...],
+    sql: bool = False,
 ) -> Iterator[tuple[Any, ...]]:
-    """Rows with eids in [start, end] as tuples of the columns ``indexes``, one block decoded at a time."""
+    """Rows with eids in [start, end] as tuples of the columns ``indexes``, one block decoded at a time.
+
+    ``sql``: each value as SQLite is to get it (:func:`sql_value`), checked a whole column at a time.
+    """
     for block in blocks:
         lo, hi = max(0, start - block.first), min(block.count, end - block.first + 1)
         if lo >= hi:
@@ -358,7 +376,7 @@ def _scan(
         if not indexes:
             yield from repeat((), hi - lo)
             continue
-        yield from zip(*block.columns(indexes, lo, hi), strict=True)
+        yield from zip(*block.columns(indexes, lo, hi, sql=sql), strict=True)
     lo, hi = max(0, start - tail_first), min(len(tail), end - tail_first + 1)
     if lo < hi:
         if not indexes:
@@ -368,7 +386,7 @@ def _scan(
         for row in tail[lo:hi]:
             if len(row) < width:
                 row = row + (None,) * (width - len(row))
-            yield tuple([row[i] for i in indexes])
+            yield tuple([sql_value(row[i]) for i in indexes] if sql else [row[i] for i in indexes])
 
 
 def commit_reads(stores: Mapping[str, EventStore], consumer: str) -> None:
@@ -390,7 +408,7 @@ def generate_events(context: QueryContext) -> Iterable[Row]:
     if store is None:
         return []  # no source feeds this table in this process (e.g. agent-cli query)
     consumer = None if "time" in context.ranges or "time" in context.constraints else context.consumer
-    return store.read(consumer, context.columns_used)
+    return store.read(consumer, context.columns_used, sql=True)
 
 
 def event_table(name: str, description: str, columns: Iterable[Column], examples: Iterable[str] = ()) -> TableSpec:

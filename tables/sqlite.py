@@ -244,7 +244,7 @@ class _Cursor:
         result = spec.generate(context)
         self.source = result
         if isinstance(result, TupleRows):  # rows as tuples: map the columns once, not per row
-            self.__class__ = _TupleCursor
+            self.__class__ = _ReadyTupleCursor if result.sql_ready else _TupleCursor
             self.positions = [*result.positions(self.names), MISSING]  # [-1] (the rowid) is MISSING too
             self.rows = result.tuples()
         else:
@@ -296,11 +296,23 @@ class _TupleCursor(_Cursor):
             value = self.row[self.positions[which]]  # type: ignore[index]
         except IndexError:  # the rowid (-1), or a column the stored tuple does not have
             return self.rowid if which == -1 else None
-        if value.__class__ is str:  # as _Cursor.Column (inlined: the hot path of event queries)
+        if value.__class__ is str:  # as _Cursor.Column
             return value if value.isascii() and "\\x" not in value else to_sql(value)
         if value.__class__ is int and (value > _INT64_MAX or value < _INT64_MIN):
             return str(value)
         return value
+
+
+class _ReadyTupleCursor(_Cursor):
+    """A cursor over :class:`TupleRows` whose values are converted already (``sql_ready``: the event stores)."""
+
+    __slots__ = ()
+
+    def Column(self, which: int) -> Any:
+        try:
+            return self.row[self.positions[which]]  # type: ignore[index]
+        except IndexError:  # the rowid (-1), or a column the stored tuple does not have
+            return self.rowid if which == -1 else None
 
 
 def _coerce(value: Any, sql_type: str) -> Any:

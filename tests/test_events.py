@@ -224,3 +224,25 @@ def test_rows_with_the_same_keys_in_another_order_are_stored_by_name() -> None:
     store.add({"pid": 4})  # fewer keys
     rows = store.select(None)
     assert [(r["pid"], r["path"]) for r in rows] == [(1, "/a"), (2, "/b"), (3, "/c"), (4, None)]
+
+
+def test_host_values_reach_sql_as_from_any_table_in_blocks_and_in_the_tail() -> None:
+    """Text that is not UTF-8 comes out escaped and a u64 beyond SQLite's range as text (tables.text), sealed or not."""
+    spec = event_table("odd_events", "Odd values.", (Column("cmdline", "TEXT"), Column("inode", "BIGINT")))
+    store = EventStore("odd_events", clock=Clock())
+    db = Database([spec], services={EVENT_STORES: {"odd_events": store}})
+    rows = [{"cmdline": f"run{i}", "inode": i} for i in range(BLOCK_ROWS + 3)]
+    for i in (5, BLOCK_ROWS + 1):  # one in a sealed block, one in the tail
+        rows[i] = {"cmdline": f"bad\udcff{i} a\\xFF", "inode": 2**64 - i}
+    store.extend(dict(r) for r in rows)
+    got = db.execute("SELECT cmdline, inode FROM odd_events").rows
+    assert got[5] == ("bad\\xFF5 a\\x5CxFF", str(2**64 - 5))
+    assert got[BLOCK_ROWS + 1] == (f"bad\\xFF{BLOCK_ROWS + 1} a\\x5CxFF", str(2**64 - BLOCK_ROWS - 1))
+    assert got[:2] == [("run0", 0), ("run1", 1)] and len(got) == len(rows)
+    assert db.execute("SELECT count(*) FROM odd_events WHERE cmdline LIKE 'bad\\xFF%'").rows == [(2,)]
+    assert store.select()[5]["cmdline"] == "bad\udcff5 a\\xFF", "the store keeps the host's text; SQL sees it escaped"
+    assert db.execute("SELECT cmdline, inode FROM odd_events").rows == got, "a block's column is checked once, kept"
+    clean = BLOCK_ROWS + 1
+    store.extend({"cmdline": f"c{i}", "inode": i} for i in range(clean))  # seals a block without odd values
+    assert db.execute("SELECT cmdline FROM odd_events WHERE inode = 2").rows == [("run2",), ("c2",)]
+    assert db.execute("SELECT cmdline, inode FROM odd_events").rows[-clean:] == [(f"c{i}", i) for i in range(clean)]
