@@ -218,11 +218,6 @@ class _Stager:
         self._body, self._count = bytearray(), 0
 
 
-def _as_text(values: tuple[Any, ...]) -> tuple[str, ...]:
-    """A row as the result log prints it: what the diff compares (osquery compares text)."""
-    return tuple([v if v.__class__ is str else stringify(v) for v in values])
-
-
 class DecorationRunner:
     """Decorator queries (load / always / interval) merged into one ``decorations`` map.
 
@@ -372,7 +367,7 @@ class QueryRunner:
                 if not plan.new_epoch and previous is not None:
                     stored = previous.results
                     differ = StreamingDiff(
-                        columns, iter_results(stored)[0], lambda: iter_results(stored)[1], key=_as_text
+                        columns, iter_results(stored)[0], lambda: iter_results(stored)[1], text=stringify
                     )
             count = 0
             for values in result:
@@ -382,8 +377,14 @@ class QueryRunner:
                 data = pack(values)
                 if packer is not None:
                     packer.add_packed(data)
-                if differ is None or differ.feed(values):
+                if differ is None:
                     stager.add_packed(action, columns, data)
+                else:
+                    for added in differ.push(values, data):  # in order; a row may wait for its text match
+                        stager.add_packed(action, columns, added)
+            if differ is not None:
+                for added in differ.finish():
+                    stager.add_packed(action, columns, added)
         streamed.rows = count
         streamed.added = count if differ is None else differ.added
         if differ is not None and differ.changed:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from agent.diff import StreamingDiff, diff, row_key
 
 
@@ -111,16 +113,60 @@ def test_streaming_diff_holds_keys_not_rows_and_reads_previous_twice_only_on_cha
     assert list(differ.removed()) == [] and len(reads) == 1
 
 
-def test_streaming_diff_with_a_key_compares_what_the_key_gives():
-    """The runner's key: values as the result log prints them (osquery compares text), stored text or typed."""
+def _text(value):
+    """As the result log prints a value (agent.results.stringify, which the runner passes)."""
+    from agent.results import stringify
 
-    def text(values):
-        return tuple("" if v is None else str(v) for v in values)
+    return stringify(value)
 
-    stored = [("1", "a"), (2, None), (3, "c")]  # an older agentd stored text; a newer one typed values
-    differ = StreamingDiff(("id", "name"), ("id", "name"), lambda: iter(stored), key=text)
-    fed = [(1, "a"), ("2", ""), (4, "d")]
-    assert [differ.feed(v) for v in fed] == [False, False, True]
+
+def test_streaming_diff_with_text_compares_rows_as_osquery_prints_them():
+    """Typed first; rows without a typed twin by their text: stored text or a moved type is no change."""
+    stored = [("1", "a"), (2, None), (3, "c"), (4, 1.0)]  # an older agentd stored text; a newer one typed values
+    differ = StreamingDiff(("id", "name"), ("id", "name"), lambda: iter(stored), text=_text)
+    fed = [(1, "a"), ("2", ""), (5, "e"), ("4", "1.0")]
+    assert [differ.feed(v) for v in fed] == [False, False, True, False]
     assert list(differ.removed()) == [(("id", "name"), (3, "c"))], "removed rows come as they were stored"
     exact = StreamingDiff(("id",), ("id",), lambda: iter([("1",)]))
-    assert exact.feed((1,)) and exact.changed, "without a key, 1 and '1' differ"
+    assert exact.feed((1,)) and exact.changed, "without text, 1 and '1' differ"
+
+
+def test_int_and_float_that_python_finds_equal_print_differently():
+    differ = StreamingDiff(("n",), ("n",), lambda: iter([(1,), (2.0,), (3.5,)]), text=_text)
+    assert [differ.feed(v) for v in [(1.0,), (2.0,), (3.5,)]] == [True, False, False]
+    assert list(differ.removed()) == [(("n",), (1,))]
+
+
+@pytest.mark.parametrize("way", ["feed", "push", "push, holding 2"])
+def test_streaming_diff_with_text_equals_diff_of_the_printed_rows_on_random_multisets(way, monkeypatch):
+    """feed(), and push() that holds rows without a typed twin (few, or more than it may hold): osquery's answer."""
+    import random
+
+    import agent.diff
+
+    if way == "push, holding 2":
+        monkeypatch.setattr(agent.diff, "HOLD_ROWS", 2)
+    rng = random.Random(11)
+    pool = [1, "1", 1.0, "1.0", None, "", 2, "2", b"2", "x"]
+    for _ in range(500):
+        previous = [(rng.choice(pool), rng.choice(pool)) for _ in range(rng.randrange(0, 8))]
+        current = [(rng.choice(pool), rng.choice(pool)) for _ in range(rng.randrange(0, 8))]
+        differ = StreamingDiff(("a", "b"), ("a", "b"), lambda p=previous: iter(p), text=_text)
+        if way == "feed":
+            added = [c for c in current if differ.feed(c)]
+        else:
+            items = [item for n, c in enumerate(current) for item in differ.push(c, n)]
+            items += differ.finish()
+            assert items == sorted(items), "added rows come in the order they were pushed"
+            added = [current[n] for n in items]
+        assert differ.added == len(added)
+        changed = differ.changed  # before removed() reads the previous rows left
+        removed = [values for _columns, values in differ.removed()]
+
+        def printed(rows):
+            return [{"a": _text(a), "b": _text(b)} for a, b in rows]
+
+        want_added, want_removed = diff(printed(previous), printed(current))
+        assert sorted(map(str, printed(added))) == sorted(map(str, want_added)), (previous, current)
+        assert sorted(map(str, printed(removed))) == sorted(map(str, want_removed)), (previous, current)
+        assert changed == bool(want_added or want_removed)
