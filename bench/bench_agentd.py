@@ -26,8 +26,12 @@ here: no USB device to plug in a VM; ``buffer`` fills all three in-process.)
 
 ``buffer``: in-process, no kernel: the three event stores filled with ``--rows`` synthetic rows
 shaped like audit's, then the default config's process_events query, ad hoc (Database.execute)
-and scheduled (QueryRunner: SQL, diff, outbox, result log).  Each measurement runs in a fresh
-subprocess so its RSS and peak RSS (VmHWM) are its own.
+and scheduled (QueryRunner: SQL, diff, outbox, result log), also with the collector uplink's
+queue attached (the run's typed rows queued in its commit transaction); and a differential
+query over a ``--diff-rows`` (100,000) row table: first run, 1 % of rows changed, unchanged,
+with the uplink queue.  Each measurement runs in a fresh subprocess so its RSS and peak RSS
+(VmHWM) are its own.  A tree without agent/uplink (``--tree``-style exports run from their own
+directory) reports the uplink measurements as absent.
 """
 
 from __future__ import annotations
@@ -629,6 +633,65 @@ from tables.events import EVENT_STORES, EventStore
 from tables.registry import all_specs
 from tables.sqlite import Database
 rows_n, what, repeat = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+diff_rows = int(sys.argv[4])
+
+
+def uplink_queue(state, runner):  # the collector uplink's queue as the runner's hook (None: a tree without it)
+    if not os.path.isdir(os.path.join({repo!r}, "agent", "uplink")):
+        return None
+    from agent.uplink.queue import UplinkQueue
+    queue = UplinkQueue(state, max_rows=10**9, max_bytes=1 << 40)
+    runner.uplink = queue.enqueue
+    return queue
+
+
+if what in ("diff", "diff_uplink"):
+    from agent.config import ScheduledQuery
+    from agent.options import Options
+    from agent.results import ResultWriter
+    from agent.runner import QueryRunner
+    from agent.state import StateDB
+    from tables.spec import Column, TableSpec
+    version = [0]
+
+    def generate(context):  # rows made as they are read, as a /proc table does: the table holds none
+        changed = version[0]
+        for i in range(diff_rows):
+            state = "R" if changed and i % 100 == 7 else "S"
+            yield {{"pid": i, "name": f"proc{{i % 977}}", "path": f"/usr/bin/p{{i % 977}}",
+                    "cmdline": f"p{{i}} --flag {{i * 7}}", "uid": i % 1000, "parent": i // 3, "state": state,
+                    "resident_size": 4096.0 * (i % 500)}}
+
+    spec = TableSpec("bench_processes", "Synthetic processes.", tuple(Column(c, t) for c, t in (
+        ("pid", "BIGINT"), ("name", "TEXT"), ("path", "TEXT"), ("cmdline", "TEXT"), ("uid", "BIGINT"),
+        ("parent", "BIGINT"), ("state", "TEXT"), ("resident_size", "DOUBLE"))), generate)
+    db = Database([spec], time_limit=0)
+    gc.collect()
+    out = {{"rss_before_mb": round(status_kb("self", "VmRSS") / 1024, 1)}}
+    with tempfile.TemporaryDirectory() as tmp:
+        state = StateDB(os.path.join(tmp, "state.db"))
+        writer = ResultWriter(os.path.join(tmp, "log"), max_bytes=1 << 40)
+        runner = QueryRunner(db, state, host_identifier="bench-host", options=Options(schedule_timeout=0))
+        queue = uplink_queue(state, runner) if what == "diff_uplink" else None
+        if what == "diff_uplink" and queue is None:
+            print(json.dumps(None))
+            sys.exit(0)
+        q = ScheduledQuery(name="bench_processes", query="SELECT * FROM bench_processes", interval=60)
+        for label, v in (("first_s", 0), ("changed_1pc_s", 1), ("unchanged_s", 1)):
+            version[0] = v
+            t0 = time.perf_counter()
+            outcome = runner.run(q, 1_790_000_100.0 + v, writer)
+            out[label] = round(time.perf_counter() - t0, 3)
+            assert outcome.error is None, outcome.error
+            out[label.replace("_s", "_added_removed")] = [outcome.added, outcome.removed]
+        out["log_bytes"] = os.path.getsize(writer.results.path)
+        if queue is not None:
+            out["uplink_rows"] = queue.stats().queued_rows
+    out["rss_mb"] = round(status_kb("self", "VmRSS") / 1024, 1)
+    out["vmhwm_mb"] = round(status_kb("self", "VmHWM") / 1024, 1)
+    print(json.dumps(out))
+    sys.exit(0)
+
 tables = ("process_events", "socket_events", "hardware_events") if what == "fill3" else ("process_events",)
 gc.collect()
 rss_before = status_kb("self", "VmRSS")
@@ -657,7 +720,7 @@ if what == "adhoc":
         db.execute("SELECT count(*) FROM process_events")
         counts.append(time.perf_counter() - t0)
     out["count_min_s"] = round(min(counts), 4)
-elif what == "scheduled":
+elif what in ("scheduled", "scheduled_uplink"):
     from agent.config import ScheduledQuery
     from agent.options import Options
     from agent.results import ResultWriter
@@ -668,6 +731,10 @@ elif what == "scheduled":
         state = StateDB(os.path.join(tmp, "state.db"))
         writer = ResultWriter(os.path.join(tmp, "log"), max_bytes=1 << 40)
         runner = QueryRunner(db, state, host_identifier="bench-host", options=Options(schedule_timeout=0))
+        queue = uplink_queue(state, runner) if what == "scheduled_uplink" else None
+        if what == "scheduled_uplink" and queue is None:
+            print(json.dumps(None))
+            sys.exit(0)
         for i in range(repeat):
             q = ScheduledQuery(name=f"process_events_{{i}}", query=PROCESS_EVENTS_QUERY, interval=60)
             t0 = time.perf_counter()
@@ -675,6 +742,8 @@ elif what == "scheduled":
             times.append(time.perf_counter() - t0)
             assert outcome.error is None, outcome.error
         out["log_bytes"] = os.path.getsize(writer.results.path)
+        if queue is not None:
+            out["uplink_rows"] = queue.stats().queued_rows
     out.update(rows=outcome.rows, scheduled_s=round(sorted(times)[len(times) // 2], 4))
     out["scheduled_min_s"] = round(min(times), 4)
 out["rss_mb"] = round(status_kb("self", "VmRSS") / 1024, 1)
@@ -683,10 +752,10 @@ print(json.dumps(out))
 """
 
 
-def bench_buffer(rows: int, repeat: int) -> dict:
+def bench_buffer(rows: int, repeat: int, diff_rows: int = 100_000) -> dict:
     def child(what: str) -> dict:
         proc = subprocess.run(
-            [sys.executable, "-c", _BUFFER_CHILD.format(repo=str(REPO)), str(rows), what, str(repeat)],
+            [sys.executable, "-c", _BUFFER_CHILD.format(repo=str(REPO)), str(rows), what, str(repeat), str(diff_rows)],
             capture_output=True,
             text=True,
             cwd=REPO,
@@ -701,6 +770,9 @@ def bench_buffer(rows: int, repeat: int) -> dict:
         "three_stores_full": child("fill3"),
         "adhoc_query": child("adhoc"),
         "scheduled_run": child("scheduled"),
+        "scheduled_run_with_uplink": child("scheduled_uplink"),
+        "differential_run": child("diff"),
+        "differential_run_with_uplink": child("diff_uplink"),
         "loadavg": loadavg(),
     }
 
@@ -764,6 +836,7 @@ def main(argv: list[str] | None = None) -> int:
     buf = sub.add_parser("buffer", help="in-process query speed and memory over full event stores")
     buf.add_argument("--rows", type=int, default=50_000)
     buf.add_argument("--repeat", type=int, default=5)
+    buf.add_argument("--diff-rows", type=int, default=100_000, help="rows of the differential query's table")
     sub.add_parser("diff", help="agent.diff.diff on 100,000 rows")
     args = p.parse_args(argv)
     out: dict = {"mode": args.mode, "cores": os.cpu_count(), "python": sys.version.split()[0], "loadavg": loadavg()}
@@ -779,7 +852,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.mode == "full":
         out["full"] = bench_full(args.settle, args.option)
     elif args.mode == "buffer":
-        out["buffer"] = bench_buffer(args.rows, args.repeat)
+        out["buffer"] = bench_buffer(args.rows, args.repeat, args.diff_rows)
     else:
         out["diff_100k"] = bench_diff()
     print(json.dumps(out, indent=2))
