@@ -9,7 +9,10 @@ shows up here. Stricter than Zeek in one point: ``none`` for a mandatory record 
 (Zeek accepts it and leaves the field uninitialized).
 
 It also plays the framework's part of the collector protocol (v1): hello and replay, batch
-marks and acks, state queries. Rows it accepted are in ``delivered``.
+marks and acks, state queries. Rows it accepted are in ``delivered``. Its scripts' requests
+are ``requests`` (see :meth:`ZeekDouble.subscribe`; :func:`package_subscriptions` gives those of
+the package's table scripts), replayed after every hello as the framework does.
+:class:`DoubleThread` runs a double on its own event loop, for tests that drive real processes.
 """
 
 from __future__ import annotations
@@ -19,9 +22,12 @@ import contextlib
 import ipaddress
 import json
 import re
+import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
@@ -216,10 +222,55 @@ class DoubleState:
     done: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ScriptRequest:
+    """A request a Zeek script made (osquery::subscribe, execute, join): replayed after each hello."""
+
+    name: str  # osquery::subscribe_v1, execute_v1, join_v1, ...
+    args: tuple[Any, ...]  # after zeek_id
+
+    def event(self, zeek_id: str) -> bj.Event:
+        return bj.Event(self.name, (zeek_id, *self.args))
+
+
+def event_type(decls: Declarations, ev_name: str) -> str:
+    """``type_name(q$ev)`` of a declared event, as Zeek spells it."""
+    return "event(" + ", ".join(f"{f.name}:{f.type}" for f in decls.events[ev_name]) + ")"
+
+
+def request_record(
+    decls: Declarations,
+    ev_name: str,
+    query: str,
+    utype: str = "ADD",
+    inter: int = 10,
+    cookie: str = "",
+    hosts: tuple[str, ...] = ("",),
+    groups: tuple[str, ...] = ("",),
+) -> list[Any]:
+    """An ``osquery::Request`` as the framework's make_request builds it."""
+    return [ev_name, event_type(decls, ev_name), query, utype, Count(inter), cookie, list(hosts), list(groups)]
+
+
+_TABLE_QUERY = re.compile(r'\$ev=(\w+),\s*\$query="([^"]*)",\s*\$utype=(\w+),\s*\$inter=QUERY_INTERVAL', re.S)
+
+
+def package_subscriptions(decls: Declarations, root: Path = PACKAGE) -> list[ScriptRequest]:
+    """The subscriptions the package's table scripts make (osquery/tables), as the framework sends them."""
+    out = []
+    for path in sorted((root / "osquery" / "tables").glob("*.zeek")):
+        for ev, query, utype in _TABLE_QUERY.findall(path.read_text()):
+            out.append(
+                ScriptRequest("osquery::subscribe_v1", (request_record(decls, f"osquery::{ev}", query, utype, 2),))
+            )
+    return out
+
+
 @dataclass
 class ZeekDouble:
     decls: Declarations
     subscriptions: list[bj.Event] = field(default_factory=list)  # replayed on collector_hello
+    requests: list[ScriptRequest] = field(default_factory=list)  # the scripts' requests, replayed too
     state: DoubleState = field(default_factory=DoubleState)
     zeek_topic: str = "/osquery/zeek/"
     collector_topic: str = "/osquery/collector/"
@@ -232,6 +283,7 @@ class ZeekDouble:
     open: dict[str, int] = field(default_factory=dict)
     clients: list[ServerConnection] = field(default_factory=list)
     _server: object = None
+    collector: ServerConnection | None = None  # the client that said collector_hello last
     _n: int = 0
     _node: str = field(default_factory=lambda: str(uuid.uuid4()))
 
@@ -347,7 +399,11 @@ class ZeekDouble:
             )
             for sub in self.subscriptions:
                 await ws.send(bj.encode_event(self.collector_topic, sub))
-            await self._publish(ws, "osquery::sync_done_v1", self.zeek_id, Count(len(self.subscriptions)))
+            for req in self.requests:
+                await ws.send(bj.encode_event(self.collector_topic, req.event(self.zeek_id)))
+            count = len(self.subscriptions) + len(self.requests)
+            await self._publish(ws, "osquery::sync_done_v1", self.zeek_id, Count(count))
+            self.collector = ws
         elif name == "osquery::state_query_v1":
             await self._publish(
                 ws,
@@ -367,3 +423,91 @@ class ZeekDouble:
             if self.open.get(host) == seq:  # type: ignore[call-overload]
                 del self.open[host]  # type: ignore[arg-type]
             await self._publish(ws, "osquery::batch_ack_v1", self.zeek_id, host, Count(seq))
+
+    async def request(self, req: ScriptRequest, *, keep: bool = True) -> None:
+        """A script's request made now: kept for replays (subscribe, join) and sent if a collector is there."""
+        if keep:
+            self.requests.append(req)
+        if self.collector is not None:
+            with contextlib.suppress(Exception):
+                await self.collector.send(bj.encode_event(self.collector_topic, req.event(self.zeek_id)))
+
+    async def unsubscribe(self, subscribe: ScriptRequest) -> None:
+        self.requests.remove(subscribe)
+        await self.request(ScriptRequest("osquery::unsubscribe_v1", subscribe.args), keep=False)
+
+    def row_events(self, name: str) -> list[bj.Event]:
+        return [e for e in self.delivered if e.name == name]
+
+
+class DoubleThread:
+    """A :class:`ZeekDouble` served by its own event loop in a thread; restartable on the same port."""
+
+    def __init__(self, decls: Declarations | None = None, **kwargs: Any) -> None:
+        if decls is None:
+            decls = Declarations()
+            decls.add_package()
+        self.decls = decls
+        self.kwargs = kwargs
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="zeek-double", daemon=True)
+        self.thread.start()
+        self.double: ZeekDouble | None = None
+        self.earlier: list[bj.Event] = []  # what the doubles before a restart accepted
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        """``fn()`` on the double's loop (awaited if it returns a coroutine); its result."""
+
+        async def run() -> Any:
+            result = fn()
+            if asyncio.iscoroutine(result):
+                result = await result
+            return result
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(30)
+
+    def start(self, **kwargs: Any) -> ZeekDouble:
+        double = ZeekDouble(self.decls, **{**self.kwargs, **kwargs})
+        self.call(double.start)
+        self.double = double
+        return double
+
+    def restart(self) -> ZeekDouble:
+        """Stop and start again on the same port, with the delivery marks and the scripts' requests."""
+        old = self.double
+        assert old is not None
+        self.call(old.stop)
+        self.call(lambda: _close_all(old))
+        self.earlier.extend(old.delivered)
+        return self.start(port=old.port, state=old.state, requests=list(old.requests))
+
+    @property
+    def url(self) -> str:
+        assert self.double is not None
+        return self.double.url
+
+    def snapshot(self) -> list[bj.Event]:
+        """Every event the running double accepted so far (a copy)."""
+        assert self.double is not None
+        double = self.double
+        return self.call(lambda: list(double.delivered))
+
+    def everything(self) -> list[bj.Event]:
+        """Every event accepted by this double and the ones before its restarts."""
+        return self.earlier + self.snapshot()
+
+    def close(self) -> None:
+        if self.double is not None:
+            double = self.double
+            with contextlib.suppress(Exception):
+                self.call(double.stop)
+                self.call(lambda: _close_all(double))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+async def _close_all(double: ZeekDouble) -> None:
+    for ws in list(double.clients):
+        with contextlib.suppress(Exception):
+            await ws.close(1001, "Terminating")

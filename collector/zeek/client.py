@@ -91,6 +91,7 @@ class ZeekLink:
         handler: Handler,
         *,
         max_inflight: int = 64,
+        max_inflight_events: int = 5000,
         max_buffer: int = 10_000,
         ack_timeout: float = 10.0,
         backoff_initial: float = 0.5,
@@ -104,6 +105,7 @@ class ZeekLink:
             publish_topic=endpoint.publish_topic,
             collector_id=collector_id,
             max_inflight=max_inflight,
+            max_inflight_events=max_inflight_events,
             max_buffer=max_buffer,
             ack_timeout=ack_timeout,
         )
