@@ -159,6 +159,7 @@ class ZeekConfig:
     ca: str | None = None  # CA to pin for wss://
     max_inflight: int = 64  # batches sent and not yet acknowledged
     max_inflight_events: int = 5000  # events in those batches (Zeek closes a client whose backlog outlasts a ping)
+    batch_rows: int = 100  # rows per batch at most (a connection cut mid-batch repeats at most these)
     ack_timeout: float = 10.0  # then Zeek's delivery marks are asked before anything goes again
     max_backlog: int = 100_000  # result batches kept for Zeek while it is away; older ones are dropped (counted)
     execute_timeout: float = 30.0  # how long a one-time query (osquery::execute) waits for hosts
@@ -472,6 +473,7 @@ def _parse_zeek(raw: Any, key: str, base: str | None) -> ZeekConfig:
         ca=_get(body, "ca", key, _path(base), None),
         max_inflight=_get(body, "max_inflight", key, _positive_int, d.max_inflight),
         max_inflight_events=_get(body, "max_inflight_events", key, _positive_int, d.max_inflight_events),
+        batch_rows=_get(body, "batch_rows", key, _positive_int, d.batch_rows),
         ack_timeout=_get(body, "ack_timeout", key, _seconds, d.ack_timeout),
         max_backlog=_get(body, "max_backlog", key, _positive_int, d.max_backlog),
         execute_timeout=_get(body, "execute_timeout", key, _seconds, d.execute_timeout),
@@ -504,7 +506,10 @@ def parse_zeek_urls(urls: list[str], key: str = "--zeek") -> tuple[ZeekConfig, .
     """``collectord --zeek URL`` (repeatable): endpoints with the default settings."""
     out = []
     for url in urls:
-        out.append(_parse_zeek({"url": url}, key, None))
+        try:
+            out.append(_parse_zeek({"url": url}, key, None))
+        except ConfigError as exc:
+            raise ConfigError(str(exc).replace(f"{key}.url:", f"{key}:", 1)) from None
     _unique_zeek_names(out, key)
     return tuple(out)
 

@@ -38,6 +38,19 @@ from collector.zeek.ztypes import Field, Kind, ZeekType, parse_type
 
 PACKAGE = Path(__file__).resolve().parent.parent / "zeek" / "scripts"
 
+#: zeek-osquery's README example (``bro_init`` renamed ``zeek_init``): it must work unchanged.
+README_EXAMPLE_SQL = (
+    "SELECT u.username, p.name, l.port from listening_ports l, users u, processes p WHERE l.pid=p.pid "
+    "AND p.uid=u.uid and l.address NOT IN ('127.0.0.1', '::1')"
+)
+README_EXAMPLE = f"""
+event host_server_apps(resultInfo: osquery::ResultInfo, username: string, name: string, port_number: int)
+  {{ print fmt("[Host %s] User '%s' is running server application '%s' on port %d", resultInfo$host, username, name, port_number); }}
+event zeek_init()
+  {{ osquery::subscribe([$ev=host_server_apps, $query="{README_EXAMPLE_SQL}"]); }}
+"""
+README_EXAMPLE_TYPE = "event(resultInfo:osquery::ResultInfo, username:string, name:string, port_number:int)"
+
 
 def _strip_comments(text: str) -> str:
     out, in_str, esc = [], False, False
@@ -108,6 +121,10 @@ class Declarations:
                     pname, _, ptype = decl.partition(":")
                     params.append(Field(pname.strip(), self._type(_ATTR.sub("", ptype).strip(), module)))
                 self.events[full] = tuple(params)
+
+    def declare_event(self, name: str, type_text: str) -> None:
+        """An event a script declares by its handler alone, given as ``type_name()`` spells it."""
+        self.events[name] = parse_type(type_text).fields
 
     def _type(self, text: str, module: str) -> ZeekType:
         t = parse_type(" ".join(text.split()))
@@ -217,9 +234,12 @@ def check(value: object, t: ZeekType, decls: Declarations, where: str) -> None:
 
 @dataclass
 class DoubleState:
-    """What a restarted double keeps (the package's state_file): the delivery marks."""
+    """What a restarted double keeps (the package's state_file): the delivery marks; and, for tests,
+    the events of batches a closed connection cut off mid-way (the link's documented repeat)."""
 
     done: dict[str, int] = field(default_factory=dict)
+    open: dict[str, int] = field(default_factory=dict)
+    cut: list[tuple[str, int, list[bj.Event]]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -280,10 +300,11 @@ class ZeekDouble:
     delivered: list[bj.Event] = field(default_factory=list)  # every accepted event on zeek_topic
     errors_sent: list[tuple[str, str]] = field(default_factory=list)
     repeated_batches: int = 0
-    open: dict[str, int] = field(default_factory=dict)
     clients: list[ServerConnection] = field(default_factory=list)
     _server: object = None
     collector: ServerConnection | None = None  # the client that said collector_hello last
+    slow: float = 0.0  # seconds each message takes (a busy Zeek: batches stay in flight)
+    _batches: dict[int, tuple[str, int, list[bj.Event]]] = field(default_factory=dict)  # open batch per connection
     _n: int = 0
     _node: str = field(default_factory=lambda: str(uuid.uuid4()))
 
@@ -354,8 +375,13 @@ class ZeekDouble:
         finally:
             with contextlib.suppress(ValueError):
                 self.clients.remove(ws)
+            cut = self._batches.pop(id(ws), None)
+            if cut is not None:
+                self.state.cut.append(cut)
 
     async def _message(self, ws: ServerConnection, message: str | bytes) -> None:
+        if self.slow:
+            await asyncio.sleep(self.slow)
         try:
             obj = bj.loads(message)
             if not isinstance(obj, dict):
@@ -384,6 +410,9 @@ class ZeekDouble:
         if not topic.startswith(self.zeek_topic):
             return  # nobody subscribed: silently dropped, as Zeek does
         self.delivered.append(ev)
+        current = self._batches.get(id(ws))
+        if current is not None and not ev.name.endswith("_v1"):
+            current[2].append(ev)
         await self._framework(ws, ev)
 
     async def _framework(self, ws: ServerConnection, ev: bj.Event) -> None:
@@ -395,7 +424,7 @@ class ZeekDouble:
                 self.zeek_id,
                 "1.0",
                 {h: Count(s) for h, s in self.state.done.items()},
-                {h: Count(s) for h, s in self.open.items()},
+                {h: Count(s) for h, s in self.state.open.items()},
             )
             for sub in self.subscriptions:
                 await ws.send(bj.encode_event(self.collector_topic, sub))
@@ -410,18 +439,20 @@ class ZeekDouble:
                 "osquery::state_v1",
                 self.zeek_id,
                 {h: Count(s) for h, s in self.state.done.items()},
-                {h: Count(s) for h, s in self.open.items()},
+                {h: Count(s) for h, s in self.state.open.items()},
             )
         elif name == "osquery::batch_begin_v1":
             host, seq = args[0], int(args[1])  # type: ignore[call-overload]
             if seq <= self.state.done.get(host, 0):  # type: ignore[arg-type]
                 self.repeated_batches += 1
-            self.open[host] = seq  # type: ignore[index]
+            self.state.open[host] = seq  # type: ignore[index]
+            self._batches[id(ws)] = (host, seq, [])  # type: ignore[assignment]
         elif name == "osquery::batch_end_v1":
             host, seq = args[0], int(args[1])  # type: ignore[call-overload]
             self.state.done[host] = max(seq, self.state.done.get(host, 0))  # type: ignore[index, arg-type]
-            if self.open.get(host) == seq:  # type: ignore[call-overload]
-                del self.open[host]  # type: ignore[arg-type]
+            if self.state.open.get(host) == seq:  # type: ignore[call-overload]
+                del self.state.open[host]  # type: ignore[arg-type]
+            self._batches.pop(id(ws), None)
             await self._publish(ws, "osquery::batch_ack_v1", self.zeek_id, host, Count(seq))
 
     async def request(self, req: ScriptRequest, *, keep: bool = True) -> None:
@@ -472,10 +503,15 @@ class DoubleThread:
         self.double = double
         return double
 
-    def restart(self) -> ZeekDouble:
-        """Stop and start again on the same port, with the delivery marks and the scripts' requests."""
+    def restart(self, *, abort: bool = False) -> ZeekDouble:
+        """Stop and start again on the same port, with the delivery marks and the scripts' requests.
+
+        ``abort``: the connections are reset at once (what Zeek had not read yet is lost), as when
+        Zeek dies; otherwise the double reads what was sent before it closes, as a graceful stop."""
         old = self.double
         assert old is not None
+        if abort:
+            self.call(lambda: _abort_all(old))
         self.call(old.stop)
         self.call(lambda: _close_all(old))
         self.earlier.extend(old.delivered)
@@ -505,6 +541,11 @@ class DoubleThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
+
+
+async def _abort_all(double: ZeekDouble) -> None:
+    for ws in list(double.clients):
+        ws.transport.abort()
 
 
 async def _close_all(double: ZeekDouble) -> None:

@@ -53,7 +53,7 @@ class ZeekEndpoint:
         hostport, slash, path = rest.partition("/")
         if not hostport:
             raise EndpointError(f"Zeek endpoint {text!r}: no host")
-        if slash and "/" + path not in (WEBSOCKET_PATH, ""):
+        if slash and path and "/" + path != WEBSOCKET_PATH:
             raise EndpointError(f"Zeek endpoint {text!r}: Zeek serves its API at {WEBSOCKET_PATH} only")
         return cls(url=f"{scheme}://{hostport}{WEBSOCKET_PATH}", **kwargs)  # type: ignore[arg-type]
 

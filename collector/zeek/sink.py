@@ -3,11 +3,12 @@
 :class:`ZeekSink` owns the endpoint's :class:`~collector.zeek.client.ZeekLink` and does two jobs:
 
 - **Results to Zeek, exactly once.** It reads the durable outbox (collector/outbox.py) after its
-  cursor; every result batch of its own subscriptions (owner ``zeek:<name>``) becomes one
-  numbered batch of the subscription's events, numbered by its outbox position (rising per host,
-  stable across restarts). The cursor moves only over positions the framework acknowledged (or
-  that had nothing for Zeek). After a restart, what may have been sent before is handed to the
-  link as *in doubt* (``ZeekLink.resume``): Zeek's delivery marks decide whether it goes again.
+  cursor; every result batch of its own subscriptions (owner ``zeek:<name>``) becomes numbered
+  batches of the subscription's events, at most ``batch_rows`` each, numbered ``position * PARTS +
+  part`` from its outbox position (rising per host, stable across restarts). The cursor moves only
+  over positions whose every part the framework acknowledged (or that had nothing for Zeek).
+  After a restart, what may have been sent before is handed to the link as *in doubt*
+  (``ZeekLink.resume``): Zeek's delivery marks decide whether it goes again.
   Host events become ``host_connected``/``host_disconnected``; a host's dropped rows become an
   ``osquery::error``. Rows whose values cannot become the declared types become
   ``osquery::error`` events in their place (and a log line): never a silent drop, never a wrong value.
@@ -65,6 +66,8 @@ log = logging.getLogger("collectord.zeek")
 
 #: The delivery-mark key of one-time query results (they are not in the outbox; numbered by time).
 EXECUTE_KEY = "#execute"
+#: Batch numbers: an outbox position's parts are position * PARTS + 0, 1, ...
+PARTS = 1 << 16
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -139,6 +142,7 @@ class ZeekSink:
         # Positions read and not yet delivered (in order), and those done; the cursor follows.
         self._order: deque[int] = deque()
         self._done: set[int] = set()
+        self._parts_left: dict[int, int] = {}
         self._after = 0
         self._resume_upto = 0
         self._committed = 0
@@ -200,6 +204,7 @@ class ZeekSink:
         self._after = self._committed = cursor.position
         self._order.clear()
         self._done.clear()
+        self._parts_left.clear()
         self._rows_in.clear()
         # Anything up to today's head may have been sent by an earlier run: Zeek's marks decide.
         self._resume_upto = await feed.store.call(lambda r: r.head())
@@ -265,13 +270,13 @@ class ZeekSink:
             self._advance()
 
     def _take(self, item: OutboxItem) -> None:
-        """One outbox item: a batch for the link, a host event, or nothing for Zeek (done at once)."""
+        """One outbox item: batches for the link, a host event, or nothing for Zeek (done at once)."""
         position = item.position
         self._order.append(position)
-        batch: ZeekBatch | None = None
+        batches: list[ZeekBatch] = []
         if isinstance(item, ResultBatch):
             if item.owner == self.owner:
-                batch = self._result_batch(item)
+                batches = self._result_batches(item)
         elif isinstance(item, HostEvent):
             if item.event is HostEventKind.CONNECTED:
                 self.link.host_connected(item.host_id, item.hostname, item.addresses, item.groups)
@@ -282,55 +287,75 @@ class ZeekSink:
                 f"the host's queue dropped {item.rows} result rows ({item.batches} batches, sequences "
                 f"{item.from_seq}..{item.to_seq}) while it could not reach collectord"
             )
-            batch = ZeekBatch(item.host_id, position, (p.error_event(item.host_id, "ADD", "", "", message),))
-        if batch is None:
+            event = p.error_event(item.host_id, "ADD", "", "", message)
+            batches = [ZeekBatch(item.host_id, position * PARTS, (event,))]
+        if not batches:
             self._done.add(position)
             return
-        if position <= self._resume_upto:
-            self.link.resume(batch)
-        else:
-            self.link.submit(batch)
+        self._parts_left[position] = len(batches)
+        for batch in batches:
+            if position <= self._resume_upto:
+                self.link.resume(batch)
+            else:
+                self.link.submit(batch)
 
-    def _result_batch(self, item: ResultBatch) -> ZeekBatch | None:
+    def _result_batches(self, item: ResultBatch) -> list[ZeekBatch]:
         try:
             route, encoder, problem = self._encoders.get(item.route, item.columns)
         except RequestError as exc:
             self._error(f"{item.name}: {exc}")
-            return None
+            return []
         wanted = route.actions
         rows = [(a, v) for a, v in item.rows if a in wanted]
         if not rows:
-            return None
+            return []
         host = item.host_id
-        events: list[str] = []
         if encoder is None:
             message = f"{len(rows)} row(s) of host {host} not sent: {problem}"
-            events.append(p.error_event(host, route.utype.value, route.cookie, route.ev_name, message))
             self.stats["conversion_errors"] += len(rows)
             self._error(f"{route.ev_name}: {message}")
-        else:
-            infos: dict[Any, str] = {}
-            failed = 0
-            for action, values in rows:
-                info = infos.get(action)
-                if info is None:
-                    info = infos[action] = encoder.result_info(host, ZEEK_ACTION[action], route.cookie)
-                try:
-                    events.append(encoder.encode(info, values))
-                except ColumnError as exc:
-                    failed += 1
-                    if failed == 1:
-                        self._error(f"host {host}: {exc}")
-                    utype = ZEEK_ACTION[action].zeek_enum.split("::")[1]
-                    events.append(p.error_event(host, utype, route.cookie, route.ev_name, str(exc)))
-            if failed:
-                self.stats["conversion_errors"] += failed
-        self._rows_in[(host, item.position)] = len(rows)
-        return ZeekBatch(host, item.position, tuple(events))
+            event = p.error_event(host, route.utype.value, route.cookie, route.ev_name, message)
+            return [ZeekBatch(host, item.position * PARTS, (event,))]
+        events: list[str] = []
+        infos: dict[Any, str] = {}
+        failed = 0
+        for action, values in rows:
+            info = infos.get(action)
+            if info is None:
+                info = infos[action] = encoder.result_info(host, ZEEK_ACTION[action], route.cookie)
+            try:
+                events.append(encoder.encode(info, values))
+            except ColumnError as exc:
+                failed += 1
+                if failed == 1:
+                    self._error(f"host {host}: {exc}")
+                utype = ZEEK_ACTION[action].zeek_enum.split("::")[1]
+                events.append(p.error_event(host, utype, route.cookie, route.ev_name, str(exc)))
+        if failed:
+            self.stats["conversion_errors"] += failed
+        size = self.config.batch_rows
+        out = []
+        for part, start in enumerate(range(0, len(events), size)):
+            chunk = tuple(events[start : start + size])
+            seq = item.position * PARTS + part
+            self._rows_in[(host, seq)] = len(chunk)
+            out.append(ZeekBatch(host, seq, chunk))
+        return out
 
     def _error(self, message: str) -> None:
         self.last_error = message
         log.error("zeek %s: %s", self.config.name, message)
+
+    def _part_done(self, seq: int) -> None:
+        position = seq // PARTS
+        left = self._parts_left.get(position)
+        if left is None:
+            return  # not read in this run (an ack of an earlier link), or done already
+        if left <= 1:
+            del self._parts_left[position]
+            self._done.add(position)
+        else:
+            self._parts_left[position] = left - 1
 
     def _advance(self) -> None:
         """Move the cursor over every position done, in order; commit it (durable soon)."""
@@ -358,7 +383,7 @@ class ZeekSink:
         for batch in self.link.core.discard_pending(excess):
             batches += 1
             rows += self._rows_in.pop(batch.key, len(batch.events))
-            self._done.add(batch.seq)
+            self._part_done(batch.seq)
             excess -= 1
         while excess > 0:
             items = await feed.read(self._after, min(excess, 2000), wait=False)
@@ -397,7 +422,7 @@ class ZeekSink:
                 if host == EXECUTE_KEY:
                     continue
                 self.stats["delivered_rows"] += self._rows_in.pop((host, seq), 0)
-                self._done.add(seq)
+                self._part_done(seq)
             self._advance()
             self._room.set()
         elif isinstance(note, Synced | Request):
@@ -571,7 +596,9 @@ class ZeekSink:
                 except ColumnError as exc:
                     self.stats["conversion_errors"] += 1
                     events.append(p.error_event(host, "SNAPSHOT", route.cookie, route.ev_name, str(exc)))
-        self.link.submit(ZeekBatch(EXECUTE_KEY, self._next_exec_seq(), tuple(events)))
+        size = self.config.batch_rows
+        for start in range(0, len(events), size):
+            self.link.submit(ZeekBatch(EXECUTE_KEY, self._next_exec_seq(), tuple(events[start : start + size])))
 
     def _answer(self, req: p.QueryRequest, route: Route, answer: HostAnswer) -> None:
         status = answer.status
