@@ -232,3 +232,7 @@ def test_zeek_restarted_mid_stream_loses_nothing_and_changes_nothing_on_the_host
     assert len(repeated) <= 100 * cut, (repeated, cut)  # only a batch a lost connection cut (logged) repeats
     assert "delivery marks of 1 hosts loaded" in zeek.text("osquery.log")
     assert "arrived again after it was completed" not in zeek.text("osquery.log")
+    # collectord gone for good (SIGKILL): Zeek no longer takes its hosts as connected
+    server.kill()
+    wait_for(lambda: "host disconnected (no collector)" in zeek.text("osquery.log"), "host_disconnected", zeek=zeek)
+    assert "collector gone (1006" in zeek.text("osquery.log")
