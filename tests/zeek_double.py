@@ -23,6 +23,7 @@ import ipaddress
 import json
 import re
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -298,6 +299,7 @@ class ZeekDouble:
     port: int = 0
     zeek_id: str = field(default_factory=lambda: "zeek_" + uuid.uuid4().hex[:12])
     delivered: list[bj.Event] = field(default_factory=list)  # every accepted event on zeek_topic
+    arrived: list[float] = field(default_factory=list)  # when each of them was accepted (time.time())
     errors_sent: list[tuple[str, str]] = field(default_factory=list)
     repeated_batches: int = 0
     clients: list[ServerConnection] = field(default_factory=list)
@@ -410,6 +412,7 @@ class ZeekDouble:
         if not topic.startswith(self.zeek_topic):
             return  # nobody subscribed: silently dropped, as Zeek does
         self.delivered.append(ev)
+        self.arrived.append(time.time())
         current = self._batches.get(id(ws))
         if current is not None and not ev.name.endswith("_v1"):
             current[2].append(ev)
