@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +26,7 @@ from protocol.messages import Action, Execute, ExecuteResult, Results, Subscribe
 from tests._collector import Collectord, Operator, RawAgent, hello
 from tests.zeek_double import DoubleThread, ScriptRequest, request_record
 
+ROOT = Path(__file__).resolve().parent.parent
 LAB_ONE = "event(resultInfo:osquery::ResultInfo, one:int)"
 
 
@@ -180,6 +185,22 @@ async def test_one_time_queries_and_errors_go_to_zeek(double, collectord):
         assert status.state == "ready" and counters(status)["conversion_errors"] == 1
         assert counters(status)["refused_requests"] == 1 and counters(status)["subscriptions"] == 1
         assert "refused" in collectord.log() and "cannot be sent as name:count" in collectord.log()
+        # the operator's view in text
+        token = str(collectord.state / "operator-token")
+        shown = subprocess.run(
+            [sys.executable, "-m", "agent.cli", "--collector", collectord.url, "--token-file", token, "status"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        assert shown.returncode == 0, shown.stderr
+        first, zeek_line, counters_line = shown.stdout.splitlines()[:3]
+        assert first.endswith(": 1 of 1 hosts online")
+        assert zeek_line.startswith(
+            f"zeek:127.0.0.1:{double.double.port}: ready - {double.url}/v1/messages/json (Zeek zeek_"
+        )
+        assert "last error:" in zeek_line and "conversion_errors 1" in counters_line
     finally:
         await a.close()
 
@@ -205,3 +226,40 @@ async def test_host_events_reach_zeek_in_order(double, collectord):
         "b again",
     )
     await b.close()
+
+
+async def test_two_endpoints_with_their_own_topics_each_get_their_own_run(tmp_path):
+    first, second = DoubleThread(), DoubleThread()
+    try:
+        for d in (first, second):
+            d.decls.declare_event("osquery::lab_one", LAB_ONE)
+        first.start()
+        second.start(zeek_topic="/site/zeek/", collector_topic="/site/collector/")
+        config = (
+            f'[[zeek]]\nurl = "{first.url}"\nname = "one"\n'
+            f'[[zeek]]\nurl = "{second.url}"\nname = "two"\nzeek_topic = "/site/zeek/"\n'
+            'collector_topic = "/site/collector/"\n'
+        )
+        server = Collectord(tmp_path, config)
+        server.start()
+        try:
+            for d in (first, second):
+                d.call(lambda d=d: d.double.request(subscribe(d.decls, "osquery::lab_one", "SELECT 1 AS one")))
+            await synced(server, 2)
+            a = RawAgent(server.url, hello("host-a", secret=server.enroll_secret))
+            await a.connect()
+            subs = [await next_of(a, Subscribe), await next_of(a, Subscribe)]
+            assert len({s.id for s in subs}) == 2  # the same query, a run of its own for each endpoint
+            for sub in subs:
+                await a.send(
+                    Results(a.session.next_seq, sub.id, sub.name, ("one",), ((Action.ADDED, (1,)),), 1, 0, 0.0)
+                )
+            for d in (first, second):
+                await until(lambda d=d: [e for e in d.snapshot() if e.name == "osquery::lab_one"], "a row at each")
+                assert len([e for e in d.snapshot() if e.name == "osquery::lab_one"]) == 1
+            await a.close()
+        finally:
+            server.close()
+    finally:
+        first.close()
+        second.close()

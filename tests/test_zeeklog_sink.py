@@ -167,7 +167,9 @@ async def test_rotation_by_interval_with_zeeks_names_and_json(tmp_path, store):
             assert not task.done(), task.exception()
             await asyncio.sleep(0.02)
         await accept(store, 2, [(Action.ADDED, (2, "10.0.0.2", 81, "b"))])
-        while not (logs / "osq-ports.log").exists():
+        head = await store.call(lambda r: r.head())
+        while (await feed.cursor()).position < head:  # written and committed
+            assert not task.done(), task.exception()
             await asyncio.sleep(0.02)
     finally:
         task.cancel()
