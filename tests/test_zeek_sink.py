@@ -263,3 +263,49 @@ async def test_two_endpoints_with_their_own_topics_each_get_their_own_run(tmp_pa
     finally:
         first.close()
         second.close()
+
+
+async def test_while_zeek_is_away_the_backlog_is_bounded_and_drops_are_reported(tmp_path, double):
+    double.call(lambda: double.double.request(subscribe(double.decls, "osquery::lab_one", "SELECT n AS one FROM t")))
+    config = f'[[zeek]]\nurl = "{double.url}"\nname = "z"\nmax_inflight = 1\nmax_backlog = 3\n'
+    server = Collectord(tmp_path, config)
+    server.start()
+    a = RawAgent(server.url, hello("host-a", secret=server.enroll_secret))
+    try:
+        await synced(server)
+        await a.connect()
+        sub = await next_of(a, Subscribe)
+        away = double.double
+        double.call(away.stop)
+        await until(lambda: "reconnecting" in server.log(), "collectord noticing Zeek is away")
+        for n in range(10):
+            seq = a.session.next_seq
+            await a.send(Results(seq, sub.id, sub.name, ("one",), ((Action.ADDED, (n,)),), 1, 0, 0.0))
+            await a.wait_ack(seq)
+
+        async def dropped() -> int:
+            return counters(await zeek_status(server))["dropped_batches"]
+
+        deadline = time.monotonic() + 60
+        while await dropped() == 0:
+            assert time.monotonic() < deadline, "no drop counted"
+            await asyncio.sleep(0.2)
+        double.start(port=away.port, state=away.state, requests=list(away.requests))
+        await synced(server, 2)
+
+        def got() -> list[int]:
+            return [e.args[1] for e in double.snapshot() if e.name == "osquery::lab_one"]
+
+        errors = await until(
+            lambda: [e for e in double.snapshot() if e.name == "osquery::error" and "dropped" in e.args[2]],
+            "the report",
+        )
+        status = counters(await zeek_status(server))
+        await until(lambda: len(got()) + status["dropped_rows"] == 10, "the rows kept")
+        assert sorted(got()) == sorted(set(got())) and set(got()) <= set(range(10))
+        assert max(got()) == 9 and status["dropped_batches"] == status["dropped_rows"] > 0  # the oldest went
+        assert f"dropped {status['dropped_rows']} result rows" in errors[0].args[2]
+        assert "max_backlog = 3" in errors[0].args[2] and "dropping the oldest" in server.log()
+    finally:
+        await a.close()
+        server.close()
