@@ -254,8 +254,14 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    if args.collector:
+        from .fleet import cmd_collector_status
+
+        return cmd_collector_status(args)
     if not args.connect:
-        raise UserError("status needs a running agentd: agent-cli --connect SOCKET status")
+        raise UserError(
+            "status needs a running agentd (agent-cli --connect SOCKET status) or collectord (--collector URL)"
+        )
     from .control import ControlError, format_status, remote_status
 
     try:
@@ -503,9 +509,11 @@ def build_parser(*, with_watch: bool = True) -> argparse.ArgumentParser:
 
     st = sub.add_parser(
         "status",
-        help="a running agentd's schedule, event sources and buffers (needs --connect)",
+        help="a running agentd's schedule, event sources and buffers (--connect); with --collector, "
+        "collectord's hosts and links to Zeek",
         formatter_class=_help_formatter,
     )
+    st.add_argument("--json", action="store_true", help="with --collector: the status as JSON")
     st.set_defaults(func=cmd_status)
 
     if with_watch:
