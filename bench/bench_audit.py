@@ -2,7 +2,7 @@
 
 Run as root (owner mode; audit state is restored on every exit, Ctrl-C and SIGTERM included):
 
-    PYTHONPATH=. /tmp/venv/bin/python bench/bench_audit.py [--seconds 10] [--spawners 4] [--rate 1600]
+    PYTHONPATH=. .venv/bin/python bench/bench_audit.py [--seconds 10] [--spawners 4] [--rate 1600]
 
 Run 1: ``--spawners`` processes posix_spawn /bin/true as fast as they can; the AuditSource
 (owner mode) feeds an EventStore.  Reports spawned vs process_events rows of those
