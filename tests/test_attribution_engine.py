@@ -44,7 +44,16 @@ def engine(**config) -> AttributionEngine:
 
 
 def exec_row(pid, t, path, cmdline, uid, parent=1, **extra):
-    return {"pid": pid, "path": path, "cmdline": cmdline, "uid": uid, "parent": parent, "time": int(t), "timestamp": t, **extra}
+    return {
+        "pid": pid,
+        "path": path,
+        "cmdline": cmdline,
+        "uid": uid,
+        "parent": parent,
+        "time": int(t),
+        "timestamp": t,
+        **extra,
+    }
 
 
 def sock_row(action, pid, t, path, *, remote=None, local=None, status="succeeded", **extra):
@@ -73,7 +82,17 @@ def sock_row(action, pid, t, path, *, remote=None, local=None, status="succeeded
 
 
 def listen_row(pid, port, address="0.0.0.0", protocol=6, **extra):
-    return {"pid": pid, "port": port, "protocol": protocol, "family": 10 if ":" in address else 2, "address": address, "fd": 5, "socket": 1000 + pid, "net_namespace": "4026531840", **extra}
+    return {
+        "pid": pid,
+        "port": port,
+        "protocol": protocol,
+        "family": 10 if ":" in address else 2,
+        "address": address,
+        "fd": 5,
+        "socket": 1000 + pid,
+        "net_namespace": "4026531840",
+        **extra,
+    }
 
 
 def conn(ts=T0, orig=("10.0.0.1", 40000), resp=("10.0.0.2", 80), proto=6, uid="C1") -> Connection:
@@ -87,17 +106,47 @@ def feed(eng, host, table, *rows, now=T0, action=Action.ADDED):
 def test_connect_and_accept_events_attribute_both_sides_exactly() -> None:
     eng = engine()
     feed(eng, A, Table.PROCESS_EVENTS, exec_row(500, T0 - 5, "/usr/bin/curl", "curl http://10.0.0.2/", 1000))
-    feed(eng, A, Table.SOCKET_EVENTS, sock_row("connect", 500, T0 - 0.001, "/usr/bin/curl", remote=("10.0.0.2", 80), local=("10.0.0.1", 40000), protocol=6, uid=1000))
+    feed(
+        eng,
+        A,
+        Table.SOCKET_EVENTS,
+        sock_row(
+            "connect",
+            500,
+            T0 - 0.001,
+            "/usr/bin/curl",
+            remote=("10.0.0.2", 80),
+            local=("10.0.0.1", 40000),
+            protocol=6,
+            uid=1000,
+        ),
+    )
     feed(eng, B, Table.PROCESS_EVENTS, exec_row(700, T0 - 50, "/usr/sbin/nginx", "nginx -g daemon off;", 0))
-    feed(eng, B, Table.SOCKET_EVENTS, sock_row("accept", 700, T0 + 0.002, "/usr/sbin/nginx", remote=("10.0.0.1", 40000)))
+    feed(
+        eng, B, Table.SOCKET_EVENTS, sock_row("accept", 700, T0 + 0.002, "/usr/sbin/nginx", remote=("10.0.0.1", 40000))
+    )
     answer = eng.attribute(conn())
     assert answer.community_id == conn().community_id
     o, r = answer.orig, answer.resp
     assert (o.method, o.host_id, o.hostname, o.pid, o.path, o.cmdline, o.uid, o.username, o.parent) == (
-        Method.SOCKET_EVENT, A, "alpha", 500, "/usr/bin/curl", "curl http://10.0.0.2/", 1000, "alice", 1
+        Method.SOCKET_EVENT,
+        A,
+        "alpha",
+        500,
+        "/usr/bin/curl",
+        "curl http://10.0.0.2/",
+        1000,
+        "alice",
+        1,
     )
     assert (r.method, r.host_id, r.pid, r.path, r.cmdline, r.uid, r.username) == (
-        Method.SOCKET_EVENT, B, 700, "/usr/sbin/nginx", "nginx -g daemon off;", 0, "root"
+        Method.SOCKET_EVENT,
+        B,
+        700,
+        "/usr/sbin/nginx",
+        "nginx -g daemon off;",
+        0,
+        "root",
     )
     assert eng.stats().counters["orig:socket_event"] == 1
 
@@ -122,7 +171,13 @@ def test_address_shared_by_two_hosts_is_ambiguous_never_a_guess() -> None:
 
 def test_listening_port_with_wildcards_and_specific_address_preferred() -> None:
     eng = engine()
-    feed(eng, B, Table.PROCESS_EVENTS, exec_row(700, T0 - 50, "/usr/sbin/sshd", "sshd -D", 0), exec_row(701, T0 - 50, "/usr/bin/other", "other", 1001))
+    feed(
+        eng,
+        B,
+        Table.PROCESS_EVENTS,
+        exec_row(700, T0 - 50, "/usr/sbin/sshd", "sshd -D", 0),
+        exec_row(701, T0 - 50, "/usr/bin/other", "other", 1001),
+    )
     feed(eng, B, Table.LISTENING_PORTS, listen_row(700, 22, "::"), listen_row(701, 8080, "0.0.0.0"), now=T0 - 10)
     r = eng.attribute(conn(resp=("10.0.0.2", 22))).resp
     assert (r.method, r.pid, r.cmdline, r.username) == (Method.LISTENING_PORT, 700, "sshd -D", "root")  # dual-stack ::
@@ -158,12 +213,22 @@ def test_pid_reuse_cannot_lend_one_process_to_another() -> None:
     eng = engine()
     # pid 900 ran curl as alice, exited; later pid 900 is a fork of sshd (no exec) connecting out
     feed(eng, A, Table.PROCESS_EVENTS, exec_row(900, T0 - 30, "/usr/bin/curl", "curl x", 1000))
-    feed(eng, A, Table.SOCKET_EVENTS, sock_row("connect", 900, T0, "/usr/sbin/sshd", remote=("10.0.0.2", 80), local=("10.0.0.1", 40000), uid=0))
+    feed(
+        eng,
+        A,
+        Table.SOCKET_EVENTS,
+        sock_row("connect", 900, T0, "/usr/sbin/sshd", remote=("10.0.0.2", 80), local=("10.0.0.1", 40000), uid=0),
+    )
     o = eng.attribute(conn()).orig
     assert (o.method, o.pid, o.path, o.uid, o.username) == (Method.SOCKET_EVENT, 900, "/usr/sbin/sshd", 0, "root")
     assert o.cmdline is None  # curl's command line is not sshd's
     # without the uid on the event, the process is not described: PROCESS_GONE, never curl's user
-    feed(eng, A, Table.SOCKET_EVENTS, sock_row("connect", 900, T0 + 100, "/usr/sbin/sshd", remote=("10.0.0.2", 80), local=("10.0.0.1", 40001)))
+    feed(
+        eng,
+        A,
+        Table.SOCKET_EVENTS,
+        sock_row("connect", 900, T0 + 100, "/usr/sbin/sshd", remote=("10.0.0.2", 80), local=("10.0.0.1", 40001)),
+    )
     o = eng.attribute(conn(ts=T0 + 100, orig=("10.0.0.1", 40001))).orig
     assert o.reason is Reason.PROCESS_GONE and o.pid == 900 and o.path == "/usr/sbin/sshd" and o.uid is None
 
@@ -171,12 +236,34 @@ def test_pid_reuse_cannot_lend_one_process_to_another() -> None:
 def test_process_start_time_tells_incarnations_apart() -> None:
     eng = engine()
     # processes rows: pid 950 started at T0-100 (python as alice) ended; a new pid 950 at T0-10 (python as bob)
-    old = {"pid": 950, "start_time": int(T0 - 100), "path": "/usr/bin/python3", "cmdline": "python3 a.py", "uid": 1000, "parent": 1}
-    new = {"pid": 950, "start_time": int(T0 - 10), "path": "/usr/bin/python3", "cmdline": "python3 b.py", "uid": 1001, "parent": 1}
+    old = {
+        "pid": 950,
+        "start_time": int(T0 - 100),
+        "path": "/usr/bin/python3",
+        "cmdline": "python3 a.py",
+        "uid": 1000,
+        "parent": 1,
+    }
+    new = {
+        "pid": 950,
+        "start_time": int(T0 - 10),
+        "path": "/usr/bin/python3",
+        "cmdline": "python3 b.py",
+        "uid": 1001,
+        "parent": 1,
+    }
     feed(eng, A, Table.PROCESSES, old, now=T0 - 90)
     feed(eng, A, Table.PROCESSES, old, now=T0 - 20, action=Action.REMOVED)
     feed(eng, A, Table.PROCESSES, new, now=T0 - 5)
-    row = sock_row("connect", 950, T0, "/usr/bin/python3", remote=("10.0.0.2", 80), local=("10.0.0.1", 40000), process_start_time=int(T0 - 10))
+    row = sock_row(
+        "connect",
+        950,
+        T0,
+        "/usr/bin/python3",
+        remote=("10.0.0.2", 80),
+        local=("10.0.0.1", 40000),
+        process_start_time=int(T0 - 10),
+    )
     feed(eng, A, Table.SOCKET_EVENTS, row)
     o = eng.attribute(conn()).orig
     assert (o.pid, o.cmdline, o.uid, o.username, o.process_start) == (950, "python3 b.py", 1001, "bob", int(T0 - 10))
@@ -189,7 +276,13 @@ def test_process_start_time_tells_incarnations_apart() -> None:
 
 def test_connect_without_local_port_matches_by_time_or_is_ambiguous() -> None:
     eng = engine(clock_skew=0.5)
-    feed(eng, A, Table.PROCESS_EVENTS, exec_row(501, T0 - 1, "/usr/bin/wget", "wget x", 1000), exec_row(502, T0 - 1, "/usr/bin/curl", "curl y", 1001))
+    feed(
+        eng,
+        A,
+        Table.PROCESS_EVENTS,
+        exec_row(501, T0 - 1, "/usr/bin/wget", "wget x", 1000),
+        exec_row(502, T0 - 1, "/usr/bin/curl", "curl y", 1001),
+    )
     feed(eng, A, Table.SOCKET_EVENTS, sock_row("connect", 501, T0, "/usr/bin/wget", remote=("10.0.0.2", 80)))
     feed(eng, A, Table.SOCKET_EVENTS, sock_row("connect", 502, T0 + 2, "/usr/bin/curl", remote=("10.0.0.2", 80)))
     o = eng.attribute(conn(ts=T0 + 0.001)).orig
@@ -202,7 +295,12 @@ def test_connect_without_local_port_matches_by_time_or_is_ambiguous() -> None:
     o = eng.attribute(conn(ts=T0 + 10.1)).orig
     assert o.reason is Reason.AMBIGUOUS and set(o.candidates) == {"pid 501 (/usr/bin/wget)", "pid 502 (/usr/bin/curl)"}
     # a connect whose local port is known and differs is not this connection
-    feed(eng, A, Table.SOCKET_EVENTS, sock_row("connect", 502, T0 + 20, "/usr/bin/curl", remote=("10.0.0.2", 80), local=("10.0.0.1", 40999)))
+    feed(
+        eng,
+        A,
+        Table.SOCKET_EVENTS,
+        sock_row("connect", 502, T0 + 20, "/usr/bin/curl", remote=("10.0.0.2", 80), local=("10.0.0.1", 40999)),
+    )
     assert eng.attribute(conn(ts=T0 + 20, orig=("10.0.0.1", 40000))).orig.reason is Reason.NO_SOCKET
 
 
@@ -243,11 +341,21 @@ def test_ipv4_mapped_and_ipv6_loopback() -> None:
     # a dual-stack server accepted an IPv4 peer: the agent prints ::ffff:10.0.0.1
     feed(eng, B, Table.SOCKET_EVENTS, sock_row("accept", 700, T0, "/srv", remote=("::ffff:10.0.0.1", 40000), uid=33))
     assert eng.attribute(conn()).resp.pid == 700
-    feed(eng, A, Table.SOCKET_EVENTS, sock_row("connect", 800, T0, "/c", remote=("::1", 8080), local=("::1", 50000), uid=1000))
+    feed(
+        eng,
+        A,
+        Table.SOCKET_EVENTS,
+        sock_row("connect", 800, T0, "/c", remote=("::1", 8080), local=("::1", 50000), uid=1000),
+    )
     feed(eng, A, Table.LISTENING_PORTS, listen_row(801, 8080, "::1", uid=1001, path="/s", cmdline="s"), now=T0 - 1)
     answer = eng.attribute(conn(orig=("::1", 50000), resp=("::1", 8080)))
     assert (answer.orig.pid, answer.orig.username) == (800, "alice")
-    assert (answer.resp.pid, answer.resp.method, answer.resp.username, answer.resp.cmdline) == (801, Method.LISTENING_PORT, "bob", "s")
+    assert (answer.resp.pid, answer.resp.method, answer.resp.username, answer.resp.cmdline) == (
+        801,
+        Method.LISTENING_PORT,
+        "bob",
+        "s",
+    )
     # all of 127/8 belongs to the host that reports 127.0.0.1/8
     assert eng.owners("127.0.0.5", T0) == [A]
     assert eng.owners("127.0.0.5", T0) == eng.owners("127.0.0.1", T0)
@@ -255,12 +363,43 @@ def test_ipv4_mapped_and_ipv6_loopback() -> None:
 
 def test_open_socket_snapshot_and_udp_bound_sockets() -> None:
     eng = engine()
-    row = {"pid": 600, "fd": 4, "socket": 77, "family": 2, "protocol": 6, "local_address": "10.0.0.1", "local_port": 40000, "remote_address": "10.0.0.2", "remote_port": 80, "state": "ESTABLISHED", "net_namespace": "1", "start_time": int(T0 - 500), "path": "/usr/bin/ssh", "cmdline": "ssh b", "uid": 1000, "parent": 1}
+    row = {
+        "pid": 600,
+        "fd": 4,
+        "socket": 77,
+        "family": 2,
+        "protocol": 6,
+        "local_address": "10.0.0.1",
+        "local_port": 40000,
+        "remote_address": "10.0.0.2",
+        "remote_port": 80,
+        "state": "ESTABLISHED",
+        "net_namespace": "1",
+        "start_time": int(T0 - 500),
+        "path": "/usr/bin/ssh",
+        "cmdline": "ssh b",
+        "uid": 1000,
+        "parent": 1,
+    }
     feed(eng, A, Table.PROCESS_OPEN_SOCKETS, row, now=T0 + 30)  # first seen after the connection began
     o = eng.attribute(conn()).orig
     assert (o.method, o.pid, o.cmdline, o.username) == (Method.OPEN_SOCKET, 600, "ssh b", "alice")
     # UDP from an unconnected socket bound on its port (resolvers, NTP)
-    udp = {"pid": 601, "fd": 5, "socket": 78, "family": 2, "protocol": 17, "local_address": "0.0.0.0", "local_port": 123, "remote_address": "0.0.0.0", "remote_port": 0, "state": "", "net_namespace": "1", "uid": 0, "path": "/usr/sbin/ntpd"}
+    udp = {
+        "pid": 601,
+        "fd": 5,
+        "socket": 78,
+        "family": 2,
+        "protocol": 17,
+        "local_address": "0.0.0.0",
+        "local_port": 123,
+        "remote_address": "0.0.0.0",
+        "remote_port": 0,
+        "state": "",
+        "net_namespace": "1",
+        "uid": 0,
+        "path": "/usr/sbin/ntpd",
+    }
     feed(eng, A, Table.PROCESS_OPEN_SOCKETS, udp, now=T0 - 10)
     o = eng.attribute(conn(orig=("10.0.0.1", 123), resp=("10.0.0.2", 123), proto=17)).orig
     assert (o.method, o.pid, o.path) == (Method.OPEN_SOCKET, 601, "/usr/sbin/ntpd")
@@ -278,17 +417,59 @@ def test_bind_event_for_a_server_too_short_lived_for_a_snapshot() -> None:
     r = eng.attribute(conn(resp=("10.0.0.2", 7000))).resp
     assert (r.method, r.pid, r.username) == (Method.BIND_EVENT, 710, "bob")
     # a processes snapshot that shows the pid ended before the connection: no answer from the bind
-    feed(eng, B, Table.PROCESSES, {"pid": 710, "start_time": int(T0 - 2), "path": "/usr/bin/nc", "cmdline": "nc -l 7000", "uid": 1001, "parent": 1}, now=T0 - 1)
-    feed(eng, B, Table.PROCESSES, {"pid": 710, "start_time": int(T0 - 2), "path": "/usr/bin/nc", "cmdline": "nc -l 7000", "uid": 1001, "parent": 1}, now=T0 + 5, action=Action.REMOVED)
+    feed(
+        eng,
+        B,
+        Table.PROCESSES,
+        {
+            "pid": 710,
+            "start_time": int(T0 - 2),
+            "path": "/usr/bin/nc",
+            "cmdline": "nc -l 7000",
+            "uid": 1001,
+            "parent": 1,
+        },
+        now=T0 - 1,
+    )
+    feed(
+        eng,
+        B,
+        Table.PROCESSES,
+        {
+            "pid": 710,
+            "start_time": int(T0 - 2),
+            "path": "/usr/bin/nc",
+            "cmdline": "nc -l 7000",
+            "uid": 1001,
+            "parent": 1,
+        },
+        now=T0 + 5,
+        action=Action.REMOVED,
+    )
     assert eng.attribute(conn(ts=T0 + 10, resp=("10.0.0.2", 7000))).resp.reason is Reason.NO_SOCKET
 
 
 def test_interface_addresses_snapshot_and_removal() -> None:
     eng = AttributionEngine()
-    feed(eng, A, Table.INTERFACE_ADDRESSES, {"interface": "eth0", "address": "192.0.2.1", "mask": "255.255.255.0"}, {"interface": "lo", "address": "127.0.0.1", "mask": "255.0.0.0"}, now=T0 - 100, action=Action.SNAPSHOT)
+    feed(
+        eng,
+        A,
+        Table.INTERFACE_ADDRESSES,
+        {"interface": "eth0", "address": "192.0.2.1", "mask": "255.255.255.0"},
+        {"interface": "lo", "address": "127.0.0.1", "mask": "255.0.0.0"},
+        now=T0 - 100,
+        action=Action.SNAPSHOT,
+    )
     assert eng.owners("192.0.2.1", T0) == [A] and eng.owners("127.9.9.9", T0) == [A]
     assert eng.owners("192.0.2.2", T0) == []  # a neighbour on the subnet is not this host
-    feed(eng, A, Table.INTERFACE_ADDRESSES, {"interface": "lo", "address": "127.0.0.1", "mask": "255.0.0.0"}, now=T0 - 50, action=Action.SNAPSHOT)
+    feed(
+        eng,
+        A,
+        Table.INTERFACE_ADDRESSES,
+        {"interface": "lo", "address": "127.0.0.1", "mask": "255.0.0.0"},
+        now=T0 - 50,
+        action=Action.SNAPSHOT,
+    )
     assert eng.owners("192.0.2.1", T0) == []  # gone at T0-50
     assert eng.owners("192.0.2.1", T0 - 60) == [A]  # but it was this host's before
     eng.expire(T0 + 4000)
@@ -298,7 +479,12 @@ def test_interface_addresses_snapshot_and_removal() -> None:
 def test_expiry_and_bounds_are_counted() -> None:
     eng = engine(max_age=100.0, host_limits=HostLimits(max_events=10, max_snapshot_sockets=5, max_processes=5))
     for i in range(15):
-        feed(eng, A, Table.SOCKET_EVENTS, sock_row("connect", 100 + i, T0 + i, "/x", remote=("10.0.0.2", 80), local=("10.0.0.1", 30000 + i), uid=0))
+        feed(
+            eng,
+            A,
+            Table.SOCKET_EVENTS,
+            sock_row("connect", 100 + i, T0 + i, "/x", remote=("10.0.0.2", 80), local=("10.0.0.1", 30000 + i), uid=0),
+        )
         feed(eng, A, Table.PROCESS_EVENTS, exec_row(100 + i, T0 + i, "/x", "x", 0))
         feed(eng, A, Table.LISTENING_PORTS, listen_row(100 + i, 1000 + i), now=T0 + i)
     stats = eng.stats()
@@ -326,16 +512,34 @@ def test_max_hosts_evicts_the_host_not_heard_from_longest() -> None:
 def test_state_round_trip_answers_the_same(tmp_path) -> None:
     eng = engine()
     feed(eng, A, Table.PROCESS_EVENTS, exec_row(500, T0 - 5, "/usr/bin/curl", "curl x", 1000))
-    feed(eng, A, Table.SOCKET_EVENTS, sock_row("connect", 500, T0, "/usr/bin/curl", remote=("10.0.0.2", 80), local=("10.0.0.1", 40000)))
+    feed(
+        eng,
+        A,
+        Table.SOCKET_EVENTS,
+        sock_row("connect", 500, T0, "/usr/bin/curl", remote=("10.0.0.2", 80), local=("10.0.0.1", 40000)),
+    )
     feed(eng, B, Table.LISTENING_PORTS, listen_row(700, 80, path="/srv", uid=33), now=T0 - 10)
-    feed(eng, B, Table.PROCESSES, {"pid": 700, "start_time": int(T0 - 200), "path": "/srv", "cmdline": "srv", "uid": 33, "parent": 1}, now=T0 - 10)
+    feed(
+        eng,
+        B,
+        Table.PROCESSES,
+        {"pid": 700, "start_time": int(T0 - 200), "path": "/srv", "cmdline": "srv", "uid": 33, "parent": 1},
+        now=T0 - 10,
+    )
     before = eng.attribute(conn())
     state = json.loads(json.dumps(eng.to_state()))  # plain lists and dicts only
     again = AttributionEngine.from_state(state)
     assert again.attribute(conn()) == before
     assert again.stats().events == eng.stats().events and again.stats().processes == eng.stats().processes
     # a row removed after the restore still finds its entry
-    feed(again, B, Table.PROCESSES, {"pid": 700, "start_time": int(T0 - 200), "path": "/srv", "cmdline": "srv", "uid": 33, "parent": 1}, now=T0 + 1, action=Action.REMOVED)
+    feed(
+        again,
+        B,
+        Table.PROCESSES,
+        {"pid": 700, "start_time": int(T0 - 200), "path": "/srv", "cmdline": "srv", "uid": 33, "parent": 1},
+        now=T0 + 1,
+        action=Action.REMOVED,
+    )
     assert not again.hosts[B].proc_rows
 
 
@@ -360,12 +564,25 @@ def test_connection_checks_its_fields() -> None:
 def test_user_connections_view() -> None:
     eng = engine()
     feed(eng, A, Table.PROCESS_EVENTS, exec_row(500, T0 - 5, "/usr/bin/curl", "curl x", 1000))
-    feed(eng, A, Table.SOCKET_EVENTS, sock_row("connect", 500, T0, "/usr/bin/curl", remote=("10.0.0.2", 80), local=("10.0.0.1", 40000), protocol=6))
+    feed(
+        eng,
+        A,
+        Table.SOCKET_EVENTS,
+        sock_row("connect", 500, T0, "/usr/bin/curl", remote=("10.0.0.2", 80), local=("10.0.0.1", 40000), protocol=6),
+    )
     feed(eng, A, Table.SOCKET_EVENTS, sock_row("bind", 500, T0, "/usr/bin/curl", local=("0.0.0.0", 5000)))
     views = list(eng.user_connections())
     assert len(views) == 1
     v = views[0]
-    assert (v.host_id, v.hostname, v.pid, v.path, v.cmdline, v.uid, v.username) == (A, "alpha", 500, "/usr/bin/curl", "curl x", 1000, "alice")
+    assert (v.host_id, v.hostname, v.pid, v.path, v.cmdline, v.uid, v.username) == (
+        A,
+        "alpha",
+        500,
+        "/usr/bin/curl",
+        "curl x",
+        1000,
+        "alice",
+    )
     assert (v.remote_address, v.remote_port, v.local_port, v.protocol) == ("10.0.0.2", 80, 40000, 6)
     assert v.community_id == conn().community_id
     assert list(eng.user_connections(since=T0 + 1)) == []

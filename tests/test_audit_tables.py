@@ -34,6 +34,7 @@ PROCESS_COLUMNS = [
     ("overflows", "TEXT"),
     ("parent", "BIGINT"),
     ("time", "BIGINT"),
+    ("timestamp", "DOUBLE"),
     ("uptime", "BIGINT"),
     ("eid", "TEXT"),
     ("status", "BIGINT"),
@@ -59,10 +60,17 @@ SOCKET_COLUMNS = [
     ("remote_port", "INTEGER"),
     ("socket", "TEXT"),
     ("time", "BIGINT"),
+    ("timestamp", "DOUBLE"),
     ("uptime", "BIGINT"),
     ("eid", "TEXT"),
     ("success", "INTEGER"),
     ("status", "TEXT"),
+    ("uid", "BIGINT"),
+    ("euid", "BIGINT"),
+    ("gid", "BIGINT"),
+    ("parent", "BIGINT"),
+    ("process_start_time", "BIGINT"),
+    ("community_id", "TEXT"),
     ("cgroup_path", "TEXT"),
     ("container_id", "TEXT"),
 ]
@@ -85,8 +93,22 @@ def test_columns_match_osquery() -> None:
         "env_size",
         "overflows",
         "eid",
+        "timestamp",
     }
-    assert {c.name for c in sock.columns if c.hidden} == {"protocol", "socket", "eid", "success"}
+    # the agent's additions (timestamp, the caller's ids, the socket's flow) are hidden: SELECT * is osquery's
+    assert {c.name for c in sock.columns if c.hidden} == {
+        "protocol",
+        "socket",
+        "eid",
+        "success",
+        "timestamp",
+        "uid",
+        "euid",
+        "gid",
+        "parent",
+        "process_start_time",
+        "community_id",
+    }
     assert [c.name for c in proc.columns if c.additional] == ["time"] == [c.name for c in sock.columns if c.additional]
     assert proc.event and sock.event
 

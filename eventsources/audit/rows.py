@@ -4,8 +4,9 @@ Columns follow osquery's audit subscribers: process rows from execve/execveat
 (SYSCALL + EXECVE + CWD + PATH item 0), socket rows from connect/bind/accept(4)
 (SYSCALL + SOCKADDR; for i386's socketcall(2) the call is its a0 and the real
 arguments are in the SOCKETCALL record).  Failed execs are dropped (nothing ran); socket calls are
-kept with their status.  What needs the host (file times, cgroup) is added by
-the caller at event time.
+kept with their status, and with the caller's uid, euid, gid and parent from the SYSCALL
+record (as osquery's bpf_socket_events has them).  What needs the host (file times,
+cgroup, the socket's local end) is added by the caller at event time.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ class RowBuilder:
             "path": decode_untrusted(f.get("exe")),
             "auid": _int(f.get("auid")),
             "time": int(ts),
+            "timestamp": ts,
             "uptime": int(ts - self.boot_time) if self.boot_time is not None else None,
         }
         if name in EXEC_NAMES:
@@ -145,9 +147,16 @@ class RowBuilder:
             status = "no_client"
         else:
             status = "failed"
+        parent = _int(f.get("ppid"))
         row.update(
             action=action,
             fd=str(fd) if fd is not None else None,
+            uid=_int(f.get("uid")),
+            euid=_int(f.get("euid")),
+            gid=_int(f.get("gid")),
+            parent=parent if parent is not None else -1,
+            process_start_time=None,  # read from /proc by the source, at event time
+            community_id=None,  # the source's, once it knows the local end and the protocol
             family=None,
             protocol=0,  # not in audit records (osquery reports 0 as well)
             local_address=None,
