@@ -313,13 +313,27 @@ def test_whole_second_times_widen_the_window() -> None:
     assert eng.attribute(conn(ts=T0 + 1.5)).orig.reason is Reason.NO_SOCKET
 
 
+def test_refused_connects_are_attempts_zeek_sees() -> None:
+    eng = engine()
+    feed(
+        eng,
+        A,
+        Table.SOCKET_EVENTS,
+        sock_row("connect", 501, T0, "/usr/bin/nc", remote=("10.0.0.2", 81), status="failed", uid=1000),
+    )
+    answer = eng.attribute(conn(resp=("10.0.0.2", 81)))  # Zeek: REJ (SYN, RST)
+    assert (answer.orig.method, answer.orig.pid, answer.orig.username) == (Method.SOCKET_EVENT_TIME, 501, "alice")
+    assert answer.resp.reason is Reason.NO_SOCKET
+
+
 def test_failed_and_non_ip_socket_events_are_refused_and_counted() -> None:
     eng = engine()
     used = feed(
         eng,
         A,
         Table.SOCKET_EVENTS,
-        sock_row("connect", 501, T0, "/x", remote=("10.0.0.2", 80), status="failed"),
+        sock_row("accept", 501, T0, "/x", remote=("10.0.0.2", 80), status="failed"),
+        sock_row("accept", 501, T0, "/x", status="no_client"),
         {**sock_row("connect", 501, T0, "/x"), "family": 1, "remote_address": "/run/x.sock"},
         sock_row("connect", 501, T0, "/x", remote=("10.0.0.2", 80)) | {"pid": None},
         sock_row("connect", 501, T0, "/x", remote=("10.0.0.2", 80)) | {"time": None, "timestamp": None},
@@ -328,7 +342,7 @@ def test_failed_and_non_ip_socket_events_are_refused_and_counted() -> None:
     )
     assert used == 1
     counters = eng.stats().counters
-    assert counters["refused_socket_events:failed call"] == 1
+    assert counters["refused_socket_events:failed call"] == 2
     assert counters["refused_socket_events:not an IP socket"] == 1
     assert counters["refused_socket_events:no pid"] == 1
     assert counters["refused_socket_events:no time"] == 1

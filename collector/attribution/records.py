@@ -254,7 +254,10 @@ def socket_event(row: Mapping[str, Any]) -> Sock:
     if family is not None and family not in _INET:
         raise RowRefused("not an IP socket")
     status = row.get("status")
-    if status in _FAILED or (status is None and to_int(row.get("success")) == 0):
+    failed = status in _FAILED or (status is None and to_int(row.get("success")) == 0)
+    if failed and kind is not SockKind.CONNECT:
+        # A refused or unreachable connect still sent its SYN (Zeek logs the attempt), so it
+        # is kept; a bind or accept that failed made no socket anyone could connect to.
         raise RowRefused("failed call")
     t, precision = event_time(row)
     facts = facts_from(row, start_column="process_start_time")
