@@ -1,0 +1,3 @@
+##! The original framework's package name: scripts written for zeek-osquery load unchanged.
+
+@load osquery
