@@ -1,0 +1,72 @@
+"""The engine's state on disk: one msgpack file, replaced atomically.
+
+collectord saves :meth:`AttributionEngine.to_state` every few seconds and at shutdown, so
+a restart keeps recent history; ``collectord attribute`` reads the same file while
+collectord runs (a reader always sees a whole file: the writer renames a finished one
+into place).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import msgpack
+
+from .engine import AttributionEngine, EngineConfig, StateError
+
+__all__ = ["STATE_FILE", "load_engine", "save_engine", "state_path"]
+
+STATE_FILE = "attribution.msgpack"
+
+
+def state_path(state_dir: str | os.PathLike[str]) -> Path:
+    """Where collectord keeps the attribution state inside its state directory."""
+    return Path(state_dir) / STATE_FILE
+
+
+def save_engine(engine: AttributionEngine, path: str | os.PathLike[str]) -> int:
+    """Write the engine's state to ``path`` (atomically, fsynced); returns its size in bytes."""
+    target = Path(path)
+    data = msgpack.packb(engine.to_state(), use_bin_type=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+    except OSError:
+        return len(data)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return len(data)
+
+
+def load_engine(path: str | os.PathLike[str], config: EngineConfig | None = None) -> AttributionEngine:
+    """An engine restored from ``path``; StateError (naming the file) when it cannot be."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise StateError(f"{path}: no attribution state there (is attribution on in collectord?)") from None
+    except OSError as exc:
+        raise StateError(f"{path}: cannot read it: {exc.strerror or exc}") from None
+    try:
+        state = msgpack.unpackb(data, raw=False)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+        raise StateError(f"{path}: not an attribution state file ({exc})") from None
+    try:
+        return AttributionEngine.from_state(state, config)
+    except StateError as exc:
+        raise StateError(f"{path}: {exc}") from None
