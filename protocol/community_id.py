@@ -6,7 +6,8 @@ join with conn.log and IDS alerts on equal strings.
 
 The hash is SHA-1 over: the 2-byte seed, the two addresses (4 or 16 bytes each), the IP
 protocol number, one padding byte and, for port protocols, the two ports; all in network
-byte order, with the endpoints ordered so both directions of a flow hash alike.  ICMP and
+byte order, with the endpoints ordered so both directions of a flow hash alike (by
+address, then, for equal addresses, by port as Zeek and Suricata compare it: see _wire).  ICMP and
 ICMPv6 carry type and code in the port fields; types with a known reply (echo, timestamp,
 neighbour solicitation, ...) take the reply's type as the "destination port" so request and
 reply share an ID, the others are one-way and keep their direction.
@@ -106,9 +107,17 @@ def community_id(
             dport = pairs[sport]  # the code does not count for paired types
         else:
             one_way = True
-    if not one_way and (b, dport) < (a, sport):
+    if not one_way and (b, _wire(dport)) < (a, _wire(sport)):
         a, b, sport, dport = b, a, dport, sport
     return _render(struct.pack("!H", seed) + a + b + struct.pack("!BBHH", proto, 0, sport, dport))
+
+
+def _wire(port: int) -> int:
+    """A port as Zeek and Suricata compare it when both addresses are equal: the network-order
+    16 bits read as a number on a little-endian host (``htons(port)``).  The specification's
+    vectors never have equal addresses; this ordering is what conn.log and eve.json carry
+    (checked against Zeek 8.2's conn.log on ::1 <-> ::1)."""
+    return ((port & 0xFF) << 8) | (port >> 8)
 
 
 def _render(data: bytes) -> str:

@@ -188,6 +188,20 @@ def test_specification_vectors_without_ports(saddr, daddr, seed0, seed1) -> None
     assert community_id(46, saddr, daddr, 1234, 80) == seed0  # ports do not count for port-less protocols
 
 
+@pytest.mark.parametrize(
+    ("saddr", "sport", "daddr", "dport", "expected"),
+    [
+        # written by Zeek 8.2.2's community-id logging for connections on loopback (equal addresses):
+        # Zeek and Suricata order equal-address endpoints by htons(port) on little-endian hosts
+        ("::1", 39296, "::1", 42073, "1:DJ1QklTguLBkv/SX2BEWsChIInE="),
+        ("127.0.0.1", 46760, "127.0.0.1", 45679, "1:wMhmNK5TmIkGeuX13K+IjnMv97k="),
+    ],
+)
+def test_equal_addresses_are_ordered_as_zeek_orders_them(saddr, sport, daddr, dport, expected) -> None:
+    assert community_id(PROTO_TCP, saddr, daddr, sport, dport) == expected
+    assert community_id(PROTO_TCP, daddr, saddr, dport, sport) == expected
+
+
 def test_ipv6_and_scoped_addresses() -> None:
     a = community_id(PROTO_TCP, "::1", "::1", 5000, 80)
     assert a == community_id(PROTO_TCP, "::1", "::1", 80, 5000)
