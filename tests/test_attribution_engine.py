@@ -609,3 +609,52 @@ def test_answers_have_a_method_or_a_reason() -> None:
         SideAttribution(Side.ORIG)
     with pytest.raises(ValueError, match="either a method or a reason"):
         SideAttribution(Side.ORIG, method=Method.SOCKET_EVENT, reason=Reason.NO_AGENT)
+
+
+def test_host_clock_is_learned_from_exact_matches() -> None:
+    """A host whose clock runs 0.3 s ahead of Zeek's: exact matches teach the engine the
+    offset, and connects without a local port then match in a window of the learned spread."""
+    eng = engine()  # clock_skew 1.0 s
+    ahead = 0.3
+    for i in range(8):
+        ts = T0 + i
+        feed(
+            eng,
+            A,
+            Table.SOCKET_EVENTS,
+            sock_row(
+                "connect",
+                600 + i,
+                ts + ahead - 0.001 * (i % 3),
+                "/x",
+                remote=("10.0.0.2", 80),
+                local=("10.0.0.1", 30000 + i),
+                uid=0,
+            ),
+        )
+        assert eng.attribute(conn(ts=ts, orig=("10.0.0.1", 30000 + i))).orig.method is Method.SOCKET_EVENT
+    assert eng.hosts[A].clock_estimate() == pytest.approx((-ahead + 0.001, 0.001), abs=1e-6)
+    # two processes connect 150 ms apart; the agent read neither socket in time
+    t = T0 + 100
+    for pid, dt in ((701, 0.0), (702, 0.15)):
+        feed(
+            eng,
+            A,
+            Table.SOCKET_EVENTS,
+            sock_row("connect", pid, t + dt + ahead, "/y", remote=("10.0.0.2", 80), uid=1000),
+        )
+    first = eng.attribute(conn(ts=t, orig=("10.0.0.1", 41000))).orig
+    second = eng.attribute(conn(ts=t + 0.15, orig=("10.0.0.1", 41001))).orig
+    assert (first.method, first.pid, second.method, second.pid) == (
+        Method.SOCKET_EVENT_TIME,
+        701,
+        Method.SOCKET_EVENT_TIME,
+        702,
+    )
+    # the same question without the learned clock: both fit the 1 s skew, so neither is named
+    fresh = AttributionEngine.from_state(
+        {**eng.to_state(), "hosts": [{**h, "offsets": []} for h in eng.to_state()["hosts"]]}
+    )
+    assert fresh.attribute(conn(ts=t, orig=("10.0.0.1", 41000))).orig.reason is Reason.AMBIGUOUS
+    # the learned clock survives persistence
+    assert AttributionEngine.from_state(eng.to_state()).hosts[A].clock_estimate() == eng.hosts[A].clock_estimate()

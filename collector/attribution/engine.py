@@ -14,6 +14,8 @@ originator (local end orig_h:orig_p, remote end resp_h:resp_p)
   2. an open-socket row orig_p <-> resp_h:resp_p (UDP: bound orig_p) -> OPEN_SOCKET
   3. the connects to resp_h:resp_p around ts whose local port the
      host could not read                                             -> SOCKET_EVENT_TIME
+     ("around": within clock_skew, or, once exact matches taught the engine how the
+     host's clock relates to Zeek's, within that learned offset and spread)
 responder (local end resp_h:resp_p, remote end orig_h:orig_p)
   1. an accept event whose peer is orig_h:orig_p                     -> SOCKET_EVENT
   2. an open-socket row resp_p <-> orig_h:orig_p                     -> OPEN_SOCKET
@@ -47,6 +49,7 @@ from .model import (
     UserConnection,
 )
 from .records import (
+    EVENT_PRECISION,
     Proc,
     RowRefused,
     Sock,
@@ -78,6 +81,8 @@ class EngineConfig:
     clock_skew: float = 1.0
     #: How long after the first packet a server may accept (listen backlog).
     accept_delay: float = 60.0
+    #: Added to twice a host's learned clock spread when matching connects by time alone.
+    time_margin: float = 0.002
     #: Hosts tracked at most; the one not heard from longest goes first.
     max_hosts: int = 10_000
     host_limits: HostLimits = field(default_factory=HostLimits)
@@ -401,6 +406,8 @@ class AttributionEngine:
                     detail=f"{len(described)} processes fit ({method.value}): " + ", ".join(described),
                 )
             sock = socks[0]
+            if side is Side.ORIG and method is Method.SOCKET_EVENT and sock.precision <= EVENT_PRECISION:
+                host.learn_offset(conn.ts - sock.t)  # this host's clock, as Zeek's sees it
             view = host.resolve(sock.facts, sock.t if sock.kind.is_event else conn.ts)
             return self._answer(side, host, method, view)
         return SideAttribution(
@@ -455,9 +462,16 @@ class AttributionEngine:
         if not opened and proto == PROTO_UDP:  # unconnected UDP sockets send from their bound port
             opened = self._listening(host, conn.orig_p, conn.orig_h, proto, ts)
         yield Method.OPEN_SOCKET, opened
+        window, precise = (lo, hi), 0.0
+        estimate = host.clock_estimate()
+        if estimate is not None:  # the host's clock learned from exact matches: a tight window
+            offset, spread = estimate
+            half = min(2 * spread + self.config.time_margin, self.config.clock_skew)  # twice what was seen
+            window, precise = (ts - offset - half, ts - offset + half), EVENT_PRECISION
+        candidates = host.connect_remote.get((conn.resp_h, conn.resp_p), ())
         unknown_port = [
             s
-            for s in iter_window(host.connect_remote.get((conn.resp_h, conn.resp_p), ()), lo, hi)
+            for s in iter_window(candidates, *window, precise=precise)
             if s.local_port is None and _compatible(s, proto)
         ]
         yield Method.SOCKET_EVENT_TIME, unknown_port

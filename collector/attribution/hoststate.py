@@ -21,6 +21,9 @@ __all__ = ["HostLimits", "HostState", "ProcessView"]
 
 #: Seconds of disagreement tolerated between two clocks' views of one moment on a host.
 SLACK = 1.0
+#: Exact matches remembered per host to learn its clock against Zeek's, and needed before use.
+OFFSET_SAMPLES = 64
+MIN_OFFSET_SAMPLES = 8
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,21 @@ class HostState:
         self.gone_rows: deque[Sock] = deque()  # removed snapshot rows, kept for history
         self.open_index: dict[tuple[int, str, int], list[Sock]] = {}
         self.listen_index: dict[int, list[Sock]] = {}
+        # Zeek's first-packet time minus the host's connect time, from exact matches
+        self.offsets: deque[float] = deque(maxlen=OFFSET_SAMPLES)
+
+    # -- the host's clock as Zeek sees it ---------------------------------------------------
+    def learn_offset(self, offset: float) -> None:
+        self.offsets.append(offset)
+
+    def clock_estimate(self) -> tuple[float, float] | None:
+        """(offset, spread) of this host's connect times against Zeek's clock, once enough
+        exact matches were seen: Zeek's ts ~ connect time + offset, give or take spread."""
+        if len(self.offsets) < MIN_OFFSET_SAMPLES:
+            return None
+        ordered = sorted(self.offsets)
+        median = ordered[len(ordered) // 2]
+        return median, max(median - ordered[0], ordered[-1] - median)
 
     # -- socket events --------------------------------------------------------------------
     def _event_lists(self, sock: Sock) -> Iterator[tuple[dict[Any, deque[Sock]], Any]]:
@@ -304,6 +322,7 @@ class HostState:
             "events": [sock.to_list() for sock in self.events],
             "snapshot_rows": [sock.to_list() for sock in self.snapshot_rows.values()],
             "gone_rows": [sock.to_list() for sock in self.gone_rows],
+            "offsets": list(self.offsets),
         }
 
     @classmethod
@@ -318,6 +337,7 @@ class HostState:
             host.add_event(Sock.from_list(sock_data))
         for sock_data in data.get("snapshot_rows", []):
             host.add_snapshot_row(Sock.from_list(sock_data))
+        host.offsets.extend(float(x) for x in data.get("offsets", []))
         for sock_data in data.get("gone_rows", []):
             sock = Sock.from_list(sock_data)
             host.gone_rows.append(sock)
@@ -335,8 +355,12 @@ class HostState:
         }
 
 
-def iter_window(items: Iterable[Sock], lo: float, hi: float) -> Iterator[Sock]:
-    """The sockets whose time (give or take its precision) may fall within [lo, hi]."""
+def iter_window(items: Iterable[Sock], lo: float, hi: float, *, precise: float = 0.0) -> Iterator[Sock]:
+    """The sockets whose time (give or take its precision) may fall within [lo, hi].
+
+    A precision up to ``precise`` is already part of the window (a learned clock spread
+    includes the event clock's granularity) and is not added again."""
     for sock in items:
-        if sock.t + sock.precision >= lo and sock.t - sock.precision <= hi:
+        precision = sock.precision if sock.precision > precise else 0.0
+        if sock.t + precision >= lo and sock.t - precision <= hi:
             yield sock
