@@ -1,8 +1,8 @@
 """Real processes, sockets, packets and namespaces for the attribution tests and bench.
 
 - :class:`Server`: a real TCP server process (stdlib Python, run as any uid) that reports
-  every connection it accepts, with the pid the client wrote first; it can hold a
-  connection open until told to release it.
+  every connection it accepts, with the pid the client wrote first; it answers at once,
+  after a think time, or holds a connection open until told to release it.
 - :func:`client_argv`: a short-lived client (bash's /dev/tcp) as a given uid: it connects,
   writes its pid, waits for the server's answer and exits.
 - :class:`SynCapture`: connections as Zeek sees them: an AF_PACKET socket on an interface
@@ -39,8 +39,10 @@ SETPRIV = shutil.which("setpriv")
 IP = shutil.which("ip")
 
 SERVER_CODE = r"""
-import json, os, selectors, socket, sys
+import heapq, json, os, selectors, socket, sys, time
 hold = sys.argv[1] == "hold"
+think = float(sys.argv[1][6:]) / 1000 if sys.argv[1].startswith("think:") else 0.0
+due = []  # (time, seq, conn): answers delayed by the think time
 sel = selectors.DefaultSelector()
 ports = {}
 for address in sys.argv[2:]:
@@ -61,8 +63,11 @@ def answer(conn):
     except OSError:
         pass
     conn.close()
+seq = 0
 while True:
-    for key, _ in sel.select():
+    while due and due[0][0] <= time.monotonic():
+        answer(heapq.heappop(due)[2])
+    for key, _ in sel.select(max(0.0, due[0][0] - time.monotonic()) if due else None):
         if key.data == "listen":
             try:
                 conn, peer = key.fileobj.accept()
@@ -91,6 +96,9 @@ while True:
             print(json.dumps({"client_pid": pid, "peer": list(peer[:2]), "local": list(local[:2])}), flush=True)
             if hold and pid is not None:
                 held[pid] = conn
+            elif think:
+                seq += 1
+                heapq.heappush(due, (time.monotonic() + think, seq, conn))
             else:
                 answer(conn)
         else:
@@ -115,8 +123,17 @@ class Accepted:
 class Server:
     """A TCP server process listening on port 0 of each address, as ``uid``."""
 
-    def __init__(self, addresses: list[str], *, uid: int = 0, hold: bool = False, netns: str | None = None) -> None:
-        argv = [SYSTEM_PYTHON, "-I", "-S", "-c", SERVER_CODE, "hold" if hold else "answer", *addresses]
+    def __init__(
+        self,
+        addresses: list[str],
+        *,
+        uid: int = 0,
+        hold: bool = False,
+        think_ms: float = 0.0,
+        netns: str | None = None,
+    ) -> None:
+        mode = "hold" if hold else f"think:{think_ms}" if think_ms else "answer"
+        argv = [SYSTEM_PYTHON, "-I", "-S", "-c", SERVER_CODE, mode, *addresses]
         if uid:
             argv = as_user(uid, argv)
         if netns:

@@ -304,6 +304,15 @@ def test_connect_without_local_port_matches_by_time_or_is_ambiguous() -> None:
     assert eng.attribute(conn(ts=T0 + 20, orig=("10.0.0.1", 40000))).orig.reason is Reason.NO_SOCKET
 
 
+def test_icmp_is_never_matched_to_a_socket() -> None:
+    eng = engine()
+    # a connect to port 3 (unknown protocol, as audit reports it) must not answer for ICMP type 3 code 3
+    feed(eng, A, Table.SOCKET_EVENTS, sock_row("connect", 501, T0, "/x", remote=("10.0.0.2", 3), uid=0))
+    answer = eng.attribute(Connection.from_zeek(T0, "CIcmp", "10.0.0.1", 3, "10.0.0.2", 3, "icmp"))
+    assert answer.orig.reason is Reason.NO_SOCKET and "icmp has no ports" in answer.orig.detail
+    assert answer.community_id.startswith("1:")
+
+
 def test_whole_second_times_widen_the_window() -> None:
     eng = engine(clock_skew=0.1)
     row = sock_row("connect", 501, T0 + 0.9, "/usr/bin/wget", remote=("10.0.0.2", 80), uid=1000)

@@ -33,7 +33,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from protocol.community_id import PROTO_TCP, PROTO_UDP, community_id
+from protocol.community_id import PROTO_SCTP, PROTO_TCP, PROTO_UDP, community_id
 
 from .addresses import is_wildcard, listen_score, normal, owned_network
 from .hoststate import SLACK, HostLimits, HostState, ProcessView, iter_window
@@ -65,6 +65,8 @@ from .records import (
 __all__ = ["STATE_VERSION", "AttributionEngine", "EngineConfig", "EngineStats", "StateError"]
 
 STATE_VERSION = 1
+#: Transport protocols whose connections sockets describe (socket rows carry their ports).
+SOCKET_PROTOCOLS = frozenset({PROTO_TCP, PROTO_UDP, PROTO_SCTP})
 
 
 class StateError(ValueError):
@@ -388,6 +390,14 @@ class AttributionEngine:
                 detail=f"{len(owners)} hosts report {address}: " + ", ".join(owners),
             )
         host = self.hosts[owners[0]]
+        if conn.proto not in SOCKET_PROTOCOLS:
+            return SideAttribution(
+                side,
+                reason=Reason.NO_SOCKET,
+                host_id=host.host_id,
+                hostname=host.hostname,
+                detail=f"{conn.proto_name} has no ports: no socket rows describe it",
+            )
         levels = self._orig_levels(host, conn) if side is Side.ORIG else self._resp_levels(host, conn)
         for method, socks in levels:
             if not socks:
