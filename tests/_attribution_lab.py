@@ -111,6 +111,43 @@ while True:
 """
 
 
+UDP_SERVER_CODE = r"""
+import json, os, select, socket, sys
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 0))
+print(json.dumps({"pid": os.getpid(), "uid": os.getuid(), "ports": {sys.argv[1]: s.getsockname()[1]}}), flush=True)
+held = {}
+while True:
+    ready, _, _ = select.select([s, sys.stdin], [], [])
+    if s in ready:
+        data, peer = s.recvfrom(64)
+        pid = int(data)
+        held[pid] = peer
+        print(json.dumps({"client_pid": pid, "peer": list(peer[:2]), "local": list(s.getsockname()[:2])}), flush=True)
+    if sys.stdin in ready:
+        line = sys.stdin.readline()
+        if not line or line.strip() == "quit":
+            sys.exit(0)
+        cmd, _, arg = line.strip().partition(" ")
+        if cmd == "release" and int(arg) in held:
+            s.sendto(b"ok", held.pop(int(arg)))
+"""
+
+UDP_CLIENT_CODE = r"""
+import os, socket, sys
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET, socket.SOCK_DGRAM)
+s.connect((sys.argv[1], int(sys.argv[2])))
+s.send(str(os.getpid()).encode())
+s.settimeout(30)
+s.recv(64)
+"""
+
+
+def udp_client_argv(uid: int, host: str, port: int) -> list[str]:
+    """A UDP client as ``uid``: connect, send its pid, wait for the answer, exit."""
+    return as_user(uid, [SYSTEM_PYTHON, "-I", "-S", "-c", UDP_CLIENT_CODE, host, str(port)])
+
+
 @dataclass(frozen=True)
 class Accepted:
     """One connection the server accepted: the client's pid (as it wrote it) and both ends."""
@@ -131,9 +168,12 @@ class Server:
         hold: bool = False,
         think_ms: float = 0.0,
         netns: str | None = None,
+        udp: bool = False,
     ) -> None:
         mode = "hold" if hold else f"think:{think_ms}" if think_ms else "answer"
         argv = [SYSTEM_PYTHON, "-I", "-S", "-c", SERVER_CODE, mode, *addresses]
+        if udp:  # one address, always holding: the answer goes out on release
+            argv = [SYSTEM_PYTHON, "-I", "-S", "-c", UDP_SERVER_CODE, addresses[0]]
         if uid:
             argv = as_user(uid, argv)
         if netns:
@@ -210,44 +250,50 @@ PACKET_OUTGOING = 4
 
 @dataclass(frozen=True)
 class Syn:
-    """The first packet of a TCP connection: what Zeek's conn.log calls ts and id."""
+    """The first packet of a connection (a TCP SYN, a UDP flow's first datagram): what
+    Zeek's conn.log calls ts and id."""
 
     ts: float
     orig_h: str
     orig_p: int
     resp_h: str
     resp_p: int
+    proto: int = socket.IPPROTO_TCP
 
     def uid(self) -> str:
         return "C" + secrets.token_urlsafe(12).replace("-", "x").replace("_", "y")[:17]
 
 
-def parse_syn(frame: bytes) -> tuple[str, int, str, int] | None:
-    """(src, sport, dst, dport) of an Ethernet frame carrying a TCP SYN without ACK, else None."""
+def parse_syn(frame: bytes) -> tuple[str, int, str, int, int] | None:
+    """(src, sport, dst, dport, proto) of an Ethernet frame carrying a TCP SYN without ACK or
+    a UDP datagram, else None."""
     if len(frame) < 14:
         return None
     ethertype = int.from_bytes(frame[12:14], "big")
     ip = frame[14:]
-    if ethertype == 0x0800 and len(ip) >= 20 and ip[9] == socket.IPPROTO_TCP:
-        header = (ip[0] & 0x0F) * 4
+    if ethertype == 0x0800 and len(ip) >= 20:
+        header, proto = (ip[0] & 0x0F) * 4, ip[9]
         src, dst = socket.inet_ntop(socket.AF_INET, ip[12:16]), socket.inet_ntop(socket.AF_INET, ip[16:20])
-    elif ethertype == 0x86DD and len(ip) >= 40 and ip[6] == socket.IPPROTO_TCP:
-        header = 40
+    elif ethertype == 0x86DD and len(ip) >= 40:
+        header, proto = 40, ip[6]
         src, dst = socket.inet_ntop(socket.AF_INET6, ip[8:24]), socket.inet_ntop(socket.AF_INET6, ip[24:40])
     else:
         return None
-    tcp = ip[header:]
-    if len(tcp) < 14:
+    transport = ip[header:]
+    if proto == socket.IPPROTO_TCP:
+        if len(transport) < 14:
+            return None
+        flags = transport[13]
+        if not flags & 0x02 or flags & 0x10:  # SYN, not SYN-ACK
+            return None
+    elif proto != socket.IPPROTO_UDP or len(transport) < 8:
         return None
-    flags = tcp[13]
-    if not flags & 0x02 or flags & 0x10:  # SYN, not SYN-ACK
-        return None
-    sport, dport = struct.unpack("!HH", tcp[:4])
-    return src, sport, dst, dport
+    sport, dport = struct.unpack("!HH", transport[:4])
+    return src, sport, dst, dport, proto
 
 
 class SynCapture:
-    """Every TCP connection start on ``ifname`` with the kernel's receive timestamp."""
+    """Every TCP connection and UDP flow start on ``ifname`` with the kernel's receive timestamp."""
 
     def __init__(self, ifname: str) -> None:
         self.ifname = ifname
@@ -256,7 +302,7 @@ class SynCapture:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
         self.sock.bind((ifname, 0))
         self.syns: list[Syn] = []
-        self._seen: dict[tuple[str, int, str, int], float] = {}
+        self._seen: dict[tuple[str, int, str, int, int], float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"syn-capture-{ifname}", daemon=True)
         self._thread.start()
@@ -278,9 +324,12 @@ class SynCapture:
                 if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(payload) >= 16:
                     sec, nsec = struct.unpack("qq", payload[:16])
                     ts = sec + nsec / 1e9
+            src, sport, dst, dport, proto = found
+            if proto == socket.IPPROTO_UDP and (dst, dport, src, sport, proto) in self._seen:
+                continue  # a reply within a UDP flow Zeek already has
             last = self._seen.get(found)
-            if last is not None and ts - last < 3.5:
-                continue  # a retransmitted SYN is the same connection
+            if last is not None and (proto == socket.IPPROTO_UDP or ts - last < 3.5):
+                continue  # a retransmitted SYN, or the flow's next datagram: the same connection
             self._seen[found] = ts
             self.syns.append(Syn(ts, *found))
 

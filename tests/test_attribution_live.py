@@ -156,7 +156,7 @@ def connection(syns: list[lab.Syn], client: Client) -> Connection:
     ]
     assert len(found) == 1, f"SYN of {peer} -> {local}: {found}"
     syn = found[0]
-    return Connection(syn.ts, syn.uid(), syn.orig_h, syn.orig_p, syn.resp_h, syn.resp_p, 6)
+    return Connection(syn.ts, syn.uid(), syn.orig_h, syn.orig_p, syn.resp_h, syn.resp_p, syn.proto)
 
 
 def check_client_side(answer, client: Client, host_id: str, methods=(Method.SOCKET_EVENT,)) -> None:
@@ -410,3 +410,57 @@ async def test_two_hosts_across_a_veth_pair(audit_state) -> None:
         answer = lonely.attribute(connection(syns, client))
         assert answer.resp.reason is Reason.NO_AGENT and answer.resp.host_id is None
         check_client_side(answer, client, "host-here")
+
+
+async def test_udp_flows_and_a_containerised_client(audit_state, cgroup_child) -> None:
+    """A UDP client (connect, send) to a bound UDP server: the originator's connect is read
+    at the event (protocol 17, local port); the responder is its bound socket.  A TCP client
+    in a container's cgroup: the answer names the container."""
+    _require_tools()
+    agent = Agent()
+    await agent.start()
+    try:
+        with (
+            lab.SynCapture("lo") as capture,
+            lab.Server(["127.0.0.7"], uid=SERVER_UID, udp=True) as udp_server,
+            lab.Server(["127.0.0.7"], uid=SERVER_UID, hold=True) as tcp_server,
+        ):
+            engine = AttributionEngine(EngineConfig(clock_skew=0.5))
+            await asyncio.to_thread(host_setup, engine, "this-host")
+            udp_clients = []
+            for uid in (1, 65534):
+                proc = subprocess.Popen(lab.udp_client_argv(uid, "127.0.0.7", udp_server.ports["127.0.0.7"]))
+                accepted = await asyncio.wait_for(asyncio.to_thread(udp_server.next_accepted), 20)
+                await agent.wait_for("socket_events", lambda r, p=proc: r["pid"] == p.pid and r["family"] == 2)
+                udp_server.release(proc.pid)
+                assert await asyncio.to_thread(proc.wait, 20) == 0
+                udp_clients.append(Client(proc.pid, uid, accepted))
+            port = tcp_server.ports["127.0.0.7"]
+            boxed = subprocess.Popen(cgroup_child.enter_and_exec(*lab.client_argv(2, "127.0.0.7", port)))
+            accepted = await asyncio.wait_for(asyncio.to_thread(tcp_server.next_accepted), 20)
+            await agent.wait_for("socket_events", lambda r: r["pid"] == boxed.pid and r["family"] == 2)
+            tcp_server.release(boxed.pid)
+            assert await asyncio.to_thread(boxed.wait, 20) == 0
+            await agent.wait_for("socket_events", lambda r: r["pid"] == tcp_server.pid and r["action"] == "accept")
+            syns = capture.close()
+            for table in (Table.PROCESS_EVENTS, Table.SOCKET_EVENTS):
+                feed_events(engine, "this-host", agent.results(table), table)
+    finally:
+        await agent.source.stop()
+    for client in udp_clients:
+        conn = connection(syns, client)
+        assert conn.proto == 17
+        answer = engine.attribute(conn)
+        o, r = answer.orig, answer.resp
+        assert (o.method, o.pid, o.uid, o.username, o.path) == (
+            Method.SOCKET_EVENT,
+            client.pid,
+            client.uid,
+            USERS[client.uid],
+            PYTHON,
+        ), o
+        assert (r.method, r.pid, r.uid, r.username) == (Method.LISTENING_PORT, udp_server.pid, SERVER_UID, "www-data")
+    answer = engine.attribute(connection(syns, Client(boxed.pid, 2, accepted)))
+    check_client_side(answer, Client(boxed.pid, 2, accepted), "this-host")
+    assert answer.orig.container_id == cgroup_child.container_id
+    check_server_side(answer, tcp_server, "this-host")
