@@ -152,17 +152,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     ours = [pipeline.connects[pid] for pid, *_ in clients if pid in pipeline.connects]
     read_in_time = sum(1 for r in ours if r["local_port"])
     delays = sorted(r["_seen"] - r["timestamp"] for r in ours)
-    by_peer = {(a.peer[0], a.peer[1]): a for a in accepted.by_pid.values()}
     expected = {pid: uid for pid, uid, _, _ in clients}
     results: Counter[str] = Counter()
     times: list[float] = []
     wrong_examples: list[str] = []
-    for syn in syns:
-        if syn.resp_p != port:
-            continue
-        acc = by_peer.get((syn.orig_h, syn.orig_p))
-        if acc is None or acc.client_pid not in expected:
-            results["syn without a known client"] += 1
+    for acc in accepted.by_pid.values():
+        syn = lab.syn_of(syns, acc)
+        if syn is None or acc.client_pid not in expected:
+            results["client without its SYN"] += 1
             continue
         conn = Connection(syn.ts, syn.uid(), syn.orig_h, syn.orig_p, syn.resp_h, syn.resp_p, 6)
         t0 = time.perf_counter()

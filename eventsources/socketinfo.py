@@ -2,9 +2,11 @@
 
 Audit records a connect's remote end but not the local port the kernel chose, nor the
 protocol; a server's accept is recorded with its peer but not the address it answered on.
-The agent sees the process at the syscall: it follows ``/proc/PID/fd/FD`` to the socket's
-inode and finds that inode in the process's own network namespace
-(``/proc/PID/net/tcp`` and friends), which gives the whole 5-tuple, so the row can carry
+The agent sees the process at the syscall: it takes a copy of the process's descriptor
+(pidfd_getfd) and asks the socket itself (getsockname, getpeername), or, where that is
+refused, follows ``/proc/PID/fd/FD`` to the socket's inode and finds that inode in the
+process's own network namespace (``/proc/PID/net/tcp`` and friends, a read of every socket
+there: milliseconds on a busy host).  Either gives the whole 5-tuple, so the row can carry
 the local end and its Community ID.
 
 Nothing here guesses: the process may be gone, or have closed the descriptor and reused
@@ -15,7 +17,9 @@ bind); otherwise the row keeps its NULLs and the reason is counted.
 
 from __future__ import annotations
 
+import ctypes
 import enum
+import errno
 import ipaddress
 import os
 import socket
@@ -35,6 +39,8 @@ __all__ = [
     "process_start_time",
     "socket_inode",
 ]
+
+SYS_PIDFD_GETFD = 438  # the same number on every architecture (syscalls added after 424 are shared)
 
 _FILES: dict[int, tuple[tuple[str, int], ...]] = {
     socket.AF_INET: (("tcp", socket.IPPROTO_TCP), ("udp", socket.IPPROTO_UDP)),
@@ -85,8 +91,84 @@ def socket_inode(pid: int, fd: int, proc_root: str = "/proc") -> int | Lookup:
     return inode if inode is not None else Lookup.NOT_A_SOCKET
 
 
-def lookup(pid: int, fd: int, family: int, proc_root: str = "/proc") -> SocketLookup:
-    """The TCP or UDP socket behind ``pid``'s ``fd``, read from the process's namespace."""
+class _Pidfd:
+    """pidfd_getfd(2) (Linux 5.6): a copy of another process's descriptor, so the socket
+    itself answers getsockname/getpeername in constant time, in whatever namespace it is.
+    Where the kernel (or a security module) refuses it, the /proc path is used instead."""
+
+    available = hasattr(os, "pidfd_open")
+    _libc: Any = None
+
+    @classmethod
+    def getfd(cls, pid: int, fd: int) -> int | Lookup | None:
+        """A descriptor of our own for ``pid``'s ``fd``; GONE; or None (use /proc)."""
+        if not cls.available:
+            return None
+        if cls._libc is None:
+            cls._libc = ctypes.CDLL(None, use_errno=True)
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            return Lookup.GONE
+        except OSError:
+            return None
+        try:
+            dup = cls._libc.syscall(SYS_PIDFD_GETFD, pidfd, fd, 0)
+            err = ctypes.get_errno()
+        finally:
+            os.close(pidfd)
+        if dup >= 0:
+            return int(dup)
+        if err in (errno.EBADF, errno.ESRCH):
+            return Lookup.GONE
+        if err == errno.ENOSYS:
+            cls.available = False
+        return None
+
+
+def _socket_of(dup: int) -> SocketLookup:
+    """Read our copy ``dup`` of a socket (and close it)."""
+    try:
+        inode = os.fstat(dup).st_ino
+        sock = socket.socket(fileno=dup)
+    except OSError:
+        os.close(dup)
+        return SocketLookup(Lookup.NOT_A_SOCKET)
+    with sock:
+        if sock.family not in _FILES or sock.type not in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+            return SocketLookup(Lookup.NOT_A_SOCKET)
+        protocol = socket.IPPROTO_TCP if sock.type == socket.SOCK_STREAM else socket.IPPROTO_UDP
+        local = sock.getsockname()
+        try:
+            remote = sock.getpeername()
+        except OSError:
+            remote = ("", 0)
+    return SocketLookup(
+        Lookup.FOUND,
+        SocketInfo(inode, int(sock.family), protocol, local[0], local[1], remote[0], remote[1], "", "", False),
+    )
+
+
+def lookup(
+    pid: int, fd: int, family: int, proc_root: str = "/proc", *, need_peer: bool = False, use_pidfd: bool = True
+) -> SocketLookup:
+    """The TCP or UDP socket behind ``pid``'s ``fd``.
+
+    From the socket itself where pidfd_getfd allows (constant time); else, or when the peer
+    is needed and not known yet (a connect still in progress), from the process's namespace
+    in /proc (a read of every socket of the namespace)."""
+    if use_pidfd and proc_root == "/proc":
+        dup = _Pidfd.getfd(pid, fd)
+        if isinstance(dup, Lookup):
+            return SocketLookup(dup)
+        if dup is not None:
+            found = _socket_of(dup)
+            if found.info is None or not need_peer or found.info.remote_port:
+                return found
+    return _lookup_proc(pid, fd, family, proc_root)
+
+
+def _lookup_proc(pid: int, fd: int, family: int, proc_root: str) -> SocketLookup:
     inode = socket_inode(pid, fd, proc_root)
     if isinstance(inode, Lookup):
         return SocketLookup(inode)
@@ -172,13 +254,13 @@ class SocketEnricher:
         if not self._take(now):
             self._count("over_budget")
             return
-        found = lookup(pid, fd, family, self.proc_root)
+        found = lookup(pid, fd, family, self.proc_root, need_peer=action != "bind")
         if found.info is None:
             self._count(found.outcome.value)
             return
         info = found.info
-        if not _agrees(row, action, info):
-            self._count(Lookup.MISMATCH.value)
+        if not _agrees(row, action, info) or (start is not None and start > row.get("time", start) + 1):
+            self._count(Lookup.MISMATCH.value)  # another socket on that descriptor, or another process on that pid
             return
         self._count(Lookup.FOUND.value)
         row["protocol"] = info.protocol

@@ -74,18 +74,18 @@ while True:
             except BlockingIOError:
                 continue
             conn.setblocking(False)
-            pending[conn] = (b"", peer, conn.getsockname())
+            pending[conn] = (b"", peer, conn.getsockname(), time.time())
             sel.register(conn, selectors.EVENT_READ, "conn")
         elif key.data == "conn":
             conn = key.fileobj
-            data, peer, local = pending[conn]
+            data, peer, local, t = pending[conn]
             try:
                 chunk = conn.recv(64)
             except BlockingIOError:
                 continue
             data += chunk
             if chunk and b"\n" not in data:
-                pending[conn] = (data, peer, local)
+                pending[conn] = (data, peer, local, t)
                 continue
             sel.unregister(conn)
             del pending[conn]
@@ -93,7 +93,7 @@ while True:
                 pid = int(data.split(b"\n")[0])
             except ValueError:
                 pid = None
-            print(json.dumps({"client_pid": pid, "peer": list(peer[:2]), "local": list(local[:2])}), flush=True)
+            print(json.dumps({"client_pid": pid, "peer": list(peer[:2]), "local": list(local[:2]), "t": t}), flush=True)
             if hold and pid is not None:
                 held[pid] = conn
             elif think:
@@ -112,7 +112,7 @@ while True:
 
 
 UDP_SERVER_CODE = r"""
-import json, os, select, socket, sys
+import json, os, select, socket, sys, time
 s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET, socket.SOCK_DGRAM)
 s.bind((sys.argv[1], 0))
 print(json.dumps({"pid": os.getpid(), "uid": os.getuid(), "ports": {sys.argv[1]: s.getsockname()[1]}}), flush=True)
@@ -123,7 +123,7 @@ while True:
         data, peer = s.recvfrom(64)
         pid = int(data)
         held[pid] = peer
-        print(json.dumps({"client_pid": pid, "peer": list(peer[:2]), "local": list(s.getsockname()[:2])}), flush=True)
+        print(json.dumps({"client_pid": pid, "peer": list(peer[:2]), "local": list(s.getsockname()[:2]), "t": time.time()}), flush=True)
     if sys.stdin in ready:
         line = sys.stdin.readline()
         if not line or line.strip() == "quit":
@@ -155,6 +155,7 @@ class Accepted:
     client_pid: int
     peer: tuple[str, int]
     local: tuple[str, int]
+    t: float  # when the server accepted it (its clock: this machine's)
 
 
 class Server:
@@ -197,7 +198,7 @@ class Server:
         if not line:
             raise RuntimeError("the test server exited")
         data = json.loads(line)
-        found = Accepted(data["client_pid"], tuple(data["peer"]), tuple(data["local"]))  # type: ignore[arg-type]
+        found = Accepted(data["client_pid"], tuple(data["peer"]), tuple(data["local"]), data["t"])  # type: ignore[arg-type]
         self.accepted[found.client_pid] = found
         return found
 
@@ -444,6 +445,23 @@ def query(sql: str, *, netns: str | None = None) -> list[dict[str, Any]]:
         check=True,
     )
     return json.loads(out.stdout)
+
+
+def syn_of(syns: list[Syn], accepted: Accepted) -> Syn | None:
+    """The first packet of the connection the server reported: same ends, the last one
+    before the server took it (ephemeral ports come back: an earlier connection may have
+    had the same ends)."""
+    peer, local = accepted.peer, accepted.local
+    found = [
+        s
+        for s in syns
+        if s.orig_p == peer[1]
+        and s.resp_p == local[1]
+        and same_address(s.orig_h, peer[0])
+        and same_address(s.resp_h, local[0])
+        and s.ts <= accepted.t + 0.5
+    ]
+    return max(found, key=lambda s: s.ts) if found else None
 
 
 def same_address(a: str, b: str) -> bool:

@@ -144,18 +144,9 @@ async def run_client(agent: Agent, server: lab.Server, uid: int, host: str, *, h
 
 
 def connection(syns: list[lab.Syn], client: Client) -> Connection:
-    """The connection Zeek saw for ``client`` (by the ends the server reported)."""
-    peer, local = client.accepted.peer, client.accepted.local
-    found = [
-        s
-        for s in syns
-        if s.orig_p == peer[1]
-        and s.resp_p == local[1]
-        and lab.same_address(s.orig_h, peer[0])
-        and lab.same_address(s.resp_h, local[0])
-    ]
-    assert len(found) == 1, f"SYN of {peer} -> {local}: {found}"
-    syn = found[0]
+    """The connection Zeek saw for ``client`` (by the ends and the time the server reported)."""
+    syn = lab.syn_of(syns, client.accepted)
+    assert syn is not None, f"no SYN of {client.accepted}"
     return Connection(syn.ts, syn.uid(), syn.orig_h, syn.orig_p, syn.resp_h, syn.resp_p, syn.proto)
 
 

@@ -47,15 +47,44 @@ def tcp_pair():
             s.close()
 
 
-def test_lookup_of_a_connected_socket(tcp_pair) -> None:
+def ends(info) -> tuple:
+    return (
+        info.inode,
+        info.family,
+        info.protocol,
+        info.local_address,
+        info.local_port,
+        info.remote_address,
+        info.remote_port,
+    )
+
+
+@pytest.mark.parametrize("use_pidfd", [True, False], ids=["pidfd_getfd", "proc"])
+def test_lookup_of_a_connected_socket(tcp_pair, use_pidfd) -> None:
     _, client, accepted = tcp_pair
-    found = lookup(os.getpid(), client.fileno(), socket.AF_INET)
+    found = lookup(os.getpid(), client.fileno(), socket.AF_INET, use_pidfd=use_pidfd)
     assert found.outcome is Lookup.FOUND
     info = found.info
     assert (info.local_address, info.local_port) == client.getsockname()
     assert (info.remote_address, info.remote_port) == client.getpeername()
-    assert info.protocol == socket.IPPROTO_TCP
+    assert info.protocol == socket.IPPROTO_TCP and info.inode == os.fstat(client.fileno()).st_ino
     assert lookup(os.getpid(), accepted.fileno(), socket.AF_INET).info.remote_port == client.getsockname()[1]
+
+
+def test_both_paths_agree_for_another_process() -> None:
+    """Another process's socket, through its descriptor copy and through /proc: the same 5-tuple."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        code = f"import socket, sys; s = socket.create_connection(('127.0.0.1', {server.getsockname()[1]})); print(s.fileno(), flush=True); sys.stdin.read()"
+        child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            fd = int(child.stdout.readline())
+            a = lookup(child.pid, fd, socket.AF_INET)
+            b = lookup(child.pid, fd, socket.AF_INET, use_pidfd=False)
+        finally:
+            child.communicate("")
+    assert a.outcome is b.outcome is Lookup.FOUND
+    assert ends(a.info) == ends(b.info)
+    assert lookup(child.pid, fd, socket.AF_INET).outcome is Lookup.GONE
 
 
 def test_lookup_outcomes_without_a_socket(tmp_path) -> None:
@@ -66,7 +95,8 @@ def test_lookup_outcomes_without_a_socket(tmp_path) -> None:
     assert lookup(int(dead.stdout), 3, socket.AF_INET).outcome is Lookup.GONE
     unix_a, unix_b = socket.socketpair()
     with unix_a, unix_b:  # a socket, but no TCP/UDP one
-        assert lookup(os.getpid(), unix_a.fileno(), socket.AF_INET).outcome is Lookup.NOT_LISTED
+        assert lookup(os.getpid(), unix_a.fileno(), socket.AF_INET).outcome is Lookup.NOT_A_SOCKET
+        assert lookup(os.getpid(), unix_a.fileno(), socket.AF_INET, use_pidfd=False).outcome is Lookup.NOT_LISTED
 
 
 def connect_row(sock: socket.socket, pid: int | None = None, **over) -> dict:
