@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from tables.registry import all_specs
 from tables.spec import TableSpec
@@ -86,7 +86,7 @@ class LocalEngine:
 
     def execute(self, sql: str) -> tuple[list[str], list[Sequence[Any]]]:
         result = self.db.execute(sql)
-        return result.columns, result.rows
+        return result.columns, cast("list[Sequence[Any]]", result.rows)  # tuples are sequences
 
 
 class RemoteEngine:

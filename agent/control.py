@@ -1,33 +1,41 @@
 """The local control socket: newline-delimited JSON over a UNIX socket, owner-only.
 
-Requests and replies are one JSON object per line::
-
-    {"op": "query", "sql": "SELECT ..."}  ->  {"ok": true, "columns": [...], "rows": [[...], ...]}
-    (optional "time_limit": seconds, to interrupt the query sooner than the daemon's default)
-    {"op": "status"}                      ->  {"ok": true, "status": {...}}
-    {"op": "ping"}                        ->  {"ok": true}
-    anything wrong                        ->  {"ok": false, "error": "..."}
-
-Queries run inside the daemon (event tables included).  The server never dies of a bad
-request: malformed JSON, unknown ops, oversized lines and failing queries all get an
-error reply.  The blocking client helpers (:func:`remote_query`, :func:`remote_status`)
-are for ``agent-cli --connect``.
+The messages and their one codec live in :mod:`agent.control_messages`; this module is
+the asyncio server (agentd) and the blocking client (agent-cli) around them.  Queries
+run inside the daemon (event tables included).  The server never dies of a bad request:
+malformed JSON, unknown ops, oversized lines and failing queries all get an error reply.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import socket
 import stat
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol, TypeVar, assert_never
 
 from tables.sqlite import QueryError
+
+from .control_messages import (
+    ErrorReply,
+    PingReply,
+    PingRequest,
+    ProtocolError,
+    QueryReply,
+    QueryRequest,
+    Reply,
+    Request,
+    StatusReply,
+    StatusRequest,
+    decode_reply,
+    decode_request,
+    encode,
+)
+from .status import Status, format_status
 
 __all__ = [
     "MAX_REPLY",
@@ -51,6 +59,9 @@ MAX_REPLY = 256 << 20
 #: Replies with at least this many rows are JSON-encoded in a thread, so events keep flowing meanwhile.
 _THREAD_ENCODE_ROWS = 5000
 
+#: What a query returns: (columns, rows).
+QueryAnswer = tuple[Sequence[str], Sequence[Sequence[Any]]]
+
 
 class ControlError(Exception):
     """The control socket could not answer: no daemon, refused, or the daemon reported an error."""
@@ -59,23 +70,9 @@ class ControlError(Exception):
 class ControlHandler(Protocol):
     """What the daemon provides to the server."""
 
-    def query(
-        self, sql: str, *, time_limit: float | None = None
-    ) -> Awaitable[tuple[Sequence[str], Sequence[Sequence[Any]]]]: ...
+    def query(self, sql: str, *, time_limit: float | None = None) -> Awaitable[QueryAnswer]: ...
 
-    def status(self) -> Mapping[str, Any]: ...
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "backslashreplace")
-    if isinstance(value, float) and value != value:  # NaN is not JSON
-        return None
-    return value
-
-
-def _encode(reply: Mapping[str, Any]) -> bytes:
-    return json.dumps(reply, separators=(",", ":"), default=str).encode() + b"\n"
+    def status(self) -> Status: ...
 
 
 # ---------------------------------------------------------------------------
@@ -85,6 +82,8 @@ def _encode(reply: Mapping[str, Any]) -> bytes:
 
 class ControlServer:
     """Serves one UNIX socket at ``path`` (mode 0600) until :meth:`close`."""
+
+    name = "control socket"
 
     def __init__(
         self, path: str, handler: ControlHandler, *, max_request: int = MAX_REQUEST, max_reply: int = MAX_REPLY
@@ -116,6 +115,9 @@ class ControlServer:
             raise ControlError(f"cannot listen on control socket {self.path}: {exc.strerror or exc}") from exc
         log.info("control socket listening on %s", self.path)
 
+    async def stop(self) -> None:
+        await self.close()
+
     async def close(self) -> None:
         """Stop accepting, end open connections, remove the socket file (only one this server bound)."""
         if self._server is not None:
@@ -134,14 +136,14 @@ class ControlServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
-        assert task is not None
+        assert task is not None  # a connection handler always runs in a task
         self._connections.add(task)
         try:
             while True:
                 try:
                     line = await reader.readline()
                 except (asyncio.LimitOverrunError, ValueError):
-                    writer.write(_encode({"ok": False, "error": f"request longer than {self.max_request} bytes"}))
+                    writer.write(encode(ErrorReply(f"request longer than {self.max_request} bytes")))
                     self.errors += 1
                     break  # the rest of the line is unread: this connection cannot continue
                 if not line:
@@ -158,66 +160,44 @@ class ControlServer:
             with contextlib.suppress(Exception):
                 writer.close()
 
-    async def _encode_reply(self, reply: dict[str, Any]) -> bytes:
+    async def _encode_reply(self, reply: Reply) -> bytes:
         """The reply's bytes; big results are encoded off the event loop, and one over MAX_REPLY becomes an error."""
-        rows = reply.get("rows") or []
-        data = _encode(reply) if len(rows) < _THREAD_ENCODE_ROWS else await asyncio.to_thread(_encode, reply)
+        rows = reply.rows if isinstance(reply, QueryReply) else ()
+        data = encode(reply) if len(rows) < _THREAD_ENCODE_ROWS else await asyncio.to_thread(encode, reply)
         if len(data) > self.max_reply:
             self.errors += 1
-            return _encode(
-                {
-                    "ok": False,
-                    "error": (
-                        f"result too large: {len(rows)} rows, {len(data)} bytes encoded (limit {self.max_reply}); "
-                        "select fewer columns or add a WHERE or LIMIT"
-                    ),
-                }
+            return encode(
+                ErrorReply(
+                    f"result too large: {len(rows)} rows, {len(data)} bytes encoded (limit {self.max_reply}); "
+                    "select fewer columns or add a WHERE or LIMIT"
+                )
             )
         return data
 
-    async def _answer(self, line: bytes) -> dict[str, Any]:
+    async def _answer(self, line: bytes) -> Reply:
         self.requests += 1
         try:
-            message = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            message = decode_request(line)
+        except ProtocolError as exc:
             self.errors += 1
-            return {"ok": False, "error": f"malformed request (not JSON): {exc}"}
-        if not isinstance(message, dict):
-            self.errors += 1
-            return {"ok": False, "error": "malformed request: expected a JSON object"}
-        op = message.get("op")
+            return ErrorReply(str(exc))
         try:
-            if op == "query":
-                sql = message.get("sql")
-                if not isinstance(sql, str) or not sql.strip():
-                    self.errors += 1
-                    return {"ok": False, "error": "query request needs a non-empty string 'sql'"}
-                limit = message.get("time_limit")
-                if limit is not None:
-                    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or limit <= 0:
-                        self.errors += 1
-                        return {"ok": False, "error": "'time_limit' must be a positive number of seconds"}
-                    columns, rows = await self.handler.query(sql, time_limit=float(limit))
-                else:
-                    columns, rows = await self.handler.query(sql)
-                return {
-                    "ok": True,
-                    "columns": list(columns),
-                    "rows": [[_jsonable(v) for v in row] for row in rows],
-                }
-            if op == "status":
-                return {"ok": True, "status": self.handler.status()}
-            if op == "ping":
-                return {"ok": True}
+            match message:
+                case QueryRequest(sql=sql, time_limit=limit):
+                    columns, rows = await self.handler.query(sql, time_limit=limit)
+                    return QueryReply(tuple(columns), rows)
+                case StatusRequest():
+                    return StatusReply(self.handler.status())
+                case PingRequest():
+                    return PingReply()
         except (QueryError, ControlError) as exc:
             self.errors += 1
-            return {"ok": False, "error": str(exc)}
+            return ErrorReply(str(exc))
         except Exception as exc:  # a failing status or handler must not take the server down
             self.errors += 1
-            log.exception("control request %r failed", op)
-            return {"ok": False, "error": f"internal error: {type(exc).__name__}: {exc}"}
-        self.errors += 1
-        return {"ok": False, "error": f"unknown op {op!r}; use one of: query, status, ping"}
+            log.exception("control request %r failed", message)
+            return ErrorReply(f"internal error: {type(exc).__name__}: {exc}")
+        assert_never(message)
 
 
 def _remove_stale(path: str) -> None:
@@ -244,8 +224,8 @@ def _remove_stale(path: str) -> None:
 # ---------------------------------------------------------------------------
 
 
-def request(socket_path: str, message: Mapping[str, Any], *, timeout: float = 60.0) -> dict[str, Any]:
-    """Send one request and return the reply object; raise :class:`ControlError` on any failure."""
+def request(socket_path: str, message: Request, *, timeout: float = 60.0) -> Reply:
+    """Send one request and return the reply; raise :class:`ControlError` when no valid reply comes."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
@@ -261,8 +241,8 @@ def request(socket_path: str, message: Mapping[str, Any], *, timeout: float = 60
             raise ControlError(f"cannot connect to {socket_path}: {exc.strerror or exc}") from None
         deadline = time.monotonic() + timeout
         try:
-            sock.sendall(_encode(message))
-            reply = _read_line(sock, deadline)
+            sock.sendall(encode(message))
+            line = _read_line(sock, deadline)
         except TimeoutError:
             raise ControlError(f"no reply from agentd on {socket_path} within {timeout:g} s") from None
         except OSError as exc:
@@ -270,12 +250,9 @@ def request(socket_path: str, message: Mapping[str, Any], *, timeout: float = 60
     finally:
         sock.close()
     try:
-        answer = json.loads(reply)
-    except json.JSONDecodeError as exc:
+        return decode_reply(line, message)
+    except ProtocolError as exc:
         raise ControlError(f"agentd sent a malformed reply: {exc}") from None
-    if not isinstance(answer, dict):
-        raise ControlError("agentd sent a malformed reply: not an object")
-    return answer
 
 
 def _read_line(sock: socket.socket, deadline: float) -> bytes:
@@ -299,10 +276,16 @@ def _read_line(sock: socket.socket, deadline: float) -> bytes:
     return b"".join(chunks)
 
 
-def _checked(answer: dict[str, Any]) -> dict[str, Any]:
-    if not answer.get("ok"):
-        raise ControlError(str(answer.get("error") or "agentd reported an unknown error"))
-    return answer
+R = TypeVar("R", QueryReply, StatusReply, PingReply)
+
+
+def _expect(reply: Reply, kind: type[R]) -> R:
+    """The reply as ``kind``; an error reply becomes :class:`ControlError` with agentd's message."""
+    if isinstance(reply, ErrorReply):
+        raise ControlError(reply.error)
+    if not isinstance(reply, kind):
+        raise ControlError(f"agentd sent a {type(reply).__name__} where a {kind.__name__} was expected")
+    return reply
 
 
 def remote_query(
@@ -312,136 +295,26 @@ def remote_query(
 
     ``time_limit`` (seconds) asks the daemon to interrupt the query sooner than its default.
     """
-    message: dict[str, Any] = {"op": "query", "sql": sql}
-    if time_limit is not None:
-        message["time_limit"] = time_limit
-    answer = _checked(request(socket_path, message, timeout=timeout))
-    return list(answer.get("columns", [])), list(answer.get("rows", []))
+    reply = _expect(request(socket_path, QueryRequest(sql, time_limit), timeout=timeout), QueryReply)
+    return list(reply.columns), [list(row) for row in reply.rows]
 
 
-def remote_status(socket_path: str, *, timeout: float = 10.0) -> dict[str, Any]:
+def remote_status(socket_path: str, *, timeout: float = 10.0) -> Status:
     """The daemon's status (schedule, event sources and buffers, agent info)."""
-    answer = _checked(request(socket_path, {"op": "status"}, timeout=timeout))
-    return dict(answer.get("status") or {})
+    return _expect(request(socket_path, StatusRequest(), timeout=timeout), StatusReply).status
 
 
-# ---------------------------------------------------------------------------
-# Human-readable status
-# ---------------------------------------------------------------------------
-
-
-def _when(ts: Any) -> str:
-    if not ts:
-        return "never"
-    try:
-        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(ts)))
-    except (TypeError, ValueError, OverflowError):
-        return str(ts)
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
-    cells = [[str("" if v is None else v) for v in row] for row in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
-    lines = ["  " + "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=False)).rstrip()]
-    lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in cells]
-    return lines
-
-
-def _names(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    return ",".join(value or ())
-
-
-def format_status(status: Mapping[str, Any]) -> str:
-    """``agent-cli --connect SOCKET status`` output: agent, schedule, event sources, buffers."""
-    lines: list[str] = []
-    agent = status.get("agent") or {}
-    if agent:
-        uptime = agent.get("uptime")
-        lines.append(
-            f"agentd {agent.get('version', '?')} pid {agent.get('pid', '?')}"
-            + (f", up {int(uptime)} s" if isinstance(uptime, (int, float)) else "")
-            + (f", host {agent['host_identifier']}" if agent.get("host_identifier") else "")
-        )
-        labels = {
-            "config_path": "config",
-            "state_dir": "state dir",
-            "results_log": "results log",
-            "socket": "socket",
-            "rss_bytes": "memory (RSS)",
-            "cpu_percent": "CPU",
-            "running": "running now",
-        }
-        for key, label in labels.items():
-            if agent.get(key) is None:
-                continue
-            value = agent[key]
-            if key == "rss_bytes" and isinstance(value, (int, float)):
-                value = f"{value / 1048576:.1f} MB"
-            elif key == "cpu_percent" and isinstance(value, (int, float)):
-                value = f"{value:g} % (all cores, last watchdog interval)"
-            lines.append(f"  {label + ':':<14}{value}")
-    schedule = status.get("schedule") or []
-    lines.append(f"schedule ({len(schedule)} queries):")
-    if schedule:
-        rows = [
-            (
-                q.get("name"),
-                q.get("interval"),
-                q.get("executions", 0),
-                _when(q.get("last_executed")),
-                q.get("last_rows", ""),
-                q.get("last_wall_time_ms", ""),
-                ("until " + _when(q.get("denylisted_until"))) if q.get("denylisted") else "no",
-                q.get("last_error") or "",
-            )
-            for q in schedule
-        ]
-        lines += _table(("name", "interval", "runs", "last run", "rows", "wall ms", "denylisted", "error"), rows)
-    events = status.get("events") or {}
-    sources = events.get("sources") or []
-    lines.append(f"event sources ({len(sources)}):")
-    if sources:
-        rows = [
-            (
-                s.get("name"),
-                s.get("mode"),
-                _names(s.get("tables")),
-                s.get("events_seen", 0),
-                s.get("kernel_lost", 0),
-                s.get("parse_errors", 0),
-                s.get("detail", ""),
-            )
-            for s in sources
-        ]
-        lines += _table(("source", "mode", "tables", "events", "lost", "errors", "detail"), rows)
-    buffers = events.get("buffers") or []
-    lines.append(f"event buffers ({len(buffers)}):")
-    if buffers:
-        rows = [
-            (
-                b.get("table") or b.get("name"),
-                b.get("buffered", 0),
-                b.get("added", 0),
-                b.get("dropped_overflow", 0),
-                b.get("dropped_expired", 0),
-                b.get("consumers", 0),
-            )
-            for b in buffers
-        ]
-        lines += _table(("table", "buffered", "added", "dropped(max)", "expired", "consumers"), rows)
-    return "\n".join(lines) + "\n"
-
-
-#: A handler built from two callables (tests and simple composers).
 class FunctionHandler:
-    """Adapts ``query(sql)`` (async) and ``status()`` callables to :class:`ControlHandler`."""
+    """Adapts a ``query(sql, time_limit=...)`` coroutine function and a ``status()`` callable to ControlHandler."""
 
-    def __init__(
-        self,
-        query: Callable[[str], Awaitable[tuple[Sequence[str], Sequence[Sequence[Any]]]]],
-        status: Callable[[], Mapping[str, Any]],
-    ) -> None:
-        self.query = query  # type: ignore[assignment]
-        self.status = status  # type: ignore[assignment]
+    def __init__(self, query: Callable[..., Awaitable[QueryAnswer]], status: Callable[[], Status]) -> None:
+        self._query = query
+        self._status = status
+
+    def query(self, sql: str, *, time_limit: float | None = None) -> Awaitable[QueryAnswer]:
+        if time_limit is None:
+            return self._query(sql)
+        return self._query(sql, time_limit=time_limit)
+
+    def status(self) -> Status:
+        return self._status()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 __all__ = ["Row", "diff", "row_key"]
 
@@ -18,7 +18,8 @@ def _keys(rows: Sequence[Row], columns: tuple[str, ...]) -> list[Hashable]:
     with other columns is keyed by its sorted items, which cannot equal a usual row's key.
     """
     if all(isinstance(r, dict) for r in rows) and all(map(columns.__eq__, map(tuple, rows))):
-        return list(map(tuple, map(dict.values, rows)))  # the usual case, in C-level loops
+        dicts = cast("Sequence[dict[str, Any]]", rows)  # checked just above
+        return list(map(tuple, map(dict.values, dicts)))  # the usual case, in C-level loops
     keys: list[Hashable] = []
     append = keys.append
     wanted = set(columns)

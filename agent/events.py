@@ -22,9 +22,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from eventsources.base import EventSource, SourceStatus, SourceUnavailable
+from eventsources.base import EventSource, SourceMode, SourceStatus, SourceUnavailable
 from tables.events import DEFAULT_EVENTS_EXPIRY, DEFAULT_EVENTS_MAX, EVENT_STORES, EventStore
 from tables.spec import Column, QueryContext, Row, TableSpec
+
+from .services import EVENT_MANAGER
+from .status import BufferEntry, EventsStatus, SourceEntry, TableMode
 
 __all__ = [
     "AUDIT_STATE_FILE",
@@ -35,12 +38,12 @@ __all__ = [
     "EventManager",
     "EventOptions",
     "Listener",
+    "buffer_row",
+    "source_row",
 ]
 
 log = logging.getLogger(__name__)
 
-#: Key of the manager in QueryContext.services.
-EVENT_MANAGER = "event_manager"
 EVENT_TABLES = ("process_events", "socket_events", "hardware_events")
 #: Name of audit's crash-recovery file in the state directory.
 AUDIT_STATE_FILE = "audit-state.json"
@@ -110,6 +113,8 @@ class _LossMark:
 class EventManager:
     """Owns the event stores and sources; the daemon calls start()/stop() and registers specs()."""
 
+    name = "event sources"
+
     def __init__(
         self,
         options: Any = None,
@@ -131,7 +136,7 @@ class EventManager:
         self._sources: list[EventSource] = []  # started, in start order
         self._failed: list[SourceStatus] = []  # sources tried and refused
         self._stopped: list[SourceStatus] = []  # sources stopped by stop()
-        self._table_notes: dict[str, tuple[str, str]] = {}  # table -> (mode, detail) when no source feeds it
+        self._table_notes: dict[str, tuple[TableMode, str]] = {}  # table -> (mode, detail) when no source feeds it
         self.process_source: str | None = None
         self.choice = "not started"
         self._loss = _LossMark()
@@ -192,29 +197,29 @@ class EventManager:
         if opts.disable_events:
             self.choice = "events are disabled (disable_events)"
             for table in EVENT_TABLES:
-                self._table_notes[table] = ("disabled", "disable_events is set")
+                self._table_notes[table] = (TableMode.DISABLED, "disable_events is set")
             log.info("events: disabled by disable_events")
             return
         if opts.disable_process_events:
             self.choice = "process events are disabled"
-            self._table_notes["process_events"] = ("disabled", "disable_process_events is set")
+            self._table_notes["process_events"] = (TableMode.DISABLED, "disable_process_events is set")
         else:
             await self._start_process_source()
         if self.process_source != "audit":
             note = "socket_events unavailable without audit"
-            self._table_notes["socket_events"] = ("unavailable", note)
+            self._table_notes["socket_events"] = (TableMode.UNAVAILABLE, note)
             if opts.audit_allow_sockets:
                 log.warning("events: %s (process events come from %s)", note, self.process_source or "nothing")
         elif not opts.audit_allow_sockets:
-            self._table_notes["socket_events"] = ("disabled", "audit_allow_sockets is off")
+            self._table_notes["socket_events"] = (TableMode.DISABLED, "audit_allow_sockets is off")
         if opts.disable_hardware_events:
-            self._table_notes["hardware_events"] = ("disabled", "disable_hardware_events is set")
+            self._table_notes["hardware_events"] = (TableMode.DISABLED, "disable_hardware_events is set")
         else:
             from eventsources.uevent import UeventSource
 
             await self._try_start("uevent", UeventSource(self.sink, sys_root=opts.sys_root))
             if not any(s.name == "uevent" for s in self._sources):
-                self._table_notes["hardware_events"] = ("unavailable", self._failed[-1].detail)
+                self._table_notes["hardware_events"] = (TableMode.UNAVAILABLE, self._failed[-1].detail)
 
     async def stop(self) -> None:
         """Stop every source (newest first); safe to call twice."""
@@ -243,7 +248,9 @@ class EventManager:
                 source = self._make_process_source(name)
             except (ImportError, SourceUnavailable) as exc:
                 detail = f"not available: {exc}"
-                self._failed.append(SourceStatus(name=name, mode="failed", tables=("process_events",), detail=detail))
+                self._failed.append(
+                    SourceStatus(name=name, mode=SourceMode.FAILED, tables=("process_events",), detail=detail)
+                )
                 reasons.append(f"{name}: {detail}")
                 continue
             if await self._try_start(name, source):
@@ -254,7 +261,7 @@ class EventManager:
                 return
             reasons.append(f"{name}: {self._failed[-1].detail}")
         self.choice = "no process event source: " + "; ".join(reasons)
-        self._table_notes["process_events"] = ("unavailable", self.choice)
+        self._table_notes["process_events"] = (TableMode.UNAVAILABLE, self.choice)
         log.warning("events: %s", self.choice)
 
     def _make_process_source(self, name: str) -> EventSource:
@@ -293,7 +300,9 @@ class EventManager:
             await source.stop()
         except Exception:
             log.exception("events: cleaning up %s after a failed start", name)
-        self._failed.append(SourceStatus(name=name, mode="failed", tables=source.status().tables, detail=detail))
+        self._failed.append(
+            SourceStatus(name=name, mode=SourceMode.FAILED, tables=source.status().tables, detail=detail)
+        )
         log.info("events: %s %s", name, detail)
         return False
 
@@ -303,58 +312,66 @@ class EventManager:
         """Running sources, then those tried and refused (or stopped)."""
         return [s.status() for s in self._sources] + self._failed + self._stopped
 
-    def status(self) -> list[dict[str, Any]]:
-        """agent_events_status rows: one per source, one per event table."""
-        rows: list[dict[str, Any]] = []
-        feeding: dict[str, str] = {}
+    def report(self) -> EventsStatus:
+        """Each source (running, then refused or stopped) and each event table's buffer, typed."""
+        sources: list[SourceEntry] = []
+        feeding: dict[str, str] = {}  # table -> the running source that feeds it
+        lost: dict[str, SourceStatus] = {}  # table -> a source that fed it and lost its facility
         for st in self.source_statuses():
-            active = st.mode not in ("failed", "inactive", "stopped")
-            if active:
-                for table in st.tables:
+            active = st.mode.feeding
+            for table in st.tables:
+                if active:
                     feeding.setdefault(table, st.name)
+                elif st.mode == SourceMode.LOST:
+                    lost.setdefault(table, st)
             detail = st.detail
             if st.name == self.process_source and active:
                 detail = f"{detail} [{self.choice}]" if detail else self.choice
-            rows.append(
-                {
-                    "kind": "source",
-                    "name": st.name,
-                    "mode": st.mode,
-                    "active": int(active),
-                    "tables": ",".join(st.tables),
-                    "events_seen": st.events_seen,
-                    "kernel_lost": st.kernel_lost,
-                    "parse_errors": st.parse_errors,
-                    "detail": detail,
-                    "extra": json.dumps(st.extra, sort_keys=True, default=str) if st.extra else None,
-                }
+            sources.append(
+                SourceEntry(
+                    name=st.name,
+                    mode=st.mode,
+                    active=active,
+                    tables=tuple(st.tables),
+                    events_seen=st.events_seen,
+                    kernel_lost=st.kernel_lost,
+                    parse_errors=st.parse_errors,
+                    detail=detail,
+                    extra=dict(st.extra),
+                )
             )
+        buffers: list[BufferEntry] = []
         for table in EVENT_TABLES:
+            if table in feeding:
+                mode, detail = TableMode.ACTIVE, f"fed by {feeding[table]}"
+            elif table in lost:
+                mode, detail = TableMode.LOST, f"{lost[table].name}: {lost[table].detail}"
+            else:
+                mode, detail = self._table_notes.get(table, (TableMode.IDLE, ""))
             stats = self.stores[table].stats()
             counters = self._counters[table]
-            mode, detail = self._table_notes.get(table, ("active" if table in feeding else "idle", ""))
-            if table in feeding:
-                mode, detail = "active", f"fed by {feeding[table]}"
-            rows.append(
-                {
-                    "kind": "table",
-                    "name": table,
-                    "mode": mode,
-                    "active": int(table in feeding),
-                    "tables": feeding.get(table),
-                    "buffered": stats.buffered,
-                    "added": stats.added,
-                    "dropped_expired": stats.dropped_expired,
-                    "dropped_overflow": stats.dropped_overflow,
-                    "filtered_self": counters.filtered_self,
-                    "consumers": stats.consumers,
-                    "detail": detail,
-                    "extra": json.dumps({"listener_errors": counters.listener_errors})
-                    if counters.listener_errors
-                    else None,
-                }
+            buffers.append(
+                BufferEntry(
+                    name=table,
+                    mode=mode,
+                    active=table in feeding,
+                    source=feeding.get(table),
+                    buffered=stats.buffered,
+                    added=stats.added,
+                    dropped_expired=stats.dropped_expired,
+                    dropped_overflow=stats.dropped_overflow,
+                    filtered_self=counters.filtered_self,
+                    consumers=stats.consumers,
+                    detail=detail,
+                    extra={"listener_errors": counters.listener_errors} if counters.listener_errors else {},
+                )
             )
-        return rows
+        return EventsStatus(sources=tuple(sources), buffers=tuple(buffers))
+
+    def status(self) -> list[dict[str, Any]]:
+        """agent_events_status rows: one per source, one per event table (from :meth:`report`)."""
+        report = self.report()
+        return [source_row(s) for s in report.sources] + [buffer_row(b) for b in report.buffers]
 
     def loss_summary(self) -> str | None:
         """One line naming what was lost since the previous call, or None when nothing was.
@@ -379,6 +396,41 @@ class EventManager:
         return "events lost since the last report: " + ", ".join(parts)
 
 
+def source_row(entry: SourceEntry) -> dict[str, Any]:
+    """An agent_events_status row of kind ``source``."""
+    return {
+        "kind": "source",
+        "name": entry.name,
+        "mode": str(entry.mode),
+        "active": int(entry.active),
+        "tables": ",".join(entry.tables),
+        "events_seen": entry.events_seen,
+        "kernel_lost": entry.kernel_lost,
+        "parse_errors": entry.parse_errors,
+        "detail": entry.detail,
+        "extra": json.dumps(entry.extra, sort_keys=True, default=str) if entry.extra else None,
+    }
+
+
+def buffer_row(entry: BufferEntry) -> dict[str, Any]:
+    """An agent_events_status row of kind ``table``."""
+    return {
+        "kind": "table",
+        "name": entry.name,
+        "mode": str(entry.mode),
+        "active": int(entry.active),
+        "tables": entry.source,
+        "buffered": entry.buffered,
+        "added": entry.added,
+        "dropped_expired": entry.dropped_expired,
+        "dropped_overflow": entry.dropped_overflow,
+        "filtered_self": entry.filtered_self,
+        "consumers": entry.consumers,
+        "detail": entry.detail,
+        "extra": json.dumps(entry.extra, sort_keys=True) if entry.extra else None,
+    }
+
+
 def _generate_status(context: QueryContext) -> Iterable[Row]:
     manager = context.services.get(EVENT_MANAGER)
     if manager is None:
@@ -395,7 +447,8 @@ EVENTS_STATUS_SPEC = TableSpec(
         Column(
             "mode",
             "TEXT",
-            "Source: owner, read-only, active, failed, inactive; table: active, idle, unavailable, disabled",
+            "Source: owner, read-only, active, lost, failed, inactive, stopped; "
+            "table: active, idle, unavailable, disabled, lost",
         ),
         Column("active", "INTEGER", "1 when the source runs or a running source feeds the table"),
         Column("tables", "TEXT", "Source: tables it feeds; table: the source feeding it"),

@@ -44,9 +44,21 @@ from .results import (
 )
 from .state import StateDB
 
-__all__ = ["DecorationRunner", "QueryRunner", "RunOutcome", "event_tables_in", "stringify"]
+__all__ = ["DecorationRunner", "PendingCommit", "QueryRunner", "RunOutcome", "event_tables_in", "stringify"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingCommit:
+    """What :meth:`QueryRunner.commit` stores for one run (with its lines, as an outbox entry)."""
+
+    sql: str
+    epoch: int
+    last_run: float
+    snapshot: bool = False  # snapshot queries keep no diff state: only the outbox entry is stored
+    counter: int | None = None
+    rows: list[dict[str, str]] | None = None  # the new previous results; None keeps the stored ones
 
 
 @dataclass(slots=True)
@@ -64,7 +76,7 @@ class RunOutcome:
     counter: int | None = None
     messages: list[str] = field(default_factory=list)  # e.g. "Scheduled query has been updated: x"
     committed: bool = False
-    _commit: dict[str, Any] | None = None
+    _commit: PendingCommit | None = None
 
 
 def stringify(value: Any) -> str:
@@ -207,7 +219,7 @@ class QueryRunner:
         outcome.rows = len(rows)
         numeric = _numeric_columns(raw) if self.options.logger_numerics else set()
         decorations = dict(self.decorations_provider(now)) if self.decorations_provider else {}
-        common = {
+        common: dict[str, Any] = {
             "numerics": self.options.logger_numerics,
             "decorations": decorations,
             "decorations_top_level": self.options.decorations_top_level,
@@ -227,7 +239,7 @@ class QueryRunner:
                             query.name, self.host_identifier, now, rows=shown, epoch=epoch, counter=0, **common
                         )
                     ]
-            outcome._commit = {"snapshot": True, "sql": query.query, "epoch": epoch, "last_run": now}
+            outcome._commit = PendingCommit(sql=query.query, epoch=epoch, last_run=now, snapshot=True)
             return self._finish(outcome, writer)
 
         previous = self.state.get_query(query.name)
@@ -235,6 +247,8 @@ class QueryRunner:
         if previous is not None and not new_epoch and previous.sql != query.query:
             outcome.messages.append(f"Scheduled query has been updated: {query.name}")
 
+        added: Sequence[Mapping[str, Any]]
+        removed: Sequence[Mapping[str, Any]]
         if is_event_query:
             added, removed = rows, []
             store_rows: list[dict[str, str]] | None = [] if new_epoch else None
@@ -280,14 +294,7 @@ class QueryRunner:
                         **common,
                     )
                 ]
-        outcome._commit = {
-            "snapshot": False,
-            "sql": query.query,
-            "epoch": epoch,
-            "counter": counter,
-            "rows": store_rows,
-            "last_run": now,
-        }
+        outcome._commit = PendingCommit(sql=query.query, epoch=epoch, last_run=now, counter=counter, rows=store_rows)
         return self._finish(outcome, writer)
 
     def _finish(self, outcome: RunOutcome, writer: ResultWriter | None) -> RunOutcome:
@@ -305,29 +312,17 @@ class QueryRunner:
         pending = outcome._commit
         if pending is None or outcome.committed:
             return
-        target = "snapshots" if pending["snapshot"] else "results"
-        data = encode_lines(outcome.lines)
-        if pending["snapshot"]:
-            self.state.commit_run(
-                outcome.name,
-                sql=pending["sql"],
-                epoch=pending["epoch"],
-                counter=None,
-                rows=None,
-                last_run=pending["last_run"],
-                outbox=[(target, data)],
-                update_query=False,
-            )
-        else:
-            self.state.commit_run(
-                outcome.name,
-                sql=pending["sql"],
-                epoch=pending["epoch"],
-                counter=pending["counter"],
-                rows=pending["rows"],
-                last_run=pending["last_run"],
-                outbox=[(target, data)],
-            )
+        target = "snapshots" if pending.snapshot else "results"
+        self.state.commit_run(
+            outcome.name,
+            sql=pending.sql,
+            epoch=pending.epoch,
+            counter=None if pending.snapshot else pending.counter,
+            rows=None if pending.snapshot else pending.rows,
+            last_run=pending.last_run,
+            outbox=[(target, encode_lines(outcome.lines))],
+            update_query=not pending.snapshot,
+        )
         outcome.committed = True
 
     def deliver(self, writer: ResultWriter) -> int:

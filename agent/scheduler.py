@@ -117,6 +117,11 @@ class Scheduler:
     def last_run(self, name: str) -> float | None:
         return self._entries[name].last_run
 
+    def is_running(self, name: str) -> bool:
+        """True between :meth:`due` returning ``name`` and :meth:`mark_run`."""
+        entry = self._entries.get(name)
+        return entry is not None and entry.running
+
     def _is_denied(self, name: str, now: float) -> bool:
         denied = self.denylisted
         if callable(denied):

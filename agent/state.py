@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import msgpack
 
@@ -179,7 +179,8 @@ class StateDB:
             db.execute("INSERT OR REPLACE INTO runs VALUES (?, ?)", (name, last_run))
             for target, data in outbox:
                 if data:
-                    ids.append(db.execute("INSERT INTO outbox (target, data) VALUES (?, ?)", (target, data)).lastrowid)
+                    cursor = db.execute("INSERT INTO outbox (target, data) VALUES (?, ?)", (target, data))
+                    ids.append(cast(int, cursor.lastrowid))  # set by every INSERT
         return ids
 
     def set_last_run(self, name: str, when: float) -> None:

@@ -3,8 +3,10 @@
 ``osquery_info``, ``osquery_schedule``, ``osquery_packs`` and ``osquery_flags`` keep
 osquery's exact columns so its monitoring pack runs unchanged; ``agent_info`` and
 ``agent_schedule`` are our own, richer views of the same state.  All read the daemon's
-state from ``context.services["agent"]`` (an :class:`AgentView`); without a daemon
-(``agent-cli query``) osquery_info and agent_info describe the current process.
+state from ``context.services[AGENT_SERVICE]`` (an :class:`AgentView`: the daemon's
+:class:`~agent.status.StatusView`); ``osquery_events`` reads the event manager's report
+(``services[EVENT_MANAGER]``).  Without a daemon (``agent-cli query``) osquery_info and
+agent_info describe the current process.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tables.spec import Column, QueryContext, Row, TableSpec
 
+from .services import AGENT_SERVICE, EVENT_MANAGER
+from .status import AgentInfo, EventsView, QueryStats
 from .watchdog import own_rss
 
 __all__ = [
@@ -29,128 +32,24 @@ __all__ = [
     "flag_rows",
 ]
 
-#: Key of the daemon's state in QueryContext.services.
-AGENT_SERVICE = "agent"
-VERSION = "0.1.0"
 #: osquery's PlatformType bits for Linux: TYPE_POSIX (0x01) | TYPE_LINUX (0x08).
 PLATFORM_MASK_LINUX = 9
 
 
-@dataclass(slots=True)
-class QueryStats:
-    """Counters of one scheduled query, updated by the daemon after every run."""
-
-    name: str
-    query: str
-    interval: int
-    pack: str = ""
-    snapshot: bool = False
-    removed: bool = True
-    denylist: bool = True
-    executions: int = 0
-    last_executed: int = 0  # unix seconds of the last completed run
-    output_size: int = 0  # bytes of result lines written, cumulative
-    wall_time_ms: int = 0
-    last_wall_time_ms: int = 0
-    user_time: int = 0  # ms
-    last_user_time: int = 0
-    system_time: int = 0  # ms
-    last_system_time: int = 0
-    memory_total: int = 0  # sum of last_memory over executions (for average_memory)
-    last_memory: int = 0  # RSS bytes after the run
-    last_rows: int = 0  # rows the query returned last time
-    last_lines: int = 0  # result lines written last time (0 when nothing changed)
-    errors: int = 0
-    last_error: str = ""
-    denylisted_until: float = 0.0  # unix time; 0 = not denylisted
-    next_run: float = 0.0  # unix time of the next planned run
-
-    def denylisted(self, now: float | None = None) -> bool:
-        return self.denylisted_until > (time.time() if now is None else now)
-
-    def record(
-        self,
-        *,
-        finished: float,
-        wall_ms: int,
-        user_ms: int,
-        system_ms: int,
-        memory: int,
-        rows: int,
-        lines: int,
-        output_bytes: int,
-        error: str = "",
-    ) -> None:
-        """Account one run (successful or not)."""
-        self.executions += 1
-        self.last_executed = int(finished)
-        self.last_wall_time_ms = wall_ms
-        self.wall_time_ms += wall_ms
-        self.last_user_time = user_ms
-        self.user_time += user_ms
-        self.last_system_time = system_ms
-        self.system_time += system_ms
-        self.last_memory = memory
-        self.memory_total += memory
-        self.last_rows = rows
-        self.last_lines = lines
-        self.output_size += output_bytes
-        if error:
-            self.errors += 1
-        self.last_error = error
+class AgentView(Protocol):
+    """What the status tables read from ``services[AGENT_SERVICE]`` (the daemon's :class:`~agent.status.StatusView`)."""
 
     @property
-    def average_memory(self) -> int:
-        return self.memory_total // self.executions if self.executions else 0
+    def info(self) -> AgentInfo: ...
 
-    def as_status(self, now: float | None = None) -> dict[str, Any]:
-        """The control socket's per-query status entry."""
-        return {
-            "name": self.name,
-            "pack": self.pack,
-            "interval": self.interval,
-            "executions": self.executions,
-            "last_executed": self.last_executed,
-            "last_rows": self.last_rows,
-            "last_lines": self.last_lines,
-            "wall_time_ms": self.wall_time_ms,
-            "last_wall_time_ms": self.last_wall_time_ms,
-            "denylisted": self.denylisted(now),
-            "denylisted_until": self.denylisted_until if self.denylisted(now) else 0,
-            "errors": self.errors,
-            "last_error": self.last_error,
-            "next_run": self.next_run,
-        }
+    @property
+    def queries(self) -> Mapping[str, QueryStats]: ...
 
+    @property
+    def packs(self) -> Sequence[Mapping[str, Any]]: ...  # osquery_packs rows
 
-@dataclass(slots=True)
-class AgentInfo:
-    """Facts about the running daemon, fixed at startup (config fields change on reload)."""
-
-    pid: int = field(default_factory=os.getpid)
-    uuid: str = ""
-    instance_id: str = ""
-    version: str = VERSION
-    host_identifier: str = ""
-    config_path: str = ""
-    config_hash: str = ""
-    config_valid: bool = False
-    start_time: int = field(default_factory=lambda: int(time.time()))
-    state_dir: str = ""
-    log_dir: str = ""
-    socket: str = ""
-    results_log: str = ""
-    events_enabled: bool = False
-    watchdog_enabled: bool = False
-
-
-class AgentView(Protocol):
-    """What the status tables read from ``services["agent"]`` (the daemon's state)."""
-
-    info: AgentInfo
-    queries: Mapping[str, QueryStats]
-    packs: Sequence[Mapping[str, Any]]  # osquery_packs rows
-    flags: Sequence[Mapping[str, Any]]  # osquery_flags rows
+    @property
+    def flags(self) -> Sequence[Mapping[str, Any]]: ...  # osquery_flags rows
 
 
 def build_distro(os_release: str = "/etc/os-release") -> str:
@@ -245,59 +144,21 @@ def _queries(context: QueryContext) -> list[QueryStats]:
     return sorted(agent.queries.values(), key=lambda q: q.name)
 
 
-def generate_osquery_schedule(context: QueryContext) -> Iterable[Row]:
+def _schedule_rows(context: QueryContext, columns: Sequence[Column]) -> Iterable[Row]:
+    """The queries' rows (:meth:`QueryStats.row`), each cut to one table's columns."""
     now = time.time()
+    names = [c.name for c in columns]
     for q in _queries(context):
-        denylisted = int(q.denylisted(now))
-        yield {
-            "name": q.name,
-            "query": q.query,
-            "interval": q.interval,
-            "executions": q.executions,
-            "last_executed": q.last_executed,
-            "denylisted": denylisted,
-            "blacklisted": denylisted,
-            "output_size": q.output_size,
-            "wall_time": q.wall_time_ms // 1000,
-            "wall_time_ms": q.wall_time_ms,
-            "last_wall_time_ms": q.last_wall_time_ms,
-            "user_time": q.user_time,
-            "last_user_time": q.last_user_time,
-            "system_time": q.system_time,
-            "last_system_time": q.last_system_time,
-            "average_memory": q.average_memory,
-            "last_memory": q.last_memory,
-        }
+        row = q.row(now)
+        yield {name: row[name] for name in names}
+
+
+def generate_osquery_schedule(context: QueryContext) -> Iterable[Row]:
+    return _schedule_rows(context, OSQUERY_SCHEDULE.columns)
 
 
 def generate_agent_schedule(context: QueryContext) -> Iterable[Row]:
-    now = time.time()
-    for q in _queries(context):
-        denylisted = q.denylisted(now)
-        yield {
-            "name": q.name,
-            "pack": q.pack,
-            "query": q.query,
-            "interval": q.interval,
-            "snapshot": int(q.snapshot),
-            "removed": int(q.removed),
-            "denylist": int(q.denylist),
-            "executions": q.executions,
-            "last_executed": q.last_executed,
-            "next_run": int(q.next_run),
-            "last_rows": q.last_rows,
-            "last_lines": q.last_lines,
-            "output_size": q.output_size,
-            "wall_time_ms": q.wall_time_ms,
-            "last_wall_time_ms": q.last_wall_time_ms,
-            "user_time": q.user_time,
-            "system_time": q.system_time,
-            "last_memory": q.last_memory,
-            "errors": q.errors,
-            "last_error": q.last_error,
-            "denylisted": int(denylisted),
-            "denylisted_until": int(q.denylisted_until) if denylisted else 0,
-        }
+    return _schedule_rows(context, AGENT_SCHEDULE.columns)
 
 
 # ---------------------------------------------------------------------------
@@ -321,31 +182,31 @@ def generate_osquery_flags(context: QueryContext) -> Iterable[Row]:
 
 
 def generate_osquery_events(context: QueryContext) -> Iterable[Row]:
-    """Publishers (event sources) and subscribers (event tables) from the event manager's status."""
-    manager = context.services.get("event_manager")
+    """Publishers (event sources) and subscribers (event tables) from the event manager's report."""
+    manager: EventsView | None = context.services.get(EVENT_MANAGER)
     if manager is None:
         return
-    for row in manager.status():
-        if row.get("kind") == "source":
-            yield {
-                "name": row.get("name"),
-                "publisher": row.get("name"),
-                "type": "publisher",
-                "subscriptions": len([t for t in (row.get("tables") or "").split(",") if t]),
-                "events": row.get("events_seen", 0),
-                "refreshes": 0,
-                "active": row.get("active", 0),
-            }
-        elif row.get("kind") == "table":
-            yield {
-                "name": row.get("name"),
-                "publisher": row.get("tables") or "",
-                "type": "subscriber",
-                "subscriptions": row.get("consumers", 0),
-                "events": row.get("added", 0),
-                "refreshes": 0,
-                "active": row.get("active", 0),
-            }
+    report = manager.report()
+    for source in report.sources:
+        yield {
+            "name": source.name,
+            "publisher": source.name,
+            "type": "publisher",
+            "subscriptions": len(source.tables),
+            "events": source.events_seen,
+            "refreshes": 0,
+            "active": int(source.active),
+        }
+    for buffer in report.buffers:
+        yield {
+            "name": buffer.name,
+            "publisher": buffer.source or "",
+            "type": "subscriber",
+            "subscriptions": buffer.consumers,
+            "events": buffer.added,
+            "refreshes": 0,
+            "active": int(buffer.active),
+        }
 
 
 # ---------------------------------------------------------------------------
@@ -519,7 +380,7 @@ def flag_rows(options: Any) -> list[dict[str, Any]]:
     """osquery_flags rows from an options dataclass (agent.options.Options): name, type, default, value."""
     import dataclasses
 
-    if not dataclasses.is_dataclass(options):
+    if not dataclasses.is_dataclass(options) or isinstance(options, type):
         return []
     defaults = type(options)()
     rows = []

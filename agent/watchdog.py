@@ -13,18 +13,28 @@ and ``/proc/self/statm`` and fed to :class:`ResourceWatch`, a pure decision mach
 
 A query that passes its own time limit (``schedule_timeout``) is interrupted by the
 database deadline and denylisted the same way (:func:`denylist_message`).
+
+:class:`Watchdog` is the daemon's part that samples and acts: it interrupts the running
+query, or asks the agent to stop with :data:`EXIT_WATCHDOG`, through callables the
+daemon hands it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import enum
+import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from tables._procfs import CLK_TCK, PAGE_SIZE, STAT_STIME, STAT_UTIME
 from tables._procfs import parse_stat as _stat_fields
+
+from .lifecycle import BackgroundTask
+from .status import Activity
 
 __all__ = [
     "DENYLIST_SECONDS",
@@ -32,6 +42,8 @@ __all__ = [
     "ResourceWatch",
     "Sample",
     "Verdict",
+    "Watchdog",
+    "WatchdogAction",
     "WatchdogLimits",
     "denylist_message",
     "own_rss",
@@ -39,6 +51,8 @@ __all__ = [
     "parse_statm",
     "read_sample",
 ]
+
+log = logging.getLogger("agentd")
 
 #: Exit status when the watchdog stops the daemon (EX_TEMPFAIL: "try again"; Restart=on-failure).
 EXIT_WATCHDOG = 75
@@ -103,11 +117,18 @@ class Sample:
     rss: int
 
 
+class WatchdogAction(enum.Enum):
+    """What the watchdog does about a broken limit."""
+
+    EXIT = "exit"  # the daemon exits with EXIT_WATCHDOG (systemd restarts it)
+    INTERRUPT = "interrupt"  # the running scheduled query is interrupted and denylisted
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """What the watchdog decided: ``exit`` the daemon, or ``interrupt`` the running query."""
+    """What the watchdog decided, and the limit that was broken (the log line's text)."""
 
-    action: str  # "exit" | "interrupt"
+    action: WatchdogAction
     reason: str
 
 
@@ -162,7 +183,7 @@ class ResourceWatch:
         limit_bytes = self.limits.memory_limit_mb * 1024 * 1024
         if sample.rss > limit_bytes:
             return Verdict(
-                "exit",
+                WatchdogAction.EXIT,
                 f"Memory limits exceeded: {sample.rss / 1048576:.1f} MB resident "
                 f"(limit {self.limits.memory_limit_mb:g} MB)",
             )
@@ -182,12 +203,64 @@ class ResourceWatch:
             f"{self.limits.cores} core(s) for {sustained:.0f} s (limit {self.limits.utilization_limit:g}% "
             f"for {self.limits.latency_limit:g} s)"
         )
-        return Verdict("interrupt" if query_running else "exit", reason)
+        return Verdict(WatchdogAction.INTERRUPT if query_running else WatchdogAction.EXIT, reason)
 
 
-def denylist_message(name: str, reason: str, until: float | None) -> str:
-    """The log line for a query the watchdog stopped (``until`` None: ``denylist: false``)."""
+def denylist_message(name: str, reason: str, until: float | None, exempt: str = "denylist: false") -> str:
+    """The log line for a query the watchdog stopped (``until`` None: not denylisted, because ``exempt``)."""
     if until is None:
-        return f"query {name} {reason}; not denylisted (denylist: false)"
+        return f"query {name} {reason}; not denylisted ({exempt})"
     stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(until))
     return f"query {name} {reason}; denylisted until {stamp}"
+
+
+class Watchdog(BackgroundTask):
+    """Samples our own CPU and RSS every ``limits.interval`` seconds and acts on the verdict.
+
+    ``interrupt(reason)`` interrupts the running query (False when none ran),
+    ``deny(name, reason)`` denylists a query, ``request_stop(reason, status)`` ends the daemon.
+    """
+
+    def __init__(
+        self,
+        limits: WatchdogLimits,
+        activity: Activity,
+        *,
+        interrupt: Callable[[str], bool],
+        deny: Callable[[str, str], Any],
+        request_stop: Callable[[str, int], None],
+        on_failure: Callable[[str, BaseException], None],
+        sample: Callable[[], Sample] = read_sample,
+    ) -> None:
+        super().__init__("watchdog", on_failure)
+        self.limits = limits
+        self.activity = activity
+        self._interrupt = interrupt
+        self._deny = deny
+        self._request_stop = request_stop
+        self._sample = sample
+
+    async def run(self) -> None:
+        watch = ResourceWatch(self.limits, started=time.monotonic())
+        while True:
+            await asyncio.sleep(self.limits.interval)
+            try:
+                sample = self._sample()
+            except (OSError, ValueError) as exc:
+                log.warning("watchdog: cannot read /proc/self: %s", exc)
+                continue
+            running = self.activity.running
+            verdict = watch.feed(sample, query_running=running is not None)
+            self.activity.cpu_percent = watch.last_utilization
+            self.activity.rss = sample.rss
+            if verdict is None:
+                continue
+            if verdict.action is WatchdogAction.INTERRUPT and running is not None:
+                log.warning("watchdog: %s while query %s ran; interrupting it", verdict.reason, running)
+                self._interrupt(f"exceeded the CPU limit ({verdict.reason}) and was interrupted")
+                continue
+            if running is not None:
+                self._deny(running, f"was running when the watchdog stopped agentd: {verdict.reason}")
+            log.error("watchdog: %s; agentd exits with status %d so systemd restarts it", verdict.reason, EXIT_WATCHDOG)
+            self._request_stop("watchdog", EXIT_WATCHDOG)
+            return

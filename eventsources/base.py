@@ -11,11 +11,12 @@ source changed.
 from __future__ import annotations
 
 import abc
+import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["EventSource", "Sink", "SourceStatus", "SourceUnavailable"]
+__all__ = ["EventSource", "Sink", "SourceMode", "SourceStatus", "SourceUnavailable"]
 
 #: Where a source delivers rows: ``sink("process_events", {"pid": 1, ...})``.
 Sink = Callable[[str, dict[str, Any]], None]
@@ -25,12 +26,35 @@ class SourceUnavailable(Exception):
     """The kernel refused this source (no permission, no support); the reason is the message."""
 
 
+class SourceMode(enum.StrEnum):
+    """Where a source stands; only :attr:`feeding` modes deliver rows.
+
+    The values are what ``agent_events_status.mode`` shows.
+    """
+
+    INACTIVE = "inactive"  # not started yet
+    OWNER = "owner"  # audit: registered as the audit daemon
+    READ_ONLY = "read-only"  # audit: reading the multicast group next to another owner
+    ACTIVE = "active"  # proc connector, /proc polling, uevents: running
+    LOST = "lost"  # audit: ownership taken by another process; no rows arrive any more
+    FAILED = "failed"  # refused or broken at start (the detail says why)
+    STOPPED = "stopped"  # stop() ran after a start
+
+    @property
+    def feeding(self) -> bool:
+        """True while the source delivers rows to its tables."""
+        return self in _FEEDING
+
+
+_FEEDING = frozenset({SourceMode.OWNER, SourceMode.READ_ONLY, SourceMode.ACTIVE})
+
+
 @dataclass(slots=True)
 class SourceStatus:
     """What ``agent_events_status`` shows for one source."""
 
     name: str  # e.g. "audit", "proc_connector", "proc_poll", "uevent"
-    mode: str  # e.g. "owner", "read-only", "inactive", "failed"
+    mode: SourceMode
     tables: tuple[str, ...] = ()  # event tables this source feeds
     events_seen: int = 0  # kernel events/records turned into rows
     kernel_lost: int = 0  # the kernel's own lost counter, where it has one

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._netlink import NLMSGHDR, NetlinkReader, open_netlink, pack_nlmsg
-from .base import EventSource, Sink, SourceStatus, SourceUnavailable
+from .base import EventSource, Sink, SourceMode, SourceStatus, SourceUnavailable
 from .procinfo import ProcessGone, executable_columns, snapshot
 
 __all__ = ["ProcConnectorSource", "ProcEvent", "build_listen_message", "parse_messages"]
@@ -169,7 +169,7 @@ class ProcConnectorSource(EventSource):
         self._ack: asyncio.Future[int] | None = None
         self._parents: OrderedDict[int, int] = OrderedDict()
         self._n = _Counters()
-        self._mode = "inactive"
+        self._mode = SourceMode.INACTIVE
         self._detail = "not started"
 
     async def start(self) -> None:
@@ -198,7 +198,7 @@ class ProcConnectorSource(EventSource):
             await self.stop()
             self._fail(f"proc connector refused the subscription: {os.strerror(err)}")
             raise SourceUnavailable(self._detail)
-        self._mode = "active"
+        self._mode = SourceMode.ACTIVE
         self._detail = (
             "listening to exec"
             + ("/fork" if self.fork_events else "")
@@ -221,7 +221,7 @@ class ProcConnectorSource(EventSource):
         sock.close()
         if self._ack is not None and not self._ack.done():
             self._ack.cancel()
-        self._mode = "inactive"
+        self._mode = SourceMode.STOPPED
         self._detail = "stopped"
 
     def status(self) -> SourceStatus:
@@ -243,7 +243,7 @@ class ProcConnectorSource(EventSource):
         )
 
     def _fail(self, detail: str) -> None:
-        self._mode = "failed"
+        self._mode = SourceMode.FAILED
         self._detail = detail
 
     # -- reading ---------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import Any
 
 from tables._procfs import boot_time
 
-from .base import EventSource, Sink, SourceStatus
+from .base import EventSource, Sink, SourceMode, SourceStatus
 from .procinfo import ProcessGone, executable_columns, parse_stat_times, snapshot
 
 __all__ = ["ProcPollSource"]
@@ -44,7 +44,7 @@ class ProcPollSource(EventSource):
         self._recheck: dict[int, str | None] = {}  # pid reported at the last poll -> its exe then
         self._boot_time: int | None = None
         self._task: asyncio.Task[None] | None = None
-        self._mode = "inactive"
+        self._mode = SourceMode.INACTIVE
         self._detail = "not started"
         self.rows = 0
         self.polls = 0
@@ -57,7 +57,7 @@ class ProcPollSource(EventSource):
         self._boot_time = boot_time(self.proc_root)
         self._known = dict(self._scan())  # the baseline: no rows for what already runs
         self._task = asyncio.create_task(self._run(), name="proc_poll")
-        self._mode = "active"
+        self._mode = SourceMode.ACTIVE
         self._detail = (
             f"polling {self.proc_root} every {self.interval * 1000:.0f} ms; processes that live shorter than "
             "that are missed"
@@ -73,7 +73,7 @@ class ProcPollSource(EventSource):
             await task
         except asyncio.CancelledError:
             pass
-        self._mode = "inactive"
+        self._mode = SourceMode.STOPPED
         self._detail = "stopped"
 
     def status(self) -> SourceStatus:

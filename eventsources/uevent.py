@@ -24,7 +24,7 @@ from typing import Any
 from tables._files import read_attr
 
 from ._netlink import NetlinkReader, open_netlink
-from .base import EventSource, Sink, SourceStatus, SourceUnavailable
+from .base import EventSource, Sink, SourceMode, SourceStatus, SourceUnavailable
 
 __all__ = ["Uevent", "UeventError", "UeventSource", "hardware_row", "parse_uevent", "read_sysfs_attrs"]
 
@@ -150,7 +150,7 @@ class UeventSource(EventSource):
         self.actions = frozenset(actions)
         self._reader = NetlinkReader(self.handle, what="uevent")
         self._names: OrderedDict[str, dict[str, str]] = OrderedDict()
-        self._mode = "inactive"
+        self._mode = SourceMode.INACTIVE
         self._detail = "not started"
         self.uevents = 0
         self.rows = 0
@@ -165,10 +165,10 @@ class UeventSource(EventSource):
                 NETLINK_KOBJECT_UEVENT, groups=UEVENT_GROUP_KERNEL, sock_type=socket.SOCK_DGRAM, rcvbuf=1 << 20
             )
         except OSError as exc:
-            self._mode, self._detail = "failed", f"cannot listen to kernel uevents: {exc}"
+            self._mode, self._detail = SourceMode.FAILED, f"cannot listen to kernel uevents: {exc}"
             raise SourceUnavailable(self._detail) from exc
         self._reader.attach(sock, asyncio.get_running_loop())
-        self._mode = "active"
+        self._mode = SourceMode.ACTIVE
         self._detail = f"kernel uevents for {', '.join(sorted(self.subsystems))} ({', '.join(sorted(self.actions))})"
         log.info("uevent: %s", self._detail)
 
@@ -177,7 +177,7 @@ class UeventSource(EventSource):
         if sock is None:
             return
         sock.close()
-        self._mode, self._detail = "inactive", "stopped"
+        self._mode, self._detail = SourceMode.STOPPED, "stopped"
 
     @property
     def overruns(self) -> int:

@@ -116,11 +116,6 @@ def _in_cidr_block(cidr: Any, address: Any) -> int | None:
         return None
 
 
-def _community_id(*args: Any) -> str | None:
-    """community_id_v1(src, dst, sport, dport, proto[, seed])."""
-    return community_id_v1(*args)
-
-
 _FUNCTIONS: dict[str, tuple[Callable[..., Any], int]] = {
     "split": (_split, 3),
     "regex_match": (_regex_match, 3),
@@ -140,5 +135,6 @@ def register_functions(connection: apsw.Connection) -> None:
     """Add osquery's extra functions to ``connection`` (deterministic, so usable anywhere)."""
     for name, (func, nargs) in _FUNCTIONS.items():
         connection.create_scalar_function(name, func, nargs, deterministic=True)
-    connection.create_scalar_function("community_id_v1", _community_id, 5, deterministic=True)
-    connection.create_scalar_function("community_id_v1", _community_id, 6, deterministic=True)
+    community: Callable[..., Any] = community_id_v1  # 5 or 6 arguments: as _FUNCTIONS' entries are typed
+    connection.create_scalar_function("community_id_v1", community, 5, deterministic=True)
+    connection.create_scalar_function("community_id_v1", community, 6, deterministic=True)

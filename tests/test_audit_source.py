@@ -134,7 +134,7 @@ async def test_process_events_owner_mode(audit_state, tmp_path, cgroup_child) ->
     finally:
         await source.stop()
     assert not [r for _, r in sink.rows if r["pid"] == os.getpid()]
-    assert source.status().mode == "inactive"
+    assert source.status().mode == "stopped"
 
 
 async def source_rows(sink: Collector, procs: dict[str, int]) -> dict[str, dict[str, Any]]:

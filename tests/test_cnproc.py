@@ -126,7 +126,7 @@ async def test_live_exec_of_bin_true_with_args(tmp_path) -> None:
     finally:
         await source.stop()
     await source.stop()  # idempotent
-    assert source.status().mode == "inactive"
+    assert source.status().mode == "stopped"
 
 
 async def test_cgroup_and_container_id_read_at_exec_time(cgroup_child) -> None:

@@ -19,6 +19,17 @@ from agent.control import (
     remote_status,
     request,
 )
+from agent.control_messages import PingReply, PingRequest
+from agent.status import (
+    AgentSummary,
+    BufferEntry,
+    EventsStatus,
+    QueryStatus,
+    SourceEntry,
+    Status,
+    TableMode,
+)
+from eventsources.base import SourceMode
 from tables.spec import Column, TableSpec
 from tables.sqlite import Database
 
@@ -29,33 +40,75 @@ NUMBERS = TableSpec(
     generate=lambda ctx: ({"n": i, "word": f"w{i}", "raw": bytes([i])} for i in range(5)),
 )
 
-STATUS = {
-    "agent": {"version": "0.1.0", "pid": 42, "uptime": 12.5, "host_identifier": "box"},
-    "schedule": [
-        {
-            "name": "procs",
-            "interval": 10,
-            "executions": 3,
-            "last_executed": 1_700_000_000,
-            "last_rows": 7,
-            "last_wall_time_ms": 12,
-            "denylisted": False,
-        },
-        {
-            "name": "slow",
-            "interval": 60,
-            "executions": 1,
-            "last_executed": 1_700_000_000,
-            "denylisted": True,
-            "denylisted_until": 1_700_086_400,
-            "last_error": "query exceeded the time limit",
-        },
-    ],
-    "events": {
-        "sources": [{"name": "proc_connector", "mode": "active", "tables": ["process_events"], "events_seen": 9}],
-        "buffers": [{"table": "process_events", "buffered": 9, "added": 9, "dropped_overflow": 0}],
-    },
-}
+STATUS = Status(
+    agent=AgentSummary(
+        version="0.1.0",
+        pid=42,
+        uptime=12.5,
+        host_identifier="box",
+        config_path="<embedded default>",
+        state_dir="/state",
+        results_log="/log/results.log",
+        socket="/state/agentd.sock",
+        rss_bytes=43 * 1048576,
+        cpu_percent=0.25,
+        running="procs",
+        events="process_events from proc_connector (audit: refused: ...)",
+    ),
+    schedule=(
+        QueryStatus(
+            name="procs",
+            interval=10,
+            executions=3,
+            last_executed=1_700_000_000,
+            last_rows=7,
+            last_lines=2,
+            wall_time_ms=40,
+            last_wall_time_ms=12,
+            next_run=1_700_000_010,
+        ),
+        QueryStatus(
+            name="slow",
+            pack="p",
+            interval=60,
+            executions=1,
+            last_executed=1_700_000_000,
+            denylisted=True,
+            denylisted_until=1_700_086_400,
+            errors=1,
+            last_error="query exceeded the time limit",
+        ),
+    ),
+    events=EventsStatus(
+        sources=(
+            SourceEntry(
+                name="proc_connector",
+                mode=SourceMode.ACTIVE,
+                active=True,
+                tables=("process_events",),
+                events_seen=9,
+                kernel_lost=1,
+                detail="listening",
+                extra={"notices": 12, "nested": {"a": [1, 2]}},
+            ),
+            SourceEntry(name="audit", mode=SourceMode.LOST, tables=("process_events", "socket_events")),
+        ),
+        buffers=(
+            BufferEntry(
+                name="process_events",
+                mode=TableMode.ACTIVE,
+                active=True,
+                source="proc_connector",
+                buffered=9,
+                added=9,
+                dropped_overflow=0,
+                consumers=1,
+                detail="fed by proc_connector",
+            ),
+            BufferEntry(name="socket_events", mode=TableMode.LOST, detail="audit: lost"),
+        ),
+    ),
+)
 
 
 @pytest.fixture
@@ -101,14 +154,52 @@ async def test_query_time_limit(server):
     assert replies[0]["ok"] is False and "time_limit" in replies[0]["error"]
 
 
-async def test_status_and_format(server):
+async def test_status_round_trips_through_the_socket_and_formats(server):
+    """Every field of every status dataclass comes back equal, typed (enums, tuples, nested extra)."""
     status = await asyncio.to_thread(remote_status, server.path)
     assert status == STATUS
+    assert isinstance(status.events.sources[1].mode, SourceMode) and status.events.sources[1].mode is SourceMode.LOST
+    assert isinstance(status.schedule, tuple) and status.events.sources[0].tables == ("process_events",)
     text = format_status(status)
     assert "procs" in text and "slow" in text and "until " in text
     assert "proc_connector" in text and "process_events" in text
-    agent = format_status({"agent": {"pid": 1, "rss_bytes": 43 * 1048576, "cpu_percent": 0.25, "running": None}})
-    assert "memory (RSS): 43.0 MB" in agent and "CPU:          0.25 %" in agent and "running" not in agent
+    assert "memory (RSS): 43.0 MB" in text and "CPU:          0.25 %" in text and "running now:  procs" in text
+    idle = format_status(Status(agent=AgentSummary(pid=1, rss_bytes=43 * 1048576, cpu_percent=0.25)))
+    assert "memory (RSS): 43.0 MB" in idle and "running" not in idle
+
+
+async def test_a_malformed_status_reply_is_a_clear_error(tmp_path):
+    """A daemon whose status does not fit the dataclasses: the client names the field, no traceback."""
+    path = str(tmp_path / "odd.sock")
+    replies = iter(
+        [
+            b'{"ok": true, "status": {"schedule": [{"name": "q", "executions": "many"}]}}\n',
+            b'{"ok": true, "status": {"events": {"sources": [{"name": "x", "mode": "sleeping"}]}}}\n',
+            b'{"ok": true, "status": [1]}\n',
+            b'{"ok": "yes"}\n',
+        ]
+    )
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readline()
+        writer.write(next(replies))
+        await writer.drain()
+        writer.close()
+
+    odd = await asyncio.start_unix_server(answer, path=path)
+    try:
+        expected = [
+            r"malformed reply: status\.schedule\[0\]\.executions: expected an integer, got 'many'",
+            r"status\.events\.sources\[0\]\.mode: 'sleeping' is not one of inactive, owner, read-only",
+            r"malformed reply: status: expected an object, got \[1\]",
+            r"malformed reply: 'ok' must be true or false",
+        ]
+        for message in expected:
+            with pytest.raises(ControlError, match=message):
+                await asyncio.to_thread(remote_status, path)
+    finally:
+        odd.close()
+        await odd.wait_closed()
 
 
 async def test_status_failure_is_an_error_reply(server, monkeypatch):
@@ -151,12 +242,12 @@ async def test_oversized_request_is_refused(tmp_path):
     async def query(sql):
         return ["x"], [[1]]
 
-    srv = ControlServer(str(tmp_path / "small.sock"), FunctionHandler(query, dict), max_request=1024)
+    srv = ControlServer(str(tmp_path / "small.sock"), FunctionHandler(query, Status), max_request=1024)
     await srv.start()
     try:
         replies = await asyncio.to_thread(_raw_exchange, srv.path, b'{"op":"query","sql":"' + b"x" * 5000 + b'"}\n')
         assert replies and replies[0]["ok"] is False and "longer than 1024" in replies[0]["error"]
-        assert await asyncio.to_thread(request, srv.path, {"op": "ping"}) == {"ok": True}
+        assert await asyncio.to_thread(request, srv.path, PingRequest()) == PingReply()
     finally:
         await srv.close()
     assert not os.path.exists(srv.path)
@@ -183,10 +274,10 @@ async def test_stale_socket_is_replaced_and_live_one_refused(tmp_path):
     async def query(sql):
         return ["x"], [[1]]
 
-    first = ControlServer(path, FunctionHandler(query, dict))
+    first = ControlServer(path, FunctionHandler(query, Status))
     await first.start()
     try:
-        second = ControlServer(path, FunctionHandler(query, dict))
+        second = ControlServer(path, FunctionHandler(query, Status))
         with pytest.raises(ControlError, match="already listening"):
             await second.start()
         await second.close()  # as agentd's shutdown does after a failed start
@@ -199,7 +290,7 @@ async def test_stale_socket_is_replaced_and_live_one_refused(tmp_path):
 async def test_a_path_that_is_not_a_socket_is_refused_and_left_alone(tmp_path):
     path = tmp_path / "precious.txt"
     path.write_text("keep me\n")
-    server = ControlServer(str(path), FunctionHandler(lambda sql: None, dict))
+    server = ControlServer(str(path), FunctionHandler(lambda sql: None, Status))
     with pytest.raises(ControlError, match="not a socket"):
         await server.start()
     await server.close()
@@ -218,8 +309,8 @@ async def test_big_results_arrive_whole_and_too_big_is_a_clear_error(tmp_path):
         result = await asyncio.to_thread(db.execute, sql)
         return result.columns, result.rows
 
-    srv = ControlServer(str(tmp_path / "big.sock"), FunctionHandler(query, dict), max_reply=1 << 20)
-    big = ControlServer(str(tmp_path / "bigger.sock"), FunctionHandler(query, dict))
+    srv = ControlServer(str(tmp_path / "big.sock"), FunctionHandler(query, Status), max_reply=1 << 20)
+    big = ControlServer(str(tmp_path / "bigger.sock"), FunctionHandler(query, Status))
     await srv.start()
     await big.start()
     try:
@@ -228,7 +319,7 @@ async def test_big_results_arrive_whole_and_too_big_is_a_clear_error(tmp_path):
         assert rows[-1] == [20000, f"{20000:0100d}"]
         with pytest.raises(ControlError, match=r"result too large: 20000 rows, \d+ bytes encoded \(limit 1048576\)"):
             await asyncio.to_thread(remote_query, srv.path, sql)
-        assert await asyncio.to_thread(request, srv.path, {"op": "ping"}) == {"ok": True}
+        assert await asyncio.to_thread(request, srv.path, PingRequest()) == PingReply()
         assert srv.errors == 1
     finally:
         await srv.close()

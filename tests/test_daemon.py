@@ -18,29 +18,19 @@ import pytest
 
 from agent.config import parse_config
 from agent.control import ControlError, format_status, remote_query, remote_status
-from agent.daemon import DEFAULT_CONFIG, Agent, Settings
+from agent.daemon import DEFAULT_CONFIG, Agent, Parts, Settings
+from agent.lifecycle import BackgroundTask
 from agent.sdnotify import Notifier
 from agent.state import StateDB
 from agent.watchdog import EXIT_WATCHDOG
+from eventsources.base import SourceMode
+from tests._clock import Clock
 
 REPO = Path(__file__).resolve().parent.parent
 #: Counts until the time limit interrupts it (about 10^11 steps otherwise).
 SLOW_SQL = (
     "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000000000) SELECT count(*) FROM c"
 )
-
-
-class Clock:
-    """A clock the test steps by hand."""
-
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def write_config(path: Path, schedule: dict, **options) -> str:
@@ -79,7 +69,7 @@ async def test_schedule_with_a_stepped_clock(tmp_path):
     agent = Agent(settings_for(tmp_path, config, clock), notifier=Notifier(None))
     await agent.startup()
     try:
-        assert not agent.state.should_exit
+        assert not agent.stopping
         [first] = await agent.run_due()
         assert first.error is None and first.rows == 1
         lines = result_lines(tmp_path)
@@ -98,8 +88,8 @@ async def test_schedule_with_a_stepped_clock(tmp_path):
         _columns, rows = await agent.query("SELECT name, executions, last_executed, denylisted FROM osquery_schedule")
         assert rows == [("me", 2, int(clock.now), 0)]
         status = agent.status()
-        assert status["schedule"][0]["executions"] == 2 and status["schedule"][0]["last_rows"] == 1
-        assert status["agent"]["pid"] == os.getpid()
+        assert status.schedule[0].executions == 2 and status.schedule[0].last_rows == 1
+        assert status.agent.pid == os.getpid()
     finally:
         await agent.shutdown()
     assert not os.path.exists(agent.settings.socket)
@@ -183,8 +173,16 @@ async def test_serve_until_the_shutdown_trigger(tmp_path):
     ready = await asyncio.wait_for(loop.sock_recv(notify, 4096), timeout=30)
     assert ready.startswith(b"READY=1")
 
-    status = await asyncio.to_thread(remote_status, agent.settings.socket)
-    assert [q["name"] for q in status["schedule"]] == ["one"]
+    for _ in range(600):  # bounded: until the first (and, on a still clock, only) run is recorded
+        status = await asyncio.to_thread(remote_status, agent.settings.socket)
+        if status.schedule and status.schedule[0].executions:
+            break
+        await asyncio.sleep(0.05)
+    assert [(q.name, q.executions) for q in status.schedule] == [("one", 1)]
+    local = agent.status()  # what came through the socket is the daemon's own status, typed
+    assert (status.schedule, status.events) == (local.schedule, local.events)
+    steady = {"uptime": 0.0, "rss_bytes": 0, "cpu_percent": 0.0}
+    assert dataclasses.replace(status.agent, **steady) == dataclasses.replace(local.agent, **steady)
     text = format_status(status)
     assert "schedule (1 queries)" in text and "process_events" in text
     _columns, rows = await asyncio.to_thread(remote_query, agent.settings.socket, "SELECT pid FROM agent_info")
@@ -255,8 +253,9 @@ async def test_slow_query_is_interrupted_and_denylisted(tmp_path, caplog):
             "denylisted until" in caplog.text
         )
         assert "query slow_exempt exceeded its time limit" in caplog.text and "not denylisted" in caplog.text
-        assert agent.state.queries["slow"].denylisted(clock.now)
-        assert not agent.state.queries["slow_exempt"].denylisted(clock.now)
+        stats = agent.parts.schedule.stats
+        assert stats["slow"].denylisted(clock.now)
+        assert not stats["slow_exempt"].denylisted(clock.now)
 
         clock.advance(61)
         assert [o.name for o in await agent.run_due()] == ["slow_exempt"]  # the denylisted one is skipped
@@ -277,7 +276,7 @@ async def test_slow_query_is_interrupted_and_denylisted(tmp_path, caplog):
     agent = Agent(settings_for(tmp_path, config, clock), notifier=Notifier(None))
     await agent.startup()
     try:
-        assert not agent.state.queries["slow"].denylisted(clock.now)
+        assert not agent.parts.schedule.stats["slow"].denylisted(clock.now)
         assert "slow" in [o.name for o in await agent.run_due()]
     finally:
         await agent.shutdown()
@@ -320,8 +319,8 @@ async def test_cpu_watchdog_interrupts_and_denylists_the_running_query(tmp_path,
         assert outcome.error and outcome.timed_out
         assert "CPU utilization limit exceeded" in caplog.text and "interrupting it" in caplog.text
         assert "query burner exceeded the CPU limit" in caplog.text and "denylisted until" in caplog.text
-        assert agent.state.queries["burner"].denylisted()
-        assert not agent.state.should_exit  # the query was the culprit, not the agent
+        assert agent.parts.schedule.stats["burner"].denylisted()
+        assert not agent.stopping  # the query was the culprit, not the agent
     finally:
         await agent.shutdown()
 
@@ -334,13 +333,13 @@ async def test_event_loss_is_summarised_not_per_event(tmp_path, caplog):
     )
     with caplog.at_level(logging.WARNING, logger="agentd"):
         serving = asyncio.create_task(agent.serve())
-        for _ in range(3000):  # bounded: until startup has built the event stores and the socket
-            if agent.control is not None or serving.done():
+        for _ in range(3000):  # bounded: until startup has started the loss reporter
+            if "event-loss" in agent.lifecycle.started or serving.done():
                 break
             await asyncio.sleep(0.01)
-        assert agent.events is not None and not serving.done()
+        assert not serving.done()
         for pid in range(100_000, 100_010):
-            agent.events.sink("process_events", {"pid": pid, "path": "/bin/true"})
+            agent.parts.events.sink("process_events", {"pid": pid, "path": "/bin/true"})
         for _ in range(200):  # bounded: until the next report
             if "events lost" in caplog.text:
                 break
@@ -371,7 +370,99 @@ async def test_a_socket_path_that_is_a_file_exits_1_and_keeps_the_file(tmp_path,
         assert await agent.serve() == 1
     assert "is not a socket" in caplog.text
     assert precious.read_text() == "keep me\n"
-    assert agent.events is not None and agent.events.choice == "not started"
+    assert agent.parts.events.choice == "not started"
+
+
+class UplinkWithoutItsCA:
+    """A component that cannot start, as an uplink whose CA file is missing would (it plugs in like the uplink)."""
+
+    name = "uplink"
+
+    def __init__(self, parts: Parts, ca_file: Path) -> None:
+        self.parts = parts
+        self.ca_file = ca_file
+        self.seen: dict[str, object] = {}
+        self.stopped = False
+
+    async def start(self) -> None:
+        self.seen["socket"] = os.path.exists(self.parts.settings.socket)
+        self.seen["sources"] = {s.name: s.mode for s in self.parts.events.report().sources}
+        self.seen["kernel_audit_pid"] = _kernel_audit()[1]
+        with open(self.ca_file, "rb"):  # FileNotFoundError, as a missing CA file
+            pass
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+
+@pytest.mark.audit
+async def test_a_failed_startup_still_shuts_down_and_restores_audit(audit_state, tmp_path, caplog):
+    """A part failing after the socket and kernel audit started: exit 1, socket removed, sources stopped, audit back."""
+    config = write_config(
+        tmp_path / "agentd.conf", {"one": {"query": "SELECT 1", "interval": 60}}, disable_events=False
+    )
+    made: list[UplinkWithoutItsCA] = []
+
+    def uplink(parts: Parts) -> UplinkWithoutItsCA:
+        made.append(UplinkWithoutItsCA(parts, tmp_path / "missing-ca.pem"))
+        return made[-1]
+
+    agent = Agent(settings_for(tmp_path, config), notifier=Notifier(None), components=[uplink])
+    with caplog.at_level(logging.INFO, logger="agentd"):
+        assert await asyncio.wait_for(agent.serve(), timeout=60) == 1
+    [component] = made
+    if component.seen["sources"].get("audit") != SourceMode.OWNER:
+        pytest.skip(f"agentd did not take kernel audit here: {component.seen['sources']}")
+    assert component.seen["socket"] and component.seen["kernel_audit_pid"] == os.getpid()  # all was up
+    assert "cannot start uplink: [Errno 2] No such file or directory" in caplog.text
+    assert "Traceback" not in caplog.text and "agentd stopped" in caplog.text
+    assert component.stopped  # a part whose start failed is stopped too
+    assert not os.path.exists(agent.settings.socket)
+    assert {s.name: s.mode for s in agent.parts.events.report().sources}["audit"] == SourceMode.STOPPED
+    # restored by shutdown now, not by atexit when the interpreter ends
+    assert _kernel_audit() == (
+        audit_state.enabled,
+        audit_state.pid,
+        audit_state.backlog_limit,
+        audit_state.backlog_wait_time,
+        audit_state.rules,
+    )
+    assert agent.lifecycle.started == ()
+
+
+async def test_a_state_dir_that_is_a_file_exits_1_and_starts_nothing(tmp_path, caplog):
+    config = write_config(tmp_path / "agentd.conf", {"one": {"query": "SELECT 1", "interval": 60}})
+    (tmp_path / "state").write_text("not a directory\n")
+    agent = Agent(settings_for(tmp_path, config), notifier=Notifier(None))
+    with caplog.at_level(logging.INFO, logger="agentd"):
+        assert await agent.serve() == 1
+    assert f"cannot open the state directory {tmp_path / 'state'}" in caplog.text and "Traceback" not in caplog.text
+    assert not os.path.exists(agent.settings.socket) and agent.lifecycle.started == ()
+    with pytest.raises(RuntimeError, match="has not built its parts"):
+        agent.status()
+
+
+class LinkThatDrops(BackgroundTask):
+    """A long-lived part whose task ends with an error while agentd runs (a connection that breaks for good)."""
+
+    def __init__(self, parts: Parts) -> None:
+        super().__init__("link", parts.on_failure)
+
+    async def run(self) -> None:
+        await asyncio.sleep(0.05)
+        raise ConnectionResetError(104, "Connection reset by peer")
+
+
+async def test_a_failing_part_stops_the_agent_with_status_1(tmp_path, caplog):
+    config = write_config(tmp_path / "agentd.conf", {"one": {"query": "SELECT 1", "interval": 3600}})
+    stop = asyncio.Event()  # never set: the failing part must end serve() by itself
+    agent = Agent(
+        settings_for(tmp_path, config), shutdown_trigger=stop.wait, notifier=Notifier(None), components=[LinkThatDrops]
+    )
+    with caplog.at_level(logging.INFO, logger="agentd"):
+        assert await asyncio.wait_for(agent.serve(), timeout=30) == 1
+    assert "link failed: ConnectionResetError" in caplog.text and "agentd stopping: link failed" in caplog.text
+    assert not os.path.exists(agent.settings.socket) and agent.lifecycle.started == ()
 
 
 def test_embedded_default_config_shows_events():
@@ -396,11 +487,11 @@ async def test_embedded_default_config(audit_state, tmp_path):
     agent = Agent(settings_for(tmp_path, None), notifier=Notifier(None))
     await agent.startup()
     try:
-        assert not agent.state.should_exit
+        assert not agent.stopping
         _, rows = await agent.query("SELECT config_valid, config_hash != '' FROM osquery_info")
         assert rows == [(1, 1)]
         outcomes = await agent.run_due()
-        assert sorted(o.name for o in outcomes) == sorted(agent.state.queries)
+        assert sorted(o.name for o in outcomes) == sorted(agent.parts.schedule.queries)
         assert [o.error for o in outcomes if o.error] == []
     finally:
         await agent.shutdown()
@@ -446,7 +537,7 @@ def test_sigterm_stops_a_real_agentd(tmp_path):
         assert notify.recv(4096).startswith(b"READY=1")
         socket_path = str(tmp_path / "state" / "agentd.sock")
         for _ in range(600):  # bounded: until the slow query is running
-            if remote_status(socket_path)["agent"]["running"] == "slow":
+            if remote_status(socket_path).agent.running == "slow":
                 break
             time.sleep(0.05)
         else:

@@ -18,19 +18,13 @@ from typing import Any
 import pytest
 
 from agent.events import EVENTS_STATUS_SPEC, EventManager, EventOptions
+from agent.status import SourceEntry, TableMode
+from agent.status_tables import SPECS as STATUS_SPECS
+from eventsources.base import SourceMode
 from tables.hardware_events import SPEC as HARDWARE_EVENTS
 from tables.registry import all_specs
 from tables.sqlite import Database
-
-
-class FakeClock:
-    """A settable clock for the stores' expiry (the rows themselves come from the kernel)."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
+from tests._clock import Clock
 
 
 async def _wait(pred, seconds: float = 10.0) -> bool:
@@ -161,7 +155,7 @@ async def test_the_agents_own_events_are_filtered_and_counted() -> None:
 
 
 async def test_events_max_and_expiry_are_counted_in_agent_events_status() -> None:
-    clock = FakeClock()
+    clock = Clock(time.time())  # the stores' expiry clock (the rows themselves come from the kernel)
     manager = await _started(
         EventManager(
             EventOptions(
@@ -260,6 +254,95 @@ async def test_audit_source_gets_the_state_file(audit_state, tmp_path) -> None:
     finally:
         await manager.stop()
     assert not path.exists()
+
+
+def _source(manager: EventManager, name: str) -> SourceEntry:
+    return next(s for s in manager.report().sources if s.name == name)
+
+
+def _kernel_audit() -> tuple[int, int, int, int, tuple[bytes, ...]]:
+    from eventsources.audit.netlink import AuditNetlink, open_audit_socket
+
+    ctl = AuditNetlink(open_audit_socket())
+    try:
+        st = ctl.get_status()
+        return st.enabled, st.pid, st.backlog_limit, st.backlog_wait_time, tuple(ctl.list_rules())
+    finally:
+        ctl.close()
+
+
+#: Registers itself as the audit daemon, then gives audit back when told (a line on stdin).
+TAKEOVER_CHILD = """
+import os, sys
+sys.path.insert(0, sys.argv[1])
+from eventsources.audit.netlink import AuditNetlink, open_audit_socket
+ctl = AuditNetlink(open_audit_socket())
+ctl.set_status(pid=os.getpid())
+print("registered", flush=True)
+sys.stdin.readline()
+ctl.set_status(pid=0)
+"""
+
+
+@pytest.mark.audit
+async def test_lost_audit_ownership_is_reported_as_lost_not_active(audit_state) -> None:
+    """Another process takes audit over: audit shows 'lost' and inactive, and process_events is not fed by it."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    manager = EventManager(EventOptions(process_events_source="audit", disable_hardware_events=True))
+    await manager.start()
+    child = None
+    try:
+        audit = _source(manager, "audit")
+        if audit.mode is not SourceMode.OWNER:
+            pytest.skip(f"audit is not in owner mode here: {audit.mode}: {audit.detail}")
+        assert audit.active and _status(manager, "process_events")["mode"] == "active"
+        # The kernel never hands a healthy owner's audit to another process (EEXIST). The owner's own
+        # process may unregister it, as when its event socket dies; then another process registers.
+        from eventsources.audit.netlink import AuditNetlink, open_audit_socket
+
+        ctl = AuditNetlink(open_audit_socket())
+        try:
+            ctl.set_status(pid=0)
+        finally:
+            ctl.close()
+        child = subprocess.Popen(
+            [sys.executable, "-c", TAKEOVER_CHILD, repo], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert child.stdout is not None and child.stdout.readline().strip() == "registered"
+        # the source notices at its next status poll (every 5 s)
+        assert await _wait(lambda: _source(manager, "audit").mode is SourceMode.LOST, 20)
+        audit = _source(manager, "audit")
+        assert not audit.active and f"audit ownership lost to pid {child.pid}" in audit.detail
+        buffer = next(b for b in manager.report().buffers if b.name == "process_events")
+        assert (buffer.mode, buffer.active, buffer.source) == (TableMode.LOST, False, None)
+        assert buffer.detail.startswith("audit: audit ownership lost")
+        # the same in agent_events_status and osquery_events
+        assert (_status(manager, "audit")["mode"], _status(manager, "audit")["active"]) == ("lost", 0)
+        assert (_status(manager, "process_events")["mode"], _status(manager, "process_events")["active"]) == (
+            "lost",
+            0,
+        )
+        db = Database(STATUS_SPECS, services=manager.services)
+        try:
+            rows = db.execute("SELECT name, type, active FROM osquery_events WHERE name IN ('audit', 'process_events')")
+            assert sorted(rows.rows) == [("audit", "publisher", 0), ("process_events", "subscriber", 0)]
+        finally:
+            db.close()
+    finally:
+        if child is not None:
+            assert child.stdin is not None
+            child.stdin.write("\n")
+            child.stdin.close()
+            child.wait(10)
+        await manager.stop()
+    assert _source(manager, "audit").mode is SourceMode.STOPPED
+    assert _kernel_audit() == (
+        audit_state.enabled,
+        audit_state.pid,
+        audit_state.backlog_limit,
+        audit_state.backlog_wait_time,
+        audit_state.rules,
+    )
 
 
 FALLBACK_CHILD = """

@@ -7,15 +7,7 @@ import pytest
 from tables.events import EVENT_STORES, EventStore, event_table
 from tables.spec import Column
 from tables.sqlite import Database
-
-
-class Clock:
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
+from tests._clock import Clock
 
 SPEC = event_table(
     "demo_events",

@@ -42,7 +42,7 @@ async def test_poll_once_on_a_written_proc_tree(tmp_path: Path) -> None:
     assert row["uptime"] == int(250 / clk) and row["time"] == int(1700000000 + 250 / clk)
     assert row["path"] is None  # no exe link in the written tree
     status = source.status()
-    assert status.events_seen == 1 and status.extra["polls"] == 3 and status.mode == "inactive"
+    assert status.events_seen == 1 and status.extra["polls"] == 3 and status.mode == "stopped"
 
 
 async def test_polling_sees_a_process_that_lives_long_enough(tmp_path: Path) -> None:

@@ -2,14 +2,7 @@ from __future__ import annotations
 
 from agent.config import ScheduledQuery
 from agent.scheduler import Scheduler, splayed_interval
-
-
-class Clock:
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from tests._clock import Clock
 
 
 def q(name, interval, **kw):

@@ -11,7 +11,7 @@ import pytest
 
 from agent.events import EventManager, EventOptions
 from agent.options import Options
-from agent.status_tables import SPECS, AgentInfo, QueryStats, build_distro, flag_rows
+from agent.status_tables import AGENT_SERVICE, SPECS, AgentInfo, QueryStats, build_distro, flag_rows
 from tables.registry import all_specs
 from tables.sqlite import Database
 
@@ -145,7 +145,7 @@ def events():
 @pytest.fixture
 def db(state, events):
     specs = {s.name: s for s in (*all_specs(), *SPECS, *events.specs())}
-    database = Database(specs.values(), services={"agent": state, **events.services})
+    database = Database(specs.values(), services={AGENT_SERVICE: state, **events.services})
     yield database
     database.close()
 

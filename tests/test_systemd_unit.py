@@ -48,6 +48,17 @@ def test_required_directives():
     assert "CAP_SYS_ADMIN" not in caps
 
 
+def test_lives_next_to_auditd():
+    """No Conflicts= with auditd (hosts that must keep it stay as they are); auditd, when present, starts first."""
+    d = directives(UNIT.read_text())
+    assert "Conflicts" not in d
+    after = " ".join(d["After"]).split()
+    assert "auditd.service" in after
+    assert "auditd.service" not in " ".join(d.get("Requires", []) + d.get("Wants", []) + d.get("BindsTo", []))
+    caps = set(d["CapabilityBoundingSet"][0].split())
+    assert "CAP_AUDIT_READ" in caps  # the read-only mode next to auditd
+
+
 def test_every_capability_is_justified():
     text = UNIT.read_text()
     caps = directives(text)["CapabilityBoundingSet"][0].split()

@@ -7,6 +7,7 @@ import os
 from agent.watchdog import (
     ResourceWatch,
     Sample,
+    WatchdogAction,
     WatchdogLimits,
     denylist_message,
     parse_stat,
@@ -40,7 +41,7 @@ def test_memory_over_limit_exits():
     watch = ResourceWatch(LIMITS, started=0)
     assert watch.feed(Sample(100, 0, 199 * MB)) is None
     verdict = watch.feed(Sample(103, 0, 201 * MB))
-    assert verdict is not None and verdict.action == "exit"
+    assert verdict is not None and verdict.action is WatchdogAction.EXIT
     assert "Memory limits exceeded" in verdict.reason and "200 MB" in verdict.reason
 
 
@@ -58,7 +59,7 @@ def test_sustained_cpu_exits_after_latency_limit():
     assert fired, "sustained CPU must trip the watchdog"
     first = fired[0]
     assert first * 3 >= 12  # not before latency_limit seconds over the limit
-    assert verdicts[first].action == "exit"
+    assert verdicts[first].action is WatchdogAction.EXIT
     assert "CPU utilization limit exceeded" in verdicts[first].reason
 
 
@@ -71,7 +72,7 @@ def test_short_burst_is_tolerated():
 def test_cpu_with_a_query_running_interrupts_the_query():
     watch = ResourceWatch(LIMITS, started=0)
     verdicts = [v for v in feed_cpu(watch, 100, 30, 3.0, query=True) if v]
-    assert verdicts and verdicts[0].action == "interrupt"
+    assert verdicts and verdicts[0].action is WatchdogAction.INTERRUPT
 
 
 def test_disabled_never_fires():

@@ -203,9 +203,9 @@ def execve_args(records: list[Record]) -> tuple[list[str], int | None]:
                 continue
             bracket = rest.find("[")
             if bracket > 0 and rest.endswith("]"):
-                idx, part = rest[:bracket], rest[bracket + 1 : -1]
-                if idx.isdigit() and part.isdigit():
-                    chunks.setdefault(int(idx), {})[int(part)] = value
+                arg, part = rest[:bracket], rest[bracket + 1 : -1]
+                if arg.isdigit() and part.isdigit():
+                    chunks.setdefault(int(arg), {})[int(part)] = value
     for idx, parts in chunks.items():
         try:
             data = b"".join(_chunk_bytes(parts[j]) for j in sorted(parts))

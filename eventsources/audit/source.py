@@ -38,7 +38,7 @@ from typing import Any
 from tables._procfs import boot_time
 
 from .._netlink import NetlinkReader
-from ..base import EventSource, Sink, SourceStatus, SourceUnavailable
+from ..base import EventSource, Sink, SourceMode, SourceStatus, SourceUnavailable
 from ..socketinfo import SocketEnricher
 from .netlink import AUDIT_NLGRP_READLOG, AuditNetlink, AuditStatus, NetlinkError, open_audit_socket
 from .reassemble import AuditEvent, Reassembler
@@ -153,7 +153,7 @@ class AuditSource(EventSource):
         self.status_interval = status_interval
         self.state_path = state_path
         self.own_pid = os.getpid()
-        self.mode = "inactive"
+        self.mode = SourceMode.INACTIVE
         self.detail = ""
         self._ctl: AuditNetlink | None = None
         self._ctl_lock = threading.Lock()  # the control socket serves one request at a time
@@ -201,7 +201,7 @@ class AuditSource(EventSource):
             except BaseException:  # noqa: BLE001 - a failed setup has restored already
                 pass
             await asyncio.to_thread(self._restore)
-            self.mode, self.detail = "inactive", "start was cancelled; audit state restored"
+            self.mode, self.detail = SourceMode.INACTIVE, "start was cancelled; audit state restored"
             raise
         atexit.register(self._restore)  # a process that exits without stop() still restores
         assert self._events is not None
@@ -226,9 +226,9 @@ class AuditSource(EventSource):
             self._emit(event)
         await asyncio.to_thread(self._restore)
         atexit.unregister(self._restore)
-        if self.mode in ("owner", "read-only", "lost"):
+        if self.mode in (SourceMode.OWNER, SourceMode.READ_ONLY, SourceMode.LOST):
             self.detail = f"stopped (was {self.mode}); audit state restored"
-            self.mode = "inactive"
+            self.mode = SourceMode.STOPPED
 
     def status(self) -> SourceStatus:
         lost = self._lost_now - self._lost_start if self._lost_start is not None else 0
@@ -269,7 +269,7 @@ class AuditSource(EventSource):
             self._setup_with(self._ctl)
         except BaseException as exc:
             self._restore()
-            self.mode, self.detail = "failed", str(exc)
+            self.mode, self.detail = SourceMode.FAILED, str(exc)
             raise
 
     def _setup_with(self, ctl: AuditNetlink) -> None:
@@ -286,23 +286,24 @@ class AuditSource(EventSource):
             raise SourceUnavailable(
                 f"audit: {_comm(owner, self.proc_root)} (pid {owner}) owns audit; mode=owner does not take it over"
             )
-        mode = "read-only" if owner or self.requested_mode == "read-only" or found.enabled == 2 else "owner"
-        if mode == "owner":  # read-only mode changes no settings: a state file is left as it is
+        read_only = owner or self.requested_mode == "read-only" or found.enabled == 2
+        mode = SourceMode.READ_ONLY if read_only else SourceMode.OWNER
+        if mode == SourceMode.OWNER:  # read-only mode changes no settings: a state file is left as it is
             self._save_found(found, pid_free=found.pid == 0)  # before anything changes
         self._remove_stale_rules(ctl)
-        if mode == "owner":
+        if mode == SourceMode.OWNER:
             try:
                 self._become_owner(ctl, found)
             except NetlinkError as exc:
                 if exc.errno != errno.EEXIST or self.requested_mode == "owner":
                     raise _unavailable("registering as the audit pid failed", exc) from exc
-                mode = "read-only"  # someone registered between our GET and SET
+                mode = SourceMode.READ_ONLY  # someone registered between our GET and SET
                 owner = ctl.get_status().pid
                 self._changed.clear()  # the new owner's settings are not ours to undo
                 if self.crash_recovered is not None:
                     self._state_file = False  # kept, as in read-only mode: not ours to act on now
                     self.crash_recovered = None
-        if mode == "read-only":
+        if mode == SourceMode.READ_ONLY:
             self._open_multicast()
             who = (
                 f"{_comm(owner, self.proc_root)} (pid {owner}) owns audit" if owner else "read-only mode was requested"
@@ -315,7 +316,7 @@ class AuditSource(EventSource):
         self.mode = mode
         if found.enabled != 2:
             self._add_rules(ctl)
-        if mode == "owner":
+        if mode == SourceMode.OWNER:
             self.detail = (
                 f"owner: audit pid {self.own_pid}, backlog_limit {self.backlog_limit}, backlog_wait_time 0, "
                 f"{len(self._rules)} rules with key {self.key!r}"
@@ -561,10 +562,14 @@ class AuditSource(EventSource):
         except OSError as exc:
             log.warning("audit: AUDIT_GET failed: %s", exc)
             return
+        self._observe(st)
+
+    def _observe(self, st: AuditStatus) -> None:
+        """Take in the kernel's counters, and notice when another process took audit from us."""
         self._lost_now = st.lost
         self._backlog = st.backlog
-        if self.mode == "owner" and st.pid != self.own_pid:
-            self.mode = "lost"
+        if self.mode == SourceMode.OWNER and st.pid != self.own_pid:
+            self.mode = SourceMode.LOST
             self.detail = f"audit ownership lost to pid {st.pid} ({_comm(st.pid, self.proc_root)})"
             log.warning("audit: %s", self.detail)
             self._set_pid = False
@@ -576,12 +581,11 @@ class AuditSource(EventSource):
             return self._ctl.get_status()
 
     def poll_status_now(self) -> AuditStatus | None:
-        """Synchronously refresh the lost counter (used by tests and the bench)."""
+        """Synchronously refresh the lost counter and the ownership check (used by tests and the bench)."""
         if self._ctl is None:
             return None
         st = self._get_status()
-        self._lost_now = st.lost
-        self._backlog = st.backlog
+        self._observe(st)
         return st
 
 
