@@ -19,6 +19,7 @@ import base64
 import hashlib
 import ipaddress
 import struct
+from functools import lru_cache
 from typing import Any
 
 __all__ = [
@@ -61,13 +62,23 @@ _ICMP6_PAIRS = {
 Address = str | ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-def _address(value: Address, what: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+def _address(value: Address, what: str) -> tuple[int, bytes]:
+    """(IP version, packed bytes) of an address."""
     if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address):
-        return value
+        return value.version, value.packed
+    found = _parse(str(value)) if isinstance(value, str) else None
+    if found is None:
+        raise ValueError(f"community id: {what} {value!r} is not an IP address")
+    return found
+
+
+@lru_cache(maxsize=65536)
+def _parse(text: str) -> tuple[int, bytes] | None:
     try:
-        return ipaddress.ip_address(str(value).partition("%")[0])
+        address = ipaddress.ip_address(text.partition("%")[0])
     except ValueError:
-        raise ValueError(f"community id: {what} {value!r} is not an IP address") from None
+        return None
+    return address.version, address.packed
 
 
 def community_id(
@@ -88,10 +99,9 @@ def community_id(
         raise ValueError(f"community id: protocol {proto!r} is not a number 0-255")
     if not isinstance(seed, int) or not 0 <= seed <= 0xFFFF:
         raise ValueError(f"community id: seed {seed!r} is not a number 0-65535")
-    src, dst = _address(saddr, "source"), _address(daddr, "destination")
-    if src.version != dst.version:
-        raise ValueError(f"community id: {src} and {dst} are not of one address family")
-    a, b = src.packed, dst.packed
+    (src_version, a), (dst_version, b) = _address(saddr, "source"), _address(daddr, "destination")
+    if src_version != dst_version:
+        raise ValueError(f"community id: {saddr} and {daddr} are not of one address family")
     if proto not in PORT_PROTOCOLS:
         if b < a:
             a, b = b, a

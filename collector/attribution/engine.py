@@ -31,6 +31,7 @@ import ipaddress
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from protocol.community_id import PROTO_SCTP, PROTO_TCP, PROTO_UDP, community_id
@@ -198,8 +199,8 @@ class AttributionEngine:
         """Host ids that owned ``address`` at ``ts`` (sorted)."""
         found = set(self._owners.get(address, ()))
         if self._networks:
-            ip = ipaddress.ip_address(address)
-            if ip.is_loopback:
+            ip = _loopback(address)
+            if ip is not None:
                 for network, hosts in self._networks.values():
                     if ip.version == network.version and ip in network:
                         found |= hosts
@@ -607,6 +608,12 @@ class AttributionEngine:
 
 
 SECOND = 0.5  # a processes row's start_time is whole seconds
+
+
+@lru_cache(maxsize=4096)
+def _loopback(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    ip = ipaddress.ip_address(address)
+    return ip if ip.is_loopback else None
 
 
 def _best_bound(socks: list[Sock], address: str) -> list[Sock]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 from dataclasses import dataclass
+from functools import lru_cache
 
 from protocol.community_id import PROTO_ICMP, PROTO_ICMP6, PROTO_SCTP, PROTO_TCP, PROTO_UDP, community_id
 
@@ -89,6 +90,7 @@ class Reason(enum.Enum):
     AMBIGUOUS = "ambiguous"
 
 
+@lru_cache(maxsize=65536)
 def _normal_address(value: str) -> str:
     address = ipaddress.ip_address(value.partition("%")[0])
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
