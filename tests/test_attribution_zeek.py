@@ -13,16 +13,22 @@ import asyncio
 import os
 import shutil
 import signal
+import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
+import websockets
 
-from collector.attribution import EngineConfig, Table
+from collector.attribution import Action, Connection, EngineConfig, Table
 from collector.attribution.connlog import read_conn_log
 from collector.attribution.engine import AttributionEngine
 from collector.attribution.offline import main as attribute_main
 from collector.attribution.persist import save_engine, state_path
+from collector.attribution.responder import Answer, Responder
+from collector.attribution.zeekproto import ATTRIBUTE_EVENT, AttributionRequest, parse_request
+from collector.zeek import brokerjson as bj
 from tests import _attribution_lab as lab
 from tests.test_attribution_live import (
     BASH,
@@ -149,3 +155,188 @@ async def test_collectord_attribute_on_real_zeek_conn_log(audit_state, tmp_path)
     for client in clients:
         assert mine[client.pid]["local_port"] == str(client.accepted.peer[1])
         assert mine[client.pid]["community_id"] == zeek_row(client)["community_id"]
+
+
+class CollectordStandIn:
+    """collectord's attribution side over Zeek's WebSocket API, from the real engine and
+    responder: what phase 2 wires into collectord.  It reads ``attribute_v1`` questions and
+    sends ``attribution_v1`` answers when they are due."""
+
+    def __init__(self, port: int, responder: Responder) -> None:
+        self.url = f"ws://127.0.0.1:{port}/v1/messages/json"
+        self.responder = responder
+        self.asked: list[AttributionRequest] = []
+        self.sent: list[Answer] = []
+        self.errors: list[str] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, deadline: float) -> None:
+        while True:
+            try:
+                self.ws = await websockets.connect(self.url, open_timeout=5)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+        await self.ws.send(bj.encode_handshake(["/osquery/collector/"]))
+        ack = bj.decode_server_message(await self.ws.recv())
+        assert isinstance(ack, bj.Ack), ack
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        async def read() -> None:
+            async for frame in self.ws:
+                message = bj.decode_server_message(frame)
+                if isinstance(message, bj.Error):
+                    self.errors.append(f"{message.code}: {message.context}")
+                elif message.event is not None and message.event.name == ATTRIBUTE_EVENT:
+                    request = parse_request(message.event)
+                    self.asked.append(request)
+                    self.responder.ask(request, time.monotonic())
+
+        reader = asyncio.create_task(read())
+        try:
+            while not reader.done():
+                for answer in self.responder.due(time.monotonic()):
+                    await self.ws.send(bj.encode_event("/osquery/zeek/", answer.event()))
+                    self.sent.append(answer)
+                await asyncio.sleep(0.02)
+        finally:
+            reader.cancel()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        await self.ws.close()
+
+
+def zeek_script_env(zeek: str) -> dict[str, str]:
+    scripts = Path(__file__).resolve().parent.parent / "zeek" / "scripts"
+    path = subprocess.run([zeek + "-config", "--zeekpath"], capture_output=True, text=True).stdout.strip()
+    if not path:
+        pytest.skip("zeek-config --zeekpath did not answer; cannot extend ZEEKPATH")
+    return dict(os.environ, ZEEKPATH=f"{scripts}:{path}")
+
+
+async def test_zeek_attribution_script_on_a_veth_pair(audit_state, tmp_path) -> None:
+    """Zeek on the test's veth interface with ``@load osquery/attribution``: conn.log gains the
+    processes and users of both ends, osq-attribution.log has every connection by uid."""
+    zeek = zeek_binary()
+    _require_tools()
+    env = zeek_script_env(zeek)
+    try:
+        netns_cm = lab.veth_namespace("z")
+        netlab = netns_cm.__enter__()
+    except OSError as exc:
+        pytest.skip(f"cannot create a network namespace and veth pair here: {exc}")
+    workdir = tmp_path / "zeek"
+    workdir.mkdir()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        ws_port = s.getsockname()[1]
+    (workdir / "local.zeek").write_text(
+        "@load osquery/attribution\n"
+        f"redef osquery::websocket_port = {ws_port}/tcp;\n"
+        "redef tcp_close_delay = 2 secs;\n"  # conn.log sooner than after Zeek's 5 s
+    )
+    clients: list[Client] = []
+    zeek_proc = None
+    try:
+        engine = AttributionEngine(EngineConfig(clock_skew=0.5))
+        server = lab.Server([netlab.inner_v4, netlab.inner_v6], uid=SERVER_UID, hold=True, netns=netlab.netns)
+        agent = Agent()
+        # each host's agent: the namespace's server is "host-there", everything here is "host-here"
+        agent_sink = agent._sink
+
+        def sink(table: str, row: dict) -> None:
+            agent_sink(table, row)
+            host = "host-there" if row["pid"] == server.pid else "host-here"
+            engine.ingest(host, Table(table), [(Action.ADDED, row)], row["time"])
+
+        agent.source.sink = sink
+        await agent.start()
+        try:
+            await asyncio.to_thread(host_setup, engine, "host-here", ns_inode=lab.own_netns_inode())
+            await asyncio.to_thread(host_setup, engine, "host-there", netns=netlab.netns, ns_inode=netlab.inode)
+            engine.set_host("host-here", hostname="here", now=time.time())
+            engine.set_host("host-there", hostname="there", now=time.time())
+            zeek_proc = subprocess.Popen(
+                [zeek, "-b", "-C", "-i", netlab.outer, "local.zeek"],
+                cwd=workdir,
+                env=env,
+                stdout=open(workdir / "stdout", "w"),
+                stderr=open(workdir / "stderr", "w"),
+            )
+            standin = CollectordStandIn(ws_port, Responder(engine, delay=0.3))
+            await standin.start(time.monotonic() + 60)
+            try:
+                for uid in (1, 65534, 12345):
+                    for address in (netlab.inner_v4, netlab.inner_v6):
+                        clients.append(await run_client(agent, server, uid, address, hold=True))
+                # every connection is asked about twice (established, removed) and answered twice
+                deadline = time.monotonic() + 60
+                while len(standin.sent) < 2 * len(clients) and time.monotonic() < deadline:
+                    await asyncio.sleep(0.1)
+                log = workdir / "osq-attribution.log"
+                while time.monotonic() < deadline and (
+                    not log.exists() or log.read_text().count("\n") < len(clients) + 8
+                ):
+                    await asyncio.sleep(0.1)  # Zeek writes the log as the answers are processed
+            finally:
+                await standin.stop()
+        finally:
+            await agent.source.stop()
+            server.close()
+    finally:
+        if zeek_proc is not None and zeek_proc.poll() is None:
+            os.kill(zeek_proc.pid, signal.SIGTERM)
+            try:
+                zeek_proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.kill(zeek_proc.pid, signal.SIGKILL)
+                zeek_proc.wait()
+        netns_cm.__exit__(None, None, None)
+    assert not netlab.cleanup_errors, netlab.cleanup_errors
+    assert not standin.errors, standin.errors
+    assert len(standin.asked) == 2 * len(clients), (standin.asked, (workdir / "stderr").read_text())
+    # the link's own chatter (neighbour discovery: ICMPv6) is in conn.log too, never asked about
+    conn_rows = [r for r in read_zeek_ascii(workdir / "conn.log") if r["proto"] == "tcp"]
+    attributions = {r["uid"]: r for r in read_zeek_ascii(workdir / "osq-attribution.log")}
+    assert len(conn_rows) == len(clients) == len(attributions)
+    by_port = {int(r["id.orig_p"]): r for r in conn_rows}
+    for client in clients:
+        conn = by_port[client.accepted.peer[1]]
+        user = USERS[client.uid] or "-"
+        assert (conn["orig_host_id"], conn["orig_pid"], conn["orig_path"], conn["orig_user"]) == (
+            "host-here",
+            str(client.pid),
+            BASH,
+            user,
+        ), conn
+        assert (conn["resp_host_id"], conn["resp_pid"], conn["resp_path"], conn["resp_user"]) == (
+            "host-there",
+            str(server.pid),
+            PYTHON,
+            "www-data",
+        ), conn
+        row = attributions[conn["uid"]]
+        assert (row["orig_hostname"], row["orig_pid"], row["orig_user_id"], row["orig_match"]) == (
+            "here",
+            str(client.pid),
+            str(client.uid),
+            "socket_event",
+        )
+        assert (row["resp_hostname"], row["resp_pid"], row["resp_match"], row["resp_user"]) == (
+            "there",
+            str(server.pid),
+            "socket_event",
+            "www-data",
+        )
+        assert (
+            row["community_id"]
+            == Connection(
+                0, "x", conn["id.orig_h"], int(conn["id.orig_p"]), conn["id.resp_h"], int(conn["id.resp_p"]), 6
+            ).community_id
+        )
+        assert row["orig_cmdline"].startswith(lab.BASH + " --norc")
