@@ -247,14 +247,14 @@ def test_attribute_conn_log_writes_both_logs(tmp_path, fmt) -> None:
         rows = [{k: str(v) for k, v in json.loads(line).items()} for line in attribution.read_text().splitlines()]
     by_uid = {r["uid"]: r for r in rows}
     first = by_uid["CAAAAAAAAAAAAAAAA1"]
-    assert (first["orig_host"], first["orig_hostname"], first["orig_pid"], first["orig_user"], first["orig_match"]) == (
+    assert (first["orig_host_id"], first["orig_hostname"], first["orig_pid"], first["orig_user"], first["orig_match"]) == (
         "host-a",
         "alpha",
         "500",
         "alice",
         "socket_event",
     )
-    assert (first["resp_host"], first["resp_pid"], first["resp_path"], first["resp_user"], first["resp_match"]) == (
+    assert (first["resp_host_id"], first["resp_pid"], first["resp_path"], first["resp_user"], first["resp_match"]) == (
         "host-b",
         "700",
         "/usr/sbin/nginx",
@@ -263,7 +263,7 @@ def test_attribute_conn_log_writes_both_logs(tmp_path, fmt) -> None:
     )
     assert first["community_id"] == Connection(T0, "x", "10.0.0.1", 40000, "10.0.0.2", 80, 6).community_id
     third = by_uid["CAAAAAAAAAAAAAAAA3"]
-    assert third["orig_reason"] == "no_agent" and third.get("orig_host", "-") == "-"
+    assert third["orig_reason"] == "no_agent" and third.get("orig_host_id", "-") == "-"
     assert by_uid["CAAAAAAAAAAAAAAAA2"]["resp_reason"] == "no_socket"
     user = (tmp_path / "out" / "osq-user_connections.log").read_text()
     assert "curl http://10.0.0.2/" in user and "alice" in user

@@ -36,7 +36,7 @@ ATTRIBUTION_PATH = "osq-attribution"
 USER_CONNECTIONS_PATH = "osq-user_connections"
 
 _SIDE = (
-    ("host", "string"),
+    ("host_id", "string"),
     ("hostname", "string"),
     ("pid", "int"),
     ("path", "string"),
