@@ -194,30 +194,63 @@ def run(args: argparse.Namespace) -> int:
 def _replay(path: str, spec: TableSpec, printer: RowPrinter) -> int:
     if spec.name not in REPLAY_TABLES:
         raise WatchError(f"--audit-log yields {' and '.join(REPLAY_TABLES)} rows, not {spec.name}")
-    from eventsources.audit.logfile import ReplayStats, replay
+    from eventsources.audit.logfile import LogInput, ReplayError, ReplayStats, replay
 
     stats = ReplayStats()
+    name = "standard input" if path == "-" else path
     try:
-        with open(path, "rb") as f:
-            for table, row in replay(f, stats, socket_events=spec.name == "socket_events"):
-                if table == spec.name and not printer.done:
-                    printer.print(row)
+        log = LogInput(path)
+    except ReplayError as exc:
+        raise WatchError(str(exc)) from exc
     except OSError as exc:
-        raise WatchError(f"cannot read the audit log {path}: {exc.strerror or exc}") from exc
-    _print_replay_summary(path, stats, printer.rows, spec.name)
+        raise WatchError(f"cannot read the audit log {name}: {exc.strerror or exc}") from exc
+    with log:
+        try:
+            for table, row in replay(log, stats, socket_events=spec.name == "socket_events"):
+                if table == spec.name:
+                    printer.print(row)  # BrokenPipeError (``| head``) ends agent-cli quietly
+                    if printer.done:
+                        break
+        except ReplayError as exc:
+            raise WatchError(f"{name}: {exc}") from exc
+    _print_replay_summary(
+        log.name if log.compression is None else f"{log.name} ({log.compression})", stats, printer.rows, spec.name
+    )
+    if log.error is not None:
+        raise WatchError(f"{name}: reading stopped after line {stats.lines}: {log.error}")
     return 0
 
 
-def _print_replay_summary(path: str, stats: Any, shown: int, table: str) -> None:
+def _print_replay_summary(name: str, stats: Any, shown: int, table: str) -> None:
     err = sys.stderr
     err.write(
-        f"{path}: {stats.lines} lines read, {stats.records} audit records, {stats.events} events, "
-        f"{stats.rows} rows ({shown} {table}), {stats.malformed} malformed lines\n"
+        f"{name}: {stats.lines} lines read, {stats.records} audit records, {stats.events} events, "
+        f"{stats.rows} rows ({shown} {table}), {stats.malformed} malformed\n"
     )
     for lineno, why in stats.examples:
-        err.write(f"  malformed line {lineno}: {why}\n")
+        where = f"line {lineno}" if lineno is not None else "input"
+        err.write(f"  malformed {where}: {escape_controls(why)}\n")
     if stats.malformed > len(stats.examples):
         err.write(f"  ... and {stats.malformed - len(stats.examples)} more\n")
+    if stats.skipped:
+        parts = []
+        for why, count in sorted(stats.skipped.items(), key=lambda kv: -kv[1]):
+            detail = stats.skipped_detail.get(why)
+            if detail:
+                top = sorted(detail.items(), key=lambda kv: -kv[1])
+                named = ", ".join(f"{d}: {n}" for d, n in top[:5]) + (", ..." if len(top) > 5 else "")
+                parts.append(f"{count} {why} ({escape_controls(named)})")
+            else:
+                parts.append(f"{count} {why}")
+        err.write(f"  events without a row: {'; '.join(parts)}\n")
+    if stats.other_lines:
+        named = ", ".join(f"{kind} {n}" for kind, n in sorted(stats.other_lines.items()))
+        err.write(f"  lines that are no record: {sum(stats.other_lines.values())} ({named})\n")
+    if stats.other_types:
+        top = sorted(stats.other_types.items(), key=lambda kv: -kv[1])
+        named = ", ".join(f"{t} {n}" for t, n in top[:8]) + (", ..." if len(top) > 8 else "")
+        total = sum(stats.other_types.values())
+        err.write(f"  records of other types (no rows are built from them): {total} ({escape_controls(named)})\n")
 
 
 # -- sources in this process ------------------------------------------------------------------

@@ -31,7 +31,12 @@ SPEC = event_table(
         Column("mtime", "BIGINT", "Executed file's last modification, UNIX time"),
         Column("ctime", "BIGINT", "Executed file's last metadata change, UNIX time"),
         Column("btime", "BIGINT", "Executed file's creation, UNIX time (0: not available)"),
-        Column("overflows", "TEXT", "Structures that were cut short ('cmdline' when argv was truncated)", hidden=True),
+        Column(
+            "overflows",
+            "TEXT",
+            "Parts cut short or damaged ('cmdline' when argv was truncated; 'cwd', ...)",
+            hidden=True,
+        ),
         Column("parent", "BIGINT", "Parent process id, -1 when unknown"),
         Column("time", "BIGINT", "Time of the exec, UNIX time", additional=True),
         Column("timestamp", "DOUBLE", "Time of the exec, UNIX time with audit's millisecond precision", hidden=True),

@@ -30,6 +30,12 @@ SPEC = event_table(
         Column("local_port", "INTEGER", "Local port (bind; connect and accept when the agent could read the socket)"),
         Column("remote_port", "INTEGER", "Remote port (connect, accept)"),
         Column("socket", "TEXT", "Path of a UNIX domain socket ('@name' when abstract)", hidden=True),
+        Column(
+            "overflows",
+            "TEXT",
+            "Parts of the audit records that were damaged or cut short ('sockaddr', ...)",
+            hidden=True,
+        ),
         Column("time", "BIGINT", "Time of the call, UNIX time", additional=True),
         Column("timestamp", "DOUBLE", "Time of the call, UNIX time with audit's millisecond precision", hidden=True),
         Column("uptime", "BIGINT", "Time of the call, seconds since boot"),

@@ -247,7 +247,13 @@ def test_attribute_conn_log_writes_both_logs(tmp_path, fmt) -> None:
         rows = [{k: str(v) for k, v in json.loads(line).items()} for line in attribution.read_text().splitlines()]
     by_uid = {r["uid"]: r for r in rows}
     first = by_uid["CAAAAAAAAAAAAAAAA1"]
-    assert (first["orig_host_id"], first["orig_hostname"], first["orig_pid"], first["orig_user"], first["orig_match"]) == (
+    assert (
+        first["orig_host_id"],
+        first["orig_hostname"],
+        first["orig_pid"],
+        first["orig_user"],
+        first["orig_match"],
+    ) == (
         "host-a",
         "alpha",
         "500",

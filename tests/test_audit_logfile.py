@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
-from eventsources.audit.logfile import ReplayStats, replay
+import bz2
+import gzip
+import io
+import lzma
+
+import pytest
+
+from eventsources.audit.logfile import LogInput, ReplayError, ReplayStats, replay
 
 
 def h(text: str) -> str:
     return text.encode().hex().upper()
+
+
+def lines_of(*records: str) -> list[str]:
+    """Log lines as a file gives them: each with its newline."""
+    return [r + "\n" for r in records]
+
+
+def accounted(stats: ReplayStats) -> bool:
+    """Every event made a row or was counted as skipped, by reason."""
+    return stats.events == stats.rows + sum(stats.skipped.values())
 
 
 # auditd writes no EOE; an Ubuntu 6.x host with enriched format, node= prefix, interleaved serials
@@ -35,7 +52,7 @@ RHEL6 = [
 
 def test_enriched_interleaved_log_without_eoe() -> None:
     stats = ReplayStats()
-    rows = list(replay(ENRICHED, stats))
+    rows = list(replay(lines_of(*ENRICHED), stats))
     assert [t for t, _ in rows] == ["socket_events", "process_events"]  # each ends at its PROCTITLE
     sock, proc = rows[0][1], rows[1][1]
     assert (sock["action"], sock["remote_address"], sock["remote_port"], sock["status"], sock["path"], sock["fd"]) == (
@@ -61,7 +78,7 @@ def test_enriched_interleaved_log_without_eoe() -> None:
 
 def test_old_kernel_32bit_log_missing_records() -> None:
     stats = ReplayStats()
-    rows = list(replay(RHEL6, stats))
+    rows = list(replay(lines_of(*RHEL6), stats))
     assert len(rows) == 1
     table, row = rows[0]
     assert table == "process_events"
@@ -75,7 +92,8 @@ def test_old_kernel_32bit_log_missing_records() -> None:
         500,
     )
     assert (stats.records, stats.events, stats.rows, stats.malformed) == (7, 2, 1, 0)
-    assert stats.skipped == {"failed_exec": 1}
+    assert stats.skipped == {"failed_exec": 1} and accounted(stats)
+    assert stats.other_types == {"USER_START": 1}
 
 
 def test_malformed_lines_counted_not_fatal() -> None:
@@ -93,10 +111,230 @@ def test_malformed_lines_counted_not_fatal() -> None:
 def test_truncated_last_line_is_counted_and_the_event_kept() -> None:
     lines = [line.encode() + b"\n" for line in RHEL6[1:4]]
     lines[1] = b'type=EXECVE msg=audit(1400000000.200:301): argc=2 a0="/opt/i386/old" a1="/etc/pa'  # cut off
+    lines = [lines[0], lines[2], lines[1]]  # the cut line is the last line of the log
     stats = ReplayStats()
     rows = list(replay(lines, stats))
-    assert [(r["pid"], r["cmdline"], r["cwd"]) for _, r in rows] == [(21, "", "/tmp")]  # no half an argument
-    assert stats.malformed == 1 and "truncated" in stats.examples[0][1] and stats.examples[0][0] == 2
+    assert [(r["pid"], r["cmdline"], r["cwd"], r["overflows"]) for _, r in rows] == [
+        (21, "/opt/i386/old /etc/pa", "/tmp", "cmdline")  # what was there, marked as cut short
+    ]
+    assert stats.malformed == 1
+    assert stats.examples == [
+        (
+            3,
+            "EXECVE record of event 1400000000.200:301: the line ends without a newline (cut short); "
+            "a1: no closing quote (the record is cut short?)",
+        )
+    ]
+
+
+def test_cut_inside_a_hex_argument() -> None:
+    arg = h("--config=/etc/app/settings.ini")
+    log = lines_of(
+        RHEL6[1],
+        f'type=EXECVE msg=audit(1400000000.200:301): argc=2 a0="/opt/i386/old" a1_len={len(arg)} a1[0]={arg[:31]}',
+    )
+    log[-1] = log[-1][:-1]  # no newline: the log ends in the middle of a1
+    stats = ReplayStats()
+    ((_, row),) = list(replay(log, stats))
+    assert (row["cmdline"], row["overflows"]) == ("/opt/i386/old --config=/etc/a", "cmdline")  # no raw hex in cmdline
+    assert stats.malformed == 1 and stats.examples[0][0] == 2
+    assert "odd number of hex digits (31" in stats.examples[0][1]
+    assert f"a1_len={len(arg)} but 31 characters were logged" in stats.examples[0][1]
+
+
+def test_odd_hex_and_length_mismatch_inside_a_log() -> None:
+    arg = h("payload")
+    log = lines_of(
+        RHEL6[1],
+        f'type=EXECVE msg=audit(1400000000.200:301): argc=3 a0="/opt/i386/old" a1={arg[:-1]} a2_len=99 a2[0]={arg}',
+        RHEL6[3],
+    )
+    stats = ReplayStats()
+    ((_, row),) = list(replay(log, stats))
+    assert (row["cmdline"], row["overflows"], row["cwd"]) == ("/opt/i386/old payloa payload", "cmdline", "/tmp")
+    assert stats.malformed == 1
+    ((lineno, why),) = stats.examples
+    assert lineno == 2 and why.startswith("EXECVE record of event 1400000000.200:301: a1: odd number of hex digits")
+    assert "a2: a2_len=99 but 14 characters were logged" in why
+
+
+# go-libaudit's audit-ubuntu17 sample: a stray quote after the hex of key= on a SYSCALL execve record
+UBUNTU17 = (
+    "type=SYSCALL msg=audit(1515619721.392:106081): arch=c000003e syscall=59 success=yes exit=0 a0=55df1048ec88 "
+    "a1=55df1048ec38 a2=55df1048ec58 a3=1 items=2 ppid=27851 pid=27854 auid=4294967295 uid=0 gid=0 euid=0 suid=0 "
+    'fsuid=0 egid=0 sgid=0 fsgid=0 tty=(none) ses=4294967295 comm="grep" exe="/bin/grep" key=65786563013634626974"'
+)
+
+
+def test_stray_quote_keeps_the_event() -> None:
+    stats = ReplayStats()
+    rows = list(replay(lines_of(UBUNTU17), stats))
+    assert [(r["pid"], r["parent"], r["path"], r["uid"], r["overflows"]) for _, r in rows] == [
+        (27854, 27851, "/bin/grep", 0, "")  # the damaged key is no column: the row is whole
+    ]
+    assert stats.malformed == 1
+    assert stats.examples == [
+        (1, "SYSCALL record of event 1515619721.392:106081: key: stray quote in '65786563013634626974\"'")
+    ]
+
+
+def test_text_after_a_closing_quote_stays_out_of_cmdline() -> None:
+    log = lines_of(
+        'type=SYSCALL msg=audit(1600000000.000:5): arch=c000003e syscall=59 success=yes exit=0 a0=1 ppid=1 pid=50 auid=0 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 exe="/usr/bin/docker"',
+        'type=EXECVE msg=audit(1600000000.000:5): argc=3 a0="docker" a1="inspect" a2="721df12151a7"\'',
+        'type=PROCTITLE msg=audit(1600000000.000:5): proctitle="docker"',
+    )
+    stats = ReplayStats()
+    ((_, row),) = list(replay(log, stats))
+    assert row["cmdline"] == "docker inspect 721df12151a7"
+    assert (
+        stats.malformed == 1
+        and stats.examples[0][0] == 2
+        and "a2: text after the closing quote" in stats.examples[0][1]
+    )
+
+
+def test_multi_host_log_with_the_same_serials() -> None:
+    """Logs aggregated from two hosts (auditd's name_format): serial 4711 at the same time on both."""
+
+    def host(node: str, pid: int, exe: str, argv: list[str]) -> list[str]:
+        stamp = "1700000000.500:4711"
+        return [
+            f"node={node} type=SYSCALL msg=audit({stamp}): arch=c000003e syscall=59 success=yes exit=0 a0=1 ppid=1 "
+            f'pid={pid} auid=0 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 exe="{exe}"',
+            f"node={node} type=EXECVE msg=audit({stamp}): argc={len(argv)} "
+            + " ".join(f'a{i}="{a}"' for i, a in enumerate(argv)),
+            f'node={node} type=CWD msg=audit({stamp}): cwd="/home/{node}"',
+            f"node={node} type=PROCTITLE msg=audit({stamp}): proctitle={h(argv[0])}",
+        ]
+
+    a, b = (
+        host("web-1", 100, "/usr/bin/curl", ["curl", "-s", "example.org"]),
+        host("db-1", 200, "/usr/bin/psql", ["psql"]),
+    )
+    log = lines_of(*[x for pair in zip(a, b, strict=True) for x in pair])  # interleaved record by record
+    stats = ReplayStats()
+    rows = [r for _, r in replay(log, stats)]
+    assert [(r["pid"], r["path"], r["cmdline"], r["cwd"]) for r in rows] == [
+        (100, "/usr/bin/curl", "curl -s example.org", "/home/web-1"),
+        (200, "/usr/bin/psql", "psql", "/home/db-1"),
+    ]
+    assert (stats.events, stats.rows, stats.malformed) == (2, 2, 0)
+
+
+def test_ausearch_output_with_reversed_records() -> None:
+    """ausearch's default output: ``----``, ``time->``, then each event's records from last to first."""
+    event = [
+        f"type=PROCTITLE msg=audit(1700000200.010:90): proctitle={h('ls')}002D6C61",
+        'type=PATH msg=audit(1700000200.010:90): item=1 name="/lib64/ld-linux-x86-64.so.2" inode=2 dev=fd:01 mode=0100755 ouid=0 ogid=0',
+        'type=PATH msg=audit(1700000200.010:90): item=0 name="/usr/bin/ls" inode=1 dev=fd:01 mode=0100755 ouid=0 ogid=0',
+        'type=CWD msg=audit(1700000200.010:90): cwd="/var/log"',
+        'type=EXECVE msg=audit(1700000200.010:90): argc=2 a0="ls" a1="-la"',
+        'type=SYSCALL msg=audit(1700000200.010:90): arch=c000003e syscall=59 success=yes exit=0 a0=1 ppid=5 pid=6 auid=0 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 exe="/usr/bin/ls"',
+    ]
+    old = [  # an old kernel's event without PROCTITLE: it ends at the next ----
+        'type=CWD msg=audit(1400000000.200:301):  cwd="/tmp"',
+        'type=EXECVE msg=audit(1400000000.200:301): argc=1 a0="/opt/i386/old"',
+        RHEL6[1],
+    ]
+    log = lines_of(
+        "----", "time->Tue Nov 14 22:13:20 2023", *event, "----", "time->Sat May 13 16:53:20 2014", *old, "----"
+    )
+    stats = ReplayStats()
+    rows = [r for _, r in replay(log, stats)]
+    assert [(r["pid"], r["cmdline"], r["cwd"], r["mode"]) for r in rows] == [
+        (6, "ls -la", "/var/log", "0100755"),
+        (21, "/opt/i386/old", "/tmp", None),
+    ]
+    assert (stats.malformed, stats.records, stats.events) == (0, 9, 2)
+    assert stats.other_lines == {"ausearch ----": 3, "ausearch time->": 2}
+
+
+def test_interpreted_ausearch_output_is_refused_with_the_reason() -> None:
+    log = lines_of(
+        "----",
+        "type=PROCTITLE msg=audit(11/14/2023 22:13:20.010:90) : proctitle=ls -la",
+        "type=SYSCALL msg=audit(11/14/2023 22:13:20.010:90) : arch=x86_64 syscall=execve success=yes exit=0",
+    )
+    with pytest.raises(ReplayError, match=r"line 2: this is ausearch's interpreted output .*raw format"):
+        list(replay(log, ReplayStats()))
+
+
+def test_other_architectures_and_skips_are_counted_and_named() -> None:
+    def sys_line(serial: int, arch: str, nr: int) -> str:
+        return (
+            f"type=SYSCALL msg=audit(1700000300.000:{serial}): arch={arch} syscall={nr} success=yes exit=0 a0=3 "
+            f'ppid=1 pid={serial} auid=0 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 exe="/bin/x"'
+        )
+
+    log = lines_of(
+        sys_line(1, "80000015", 327),  # ppc64 bind, big-endian sa_family
+        "type=SOCKADDR msg=audit(1700000300.000:1): saddr=0002005000000000" + "00" * 8,
+        sys_line(2, "8", 11),  # MIPS
+        sys_line(3, "c000003e", 257),  # openat
+        sys_line(4, "c000003e", 59).replace("success=yes", "success=no"),
+        "type=USER_LOGIN msg=audit(1700000300.000:5): pid=1 uid=0 msg='op=login acct=\"root\" res=success'",
+    )
+    stats = ReplayStats()
+    rows = list(replay(log, stats))
+    assert [(t, r["action"], r["local_port"]) for t, r in rows] == [("socket_events", "bind", 80)]
+    assert stats.skipped == {"unknown_arch": 1, "other_syscall": 1, "failed_exec": 1}
+    assert stats.skipped_detail == {"unknown_arch": {"0x00000008": 1}, "other_syscall": {"x86_64 #257": 1}}
+    assert stats.other_types == {"USER_LOGIN": 1}
+    assert accounted(stats) and stats.malformed == 0
+
+
+def test_a_bad_sockaddr_is_reported_as_what_it_is() -> None:
+    log = lines_of(
+        RHEL6[0],
+        'type=SYSCALL msg=audit(1700000100.002:21): arch=c000003e syscall=42 success=no exit=-115 a0=3 a1=7ff a2=10 a3=0 items=0 ppid=1 pid=950 auid=0 uid=33 gid=33 euid=33 suid=33 fsuid=33 egid=33 sgid=33 fsgid=33 exe="/usr/bin/php"',
+        "type=SOCKADDR msg=audit(1700000100.002:21): saddr=0A00005020",
+        'type=PROCTITLE msg=audit(1700000100.002:21): proctitle="php"',
+    )
+    stats = ReplayStats()
+    ((_, row),) = list(replay(log, stats))
+    assert (row["status"], row["remote_address"], row["overflows"]) == ("in_progress", None, "sockaddr")
+    assert stats.examples == [
+        (3, "SOCKADDR record of event 1700000100.002:21: saddr: AF_INET6 sockaddr too short: '0A00005020'")
+    ]
+
+
+# -- reading files ---------------------------------------------------------------------------
+LOG_BYTES = "".join(lines_of(*RHEL6)).encode()
+
+
+@pytest.mark.parametrize(
+    ("kind", "compress"), [("gzip", gzip.compress), ("bzip2", bz2.compress), ("xz", lzma.compress), (None, bytes)]
+)
+def test_log_input_reads_compressed_logs(tmp_path, kind, compress) -> None:
+    path = tmp_path / "audit.log.1"
+    path.write_bytes(compress(LOG_BYTES))
+    with LogInput(str(path)) as log:
+        stats = ReplayStats()
+        rows = list(replay(log, stats))
+    assert (log.compression, log.error, len(rows), rows[0][1]["pid"], stats.lines) == (kind, None, 1, 21, 7)
+
+
+def test_log_input_names_what_it_cannot_read(tmp_path) -> None:
+    path = tmp_path / "audit.log.zst"
+    path.write_bytes(b"\x28\xb5\x2f\xfd" + bytes(20))
+    with pytest.raises(ReplayError, match="zstd-compressed; decompress it first"):
+        LogInput(str(path))
+    cut = tmp_path / "audit.log.2.gz"
+    data = gzip.compress(LOG_BYTES * 50)
+    cut.write_bytes(data[: len(data) // 2])
+    with LogInput(str(cut)) as log:
+        stats = ReplayStats()
+        rows = list(replay(log, stats))
+    assert log.error == "the gzip data ends early (the file is cut short)"
+    assert rows and stats.lines < 7 * 50  # what could be read was replayed
+
+
+def test_log_input_reads_standard_input() -> None:
+    stdin = io.BufferedReader(io.BytesIO(gzip.compress(LOG_BYTES)))  # type: ignore[arg-type]
+    log = LogInput("-", stdin=stdin)
+    assert log.name == "standard input"
+    assert [r["pid"] for _, r in replay(log, ReplayStats())] == [21]
 
 
 def test_window_flushes_events_without_end_marker() -> None:
@@ -107,6 +345,7 @@ def test_window_flushes_events_without_end_marker() -> None:
             f'type=SYSCALL msg=audit(1.0:{s}): arch=c000003e syscall=59 success=yes exit=0 a0=0 ppid=1 pid={s} auid=0 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 exe="/bin/x"'
         )
         lines.append(f'type=EXECVE msg=audit(1.0:{s}): argc=1 a0="x{i}"')
+    lines = lines_of(*lines)
     stats = ReplayStats()
     seen = []
     for _table, row in replay(lines, stats, window=16):

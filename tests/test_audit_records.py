@@ -14,6 +14,8 @@ from eventsources.audit.records import (
     SOCKADDR,
     SOCKETCALL,
     SYSCALL,
+    Damage,
+    InterpretedFormatError,
     RecordError,
     SockAddr,
     decode_sockaddr,
@@ -22,6 +24,9 @@ from eventsources.audit.records import (
     parse_fields,
     parse_line,
     parse_message,
+    read_hex,
+    read_untrusted,
+    scan_fields,
 )
 from eventsources.audit.rows import RowBuilder
 
@@ -98,9 +103,77 @@ def test_parse_message_rejects_garbage(text: str) -> None:
         parse_message(SYSCALL, text)
 
 
-def test_fields_with_quoted_spaces_and_bare_words() -> None:
-    f = parse_fields('pid=1 msg=\'op=login acct="root" res=success\' junk a="b c" z=')
-    assert f == {"pid": "1", "msg": "'op=login acct=\"root\" res=success'", "a": '"b c"', "z": ""}
+def test_fields_read_one_by_one_as_auparse_does() -> None:
+    """Split at spaces; a user message's fields are the record's own; quoted values never span a space."""
+    fields, damage = scan_fields('pid=1 msg=\'op=login acct="root" res=success\' junk a="b c" z=')
+    assert fields == {"pid": "1", "op": "login", "acct": '"root"', "res": "success", "a": '"b"', "z": ""}
+    assert damage == (
+        Damage(None, "text that is not a field: 'junk'"),
+        Damage("a", "no closing quote (the record is cut short?)"),
+        Damage(None, "text that is not a field: 'c\"'"),
+    )
+    assert parse_fields("arch=c000003e syscall=59") == {"arch": "c000003e", "syscall": "59"}
+
+
+# go-libaudit's audit-ubuntu17 sample ends its SYSCALL record with a stray quote after the hex key
+UBUNTU17_KEY = 'key=65786563013634626974"'
+
+
+def test_stray_quote_loses_only_what_is_unreadable() -> None:
+    body = f'arch=c000003e syscall=59 success=yes exit=0 pid=27854 comm="grep" exe="/bin/grep" {UBUNTU17_KEY}'
+    fields, damage = scan_fields(body)
+    assert fields["exe"] == '"/bin/grep"' and fields["pid"] == "27854"
+    assert fields["key"] == "65786563013634626974"  # the readable hex: "exec\x0164bit"
+    assert damage == (Damage("key", "stray quote in '65786563013634626974\"'"),)
+
+
+def test_text_after_a_closing_quote_does_not_leak_into_the_value() -> None:
+    fields, damage = scan_fields('argc=3 a0="docker" a1="inspect" a2="721df12151a7"\' a3=x')
+    assert fields == {"argc": "3", "a0": '"docker"', "a1": '"inspect"', "a2": '"721df12151a7"', "a3": "x"}
+    assert damage == (Damage("a2", 'text after the closing quote: "\'"'),)
+    assert execve_args([parse_message(EXECVE, 'audit(1.0:1): argc=3 a0="docker" a1="inspect" a2="721df12151a7"\'')])[
+        0
+    ] == ["docker", "inspect", "721df12151a7"]
+
+
+def test_repeated_fields_and_unprintable_bytes_are_damage() -> None:
+    # a cut record followed by the next record on the same line repeats fields
+    fields, damage = scan_fields('argc=2 a0="ls" a1="/etc/patype=SYSCALL argc=9 a0="x"')
+    assert fields["argc"] == "2" and fields["a0"] == '"ls"'
+    assert [d.field for d in damage] == ["a1", "argc", "a0"]
+    fields, damage = scan_fields("pid=12\x00\x00 uid=0 cwd=\ufffd")
+    assert fields == {"pid": "12\x00\x00", "uid": "0", "cwd": "\ufffd"}
+    assert [d.field for d in damage] == ["pid", "cwd"] and "unprintable" in damage[0].what
+
+
+def test_record_damage_is_parsed_lazily_and_names_a_cut_line() -> None:
+    rec = parse_line('type=CWD msg=audit(1.5:7): cwd="/ro', lineno=12, cut=True)
+    assert rec._fields is None  # nothing parsed yet
+    assert rec.damage == (
+        Damage(None, "the line ends without a newline (cut short)"),
+        Damage("cwd", "no closing quote (the record is cut short?)"),
+    )
+    assert (rec.name, rec.lineno, rec.event_id) == ("CWD", 12, "1.500:7")
+
+
+@pytest.mark.parametrize(
+    ("value", "data", "problem"),
+    [
+        ("414243", b"ABC", None),
+        ("41424", b"AB", "odd number of hex digits (5: cut short?)"),
+        ("4142ZZ", b"AB", "not hex after 4 digits: 'ZZ'"),
+        ("", b"", None),
+    ],
+)
+def test_read_hex_keeps_the_readable_prefix(value: str, data: bytes, problem: str | None) -> None:
+    assert read_hex(value) == (data, problem)
+
+
+def test_read_untrusted_names_what_it_could_not_read() -> None:
+    assert read_untrusted('"/bin/true"') == ("/bin/true", None)
+    assert read_untrusted(hexs("/tmp/a b")[:-1]) == ("/tmp/a ", "odd number of hex digits (15: cut short?)")
+    assert read_untrusted("plain-word") == ("plain-word", "neither quoted nor hex: 'plain-word'")
+    assert read_untrusted("(null)") == (None, None)
 
 
 def test_untrusted_values_decoded_by_form() -> None:
@@ -119,30 +192,57 @@ def test_execve_split_argument_across_records() -> None:
     r1 = parse_message(EXECVE, f'audit(1.0:9): argc=4 a0="/bin/true" a1={hexs("a b")} a2_len={len(h)} a2[0]={h[:7000]}')
     r2 = parse_message(EXECVE, f"audit(1.0:9): a2[1]={h[7000:14000]}")
     r3 = parse_message(EXECVE, f'audit(1.0:9): a2[2]={h[14000:]} a3="z"')
-    argv, argc = execve_args([r1, r2, r3])
-    assert argc == 4
+    argv, argc, damage = execve_args([r1, r2, r3])
+    assert argc == 4 and damage == []
     assert argv == ["/bin/true", "a b", long_arg.decode(), "z"]
 
 
 def test_execve_split_argument_with_quoted_chunks() -> None:
-    # an argument that needs no encoding may be split in "quoted" chunks; a bad chunk loses only its argument
+    # an argument that needs no encoding may be split in "quoted" chunks; a bad chunk loses only what it holds
     r = parse_message(
         EXECVE,
         'audit(1.0:9): argc=4 a0="ls" a1_len=12 a1[0]="abcdef" a1[1]="ghijkl" a2="-l" a3_len=4 a3[0]=ZZ a3[1]="ab"',
     )
-    assert execve_args([r]) == (["ls", "abcdefghijkl", "-l"], 4)
+    assert execve_args([r]) == (
+        ["ls", "abcdefghijkl", "-l", "ab"],
+        4,
+        [(r, Damage("a3[0]", "not hex after 0 digits: 'ZZ'"))],
+    )
 
 
 def test_execve_args_sorted_numerically_beyond_ten() -> None:
     body = "argc=12 " + " ".join(f'a{i}="x{i}"' for i in range(12))
-    argv, _ = execve_args([parse_message(EXECVE, f"audit(1.0:9): {body}")])
+    argv, _, _ = execve_args([parse_message(EXECVE, f"audit(1.0:9): {body}")])
     assert argv == [f"x{i}" for i in range(12)]
 
 
 def test_execve_multibyte_char_split_between_chunks() -> None:
     h = hexs("é")  # C3A9: split in the middle of the character
     r = parse_message(EXECVE, f"audit(1.0:9): argc=1 a0_len=4 a0[0]={h[:2]} a0[1]={h[2:]}")
-    assert execve_args([r]) == (["é"], 1)
+    assert execve_args([r]) == (["é"], 1, [])
+
+
+def test_execve_damage_odd_hex_length_mismatch_and_missing_chunks() -> None:
+    h = hexs("/usr/share/doc/a-long-name")
+    cut = parse_message(EXECVE, f'audit(1.0:9): argc=2 a0="cat" a1={h[:9]}')  # the line was cut inside a1
+    argv, _, damage = execve_args([cut])
+    assert argv == ["cat", "/usr"] and damage == [(cut, Damage("a1", "odd number of hex digits (9: cut short?)"))]
+    # aN_len says more than the chunks hold: the record with the rest was lost
+    first = parse_message(EXECVE, f"audit(1.0:9): argc=1 a0_len={len(h)} a0[0]={h[:20]}")
+    argv, _, damage = execve_args([first])
+    assert argv == ["/usr/share"]
+    assert damage == [(first, Damage("a0", f"a0_len={len(h)} but 20 characters were logged (cut short?)"))]
+    # a chunk in the middle missing, and no aN_len at all
+    gap = parse_message(EXECVE, f"audit(1.0:9): argc=1 a0[0]={h[:4]} a0[2]={h[8:12]}")
+    argv, _, damage = execve_args([gap])
+    assert argv == ["/u" + "/s"]
+    assert [d.field for _, d in damage] == ["a0[1]", "a0_len"]
+    # the kernel gives an argument of 7,500 bytes or more its length in bytes, not hex digits
+    big = ("é" * 4000).encode()
+    r = parse_message(
+        EXECVE, f"audit(1.0:9): argc=1 a0_len={len(big)} a0[0]={hexs(big[:5000])} a0[1]={hexs(big[5000:])}"
+    )
+    assert execve_args([r]) == (["é" * 4000], 1, [])
 
 
 @pytest.mark.parametrize(
@@ -168,11 +268,21 @@ def test_sockaddr_malformed(saddr: str) -> None:
         decode_sockaddr(saddr)
 
 
+def test_sockaddr_family_in_the_abis_byte_order() -> None:
+    # ppc64 and s390x write sa_family big-endian; the port and address are network order everywhere
+    assert decode_sockaddr("00021F900A0102030000000000000000", big_endian=True) == SockAddr(2, "10.1.2.3", 8080)
+    assert decode_sockaddr("000A0050" + "00" * 4 + "00" * 15 + "01" + "00" * 4, big_endian=True) == SockAddr(
+        10, "::1", 80
+    )
+    assert decode_sockaddr("0001" + hexs("/run/s") + "00", big_endian=True) == SockAddr(1, path="/run/s")
+
+
 def test_parse_line_variants() -> None:
     plain = parse_line('type=CWD msg=audit(1700000000.5:77): cwd="/root"\n')
     assert (plain.type, plain.serial, plain.fields["cwd"]) == (CWD, 77, '"/root"')
     node = parse_line("node=web-1 type=SYSCALL msg=audit(1700000000.5:78): arch=40000003 syscall=11")
-    assert (node.type, node.serial) == (SYSCALL, 78)
+    assert (node.type, node.serial, node.node) == (SYSCALL, 78, "web-1")
+    assert plain.node is None
     enriched = parse_line(
         'type=SYSCALL msg=audit(1.5:79): arch=c000003e syscall=59 uid=0\x1dARCH=x86_64 SYSCALL=execve UID="root"'
     )
@@ -184,6 +294,15 @@ def test_parse_line_variants() -> None:
     for bad in ("garbage", "type=SYSCALL", "type=SYSCALL msg=nonsense", "type=SYSCALL foo=audit(1.5:3): x"):
         with pytest.raises(RecordError):
             parse_line(bad)
+
+
+def test_interpreted_ausearch_output_is_recognised() -> None:
+    line = (
+        "type=SYSCALL msg=audit(11/14/2023 10:22:01.123:456) : arch=x86_64 syscall=execve success=yes exit=0 "
+        "a0=0x55d a1=0x55e a2=0x55f a3=0x0 items=2 ppid=900 pid=901 auid=alice uid=alice comm=ls exe=/usr/bin/ls"
+    )
+    with pytest.raises(InterpretedFormatError, match="raw format"):
+        parse_line(line)
 
 
 # -- reassembly ------------------------------------------------------------------------------
@@ -273,10 +392,14 @@ def test_failed_exec_own_pid_and_lonely_records_skipped() -> None:
 
 
 def test_malformed_syscall_counted() -> None:
-    records = [(SYSCALL, "audit(1.0:500): arch=zz syscall=59 pid=1"), rec(EOE, 500, "")]
-    records += [(SYSCALL, "audit(1.0:501): arch=c000003e syscall=59"), rec(EOE, 501, "")]  # no pid
+    records = [rec(SYSCALL, 500, "arch=zz syscall=59 pid=1"), rec(EOE, 500, "")]
+    records += [rec(SYSCALL, 501, "arch=c000003e syscall=59"), rec(EOE, 501, "")]  # no pid
     rows, builder, _ = assemble(records)
-    assert rows == [] and builder.malformed == 2
+    assert rows == [] and builder.malformed == 2 and builder.skipped == {"malformed": 2}
+    assert builder.examples == [
+        "SYSCALL record of event 1700000000.123:500: arch: unreadable: 'zz'",
+        "SYSCALL record of event 1700000000.123:501: pid: unreadable: None",
+    ]
 
 
 def sock_event(
@@ -405,3 +528,180 @@ def test_source_hot_path_on_datagrams() -> None:
     assert status.extra["records"] == 7 + 7 + 3
     assert status.extra["ignored_records"] == 1 + 1 + 7 + 1  # PROCTITLE, PATH item 1, 7 BPRM_FCAPS, the short one
     assert status.events_seen == 1 and status.mode == "inactive"
+
+
+# -- events keyed on node, timestamp and serial ----------------------------------------------
+def test_same_serial_on_two_hosts_is_two_events() -> None:
+    """A log aggregated from several hosts: node=a and node=b both have serial 77 at the same time."""
+    reasm = Reassembler(timeout=60, end_on_proctitle=True)
+    builder = RowBuilder()
+    lines = [
+        "node=a type=SYSCALL msg=audit(1700000000.100:77): arch=c000003e syscall=59 success=yes exit=0 a0=1 ppid=1 "
+        'pid=100 auid=0 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 exe="/usr/bin/id"',
+        "node=b type=SYSCALL msg=audit(1700000000.100:77): arch=c000003e syscall=59 success=yes exit=0 a0=1 ppid=1 "
+        'pid=200 auid=0 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 exe="/usr/bin/ls"',
+        'node=b type=EXECVE msg=audit(1700000000.100:77): argc=2 a0="ls" a1="-l"',
+        'node=a type=EXECVE msg=audit(1700000000.100:77): argc=1 a0="id"',
+        'node=a type=PROCTITLE msg=audit(1700000000.100:77): proctitle="id"',
+        "node=b type=PROCTITLE msg=audit(1700000000.100:77): proctitle=6C73002D6C",
+    ]
+    rows = []
+    for line in lines:
+        event = reasm.push(parse_line(line), 0.0)
+        if event is not None:
+            rows.append((event.node, builder.build(event)))
+    assert [(node, r[1]["pid"], r[1]["path"], r[1]["cmdline"]) for node, r in rows if r] == [
+        ("a", 100, "/usr/bin/id", "id"),
+        ("b", 200, "/usr/bin/ls", "ls -l"),
+    ]
+
+
+def test_same_serial_at_another_time_is_another_event() -> None:
+    """Serials start again after a reboot: the timestamp tells the events apart."""
+    reasm = Reassembler(timeout=60)
+    reasm.push(parse_message(*syscall(5)), 0.0)
+    reasm.push(parse_message(SYSCALL, "audit(1800000000.000:5): arch=c000003e syscall=59 pid=9"), 0.0)
+    assert len(reasm) == 2
+    (event,) = [e for e in reasm.flush() if e.ts == 1800000000.0]
+    assert len(event.records) == 1
+
+
+def test_reversed_record_order_as_ausearch_prints_it() -> None:
+    """ausearch prints PROCTITLE first and SYSCALL last: the event ends at whichever of the two comes second."""
+    reasm = Reassembler(timeout=60, end_on_proctitle=True)
+    records = [r for r in exec_event(700, f'argc=2 a0="/bin/true" a1={hexs("x y")}') if r[0] != EOE][::-1]
+    ended = [reasm.push(parse_message(rtype, text), 0.0) for rtype, text in records]
+    assert ended[:-1] == [None] * (len(records) - 1)
+    event = ended[-1]
+    assert event is not None and event.complete and len(event.records) == len(records)
+    ((table, row),) = [RowBuilder().build(event)]
+    assert (table, row["cmdline"], row["cwd"], row["mode"]) == (
+        "process_events",
+        "/bin/true x y",
+        "/home/a user",
+        "0100755",
+    )
+
+
+def test_boundary_ends_every_open_event() -> None:
+    reasm = Reassembler(timeout=60, end_on_proctitle=True)
+    reasm.push(parse_message(*syscall(1)), 0.0)
+    reasm.push(parse_message(*rec(CWD, 2, 'cwd="/"')), 0.0)
+    events = reasm.boundary()
+    assert [(e.serial, e.complete) for e in events] == [(1, True), (2, True)]
+    assert len(reasm) == 0 and reasm.completed == 2 and reasm.timed_out == 0
+
+
+# -- damage reaches the rows as overflows, and the counts as named problems ------------------
+def test_damaged_records_mark_the_row_and_are_named() -> None:
+    h = hexs("/etc/passwd")
+    records = [
+        syscall(800, exe=f"{hexs('/usr/bin/cat')}'"),  # stray quote after the hex of exe
+        rec(EXECVE, 800, f'argc=2 a0="cat" a1={h[:-3]}'),  # odd hex: the record was cut inside a1
+        rec(CWD, 800, 'cwd="/root"'),
+        rec(PATH, 800, 'item=0 name="/usr/bin/cat" inode=1 dev=fe:00 mode=0100755 ouid=0 ogid=0'),
+        rec(EOE, 800, ""),
+    ]
+    problems: list = []
+    builder = RowBuilder(on_problem=problems.append)
+    reasm = Reassembler()
+    (event,) = [e for e in (reasm.push(parse_message(*r), 0.0) for r in records) if e is not None]
+    _table, row = builder.build(event)
+    assert (row["path"], row["cmdline"], row["cwd"]) == ("/usr/bin/cat", "cat /etc/pass", "/root")
+    assert row["overflows"] == "cmdline,syscall"
+    assert builder.malformed == 2
+    assert [str(p) for p in problems] == [
+        'SYSCALL record of event 1700000000.123:800: exe: stray quote in "2F7573722F62696E2F636174\'"',
+        "EXECVE record of event 1700000000.123:800: a1: odd number of hex digits (19: cut short?)",
+    ]
+
+
+def test_damage_in_a_field_no_row_reads_counts_but_leaves_the_row_whole() -> None:
+    records = [
+        (t, x.replace('key="zeek-agent"', 'key=65786563013634626974"')) for t, x in exec_event(801, 'argc=1 a0="x"')
+    ]
+    rows, builder, _ = assemble(records)
+    ((_, row),) = rows
+    assert row["overflows"] == "" and row["cmdline"] == "x"
+    assert builder.malformed == 1 and "key: stray quote" in builder.examples[0]
+
+
+def test_bad_sockaddr_is_named_as_a_sockaddr_problem() -> None:
+    records = sock_event(9, 42, "02000050C0A8")  # AF_INET cut after 6 bytes
+    rows, builder, _ = assemble(records)
+    ((_, row),) = rows
+    assert (row["action"], row["remote_address"], row["overflows"]) == ("connect", None, "sockaddr")
+    assert builder.examples == [
+        "SOCKADDR record of event 1700000000.123:9: saddr: AF_INET sockaddr too short: '02000050C0A8'"
+    ]
+
+
+# -- linear work -----------------------------------------------------------------------------
+def _string_work(line: str) -> int:
+    """Characters of the new strings the record parser binds, plus those of strings handed to its calls.
+
+    A deterministic stand-in for its running time: re-joining a growing value on each of n
+    pieces (quadratic) shows as ~n^2/2 characters, reading each piece once as ~n.  Traced
+    with sys.settrace over every frame of records.py.
+    """
+    import sys
+
+    import eventsources.audit.records as records
+
+    total = 0
+    target = records.__file__
+
+    def local(frame, event, _arg):
+        nonlocal total
+        code = frame.f_code
+        nargs = code.co_argcount + code.co_kwonlyargcount
+        seen = seen_by_frame.setdefault(id(frame), {})
+        for name, value in frame.f_locals.items():
+            if not isinstance(value, (str, bytes)):
+                continue
+            if name in code.co_varnames[:nargs]:
+                if event == "call":
+                    total += len(value)  # a call handed a long string counts it once
+                continue
+            if seen.get(name) is not value:
+                seen[name] = value
+                total += len(value)
+        return local
+
+    seen_by_frame: dict[int, dict[str, object]] = {}
+
+    def calls(frame, event, _arg):
+        if frame.f_code.co_filename == target:
+            local(frame, "call", None)
+            return local
+        return None
+
+    sys.settrace(calls)
+    try:
+        rec_ = parse_line(line)
+        assert rec_.damage is not None  # parses the fields
+        execve_args([rec_])
+    finally:
+        sys.settrace(None)
+    return total
+
+
+SHAPES = {
+    "quoted value with many spaces": lambda k: 'a0="' + "x " * k + '"',
+    "many small fields": lambda k: "a=b " * k,
+    "one long hex value": lambda k: "a0=" + "41" * k,
+    "quotes and spaces": lambda k: 'a0="' + '" ' * k,
+    "a message in single quotes": lambda k: "msg='" + "op=x " * k + "'",
+    "many chunks of one argument": lambda k: f"a0_len={k} " + " ".join(f"a0[{i}]=41" for i in range(k // 8)),
+    "equals signs": lambda k: "a=" + "=" * k,
+    "stray quotes in bare values": lambda k: 'a="b"c"d ' * (k // 8),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_parsing_work_is_linear_in_the_line_length(shape: str) -> None:
+    """Four times the line, four times the work (a quadratic parser would do sixteen times)."""
+    small, large = (f"type=EXECVE msg=audit(1.0:1): {SHAPES[shape](k)}\n" for k in (2_000, 8_000))
+    w_small, w_large = _string_work(small), _string_work(large)
+    assert w_large <= 5 * w_small, (shape, w_small, w_large)
+    assert w_large <= 40 * len(large), (shape, w_large, len(large))

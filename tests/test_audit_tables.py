@@ -59,6 +59,7 @@ SOCKET_COLUMNS = [
     ("local_port", "INTEGER"),
     ("remote_port", "INTEGER"),
     ("socket", "TEXT"),
+    ("overflows", "TEXT"),
     ("time", "BIGINT"),
     ("timestamp", "DOUBLE"),
     ("uptime", "BIGINT"),
@@ -99,6 +100,7 @@ def test_columns_match_osquery() -> None:
     assert {c.name for c in sock.columns if c.hidden} == {
         "protocol",
         "socket",
+        "overflows",
         "eid",
         "success",
         "timestamp",
@@ -125,12 +127,13 @@ LOG = [
 
 def test_rows_queryable_through_sql() -> None:
     stores = {"process_events": EventStore("process_events"), "socket_events": EventStore("socket_events")}
-    for table, row in replay(LOG, ReplayStats()):
+    for table, row in replay([line + "\n" for line in LOG], ReplayStats()):
         stores[table].add(row)
     db = Database([get_spec("process_events"), get_spec("socket_events")], services={"event_stores": stores})
     res = db.execute("SELECT pid, parent, path, cmdline, syscall FROM process_events")
     assert res.rows == [(11, 10, "/usr/bin/id", "id -u", "execve")]
     res = db.execute(
-        "SELECT action, family, local_address, local_port, status, success, eid IS NOT NULL FROM socket_events"
+        "SELECT action, family, local_address, local_port, status, success, eid IS NOT NULL, overflows "
+        "FROM socket_events"
     )
-    assert res.rows == [("bind", 10, "::", 22, "succeeded", 1, 1)]
+    assert res.rows == [("bind", 10, "::", 22, "succeeded", 1, 1, "")]

@@ -94,8 +94,8 @@ def test_audit_log_replay_prints_rows_and_a_summary(tmp_path: Path, capsys) -> N
         "/home/user",
         1000,
     )
-    assert "7 lines read" in err and "1 malformed lines" in err
-    assert "malformed line 5:" in err
+    assert "7 lines read" in err and "1 malformed" in err
+    assert "malformed line 5: not an audit record" in err
 
     assert main(["watch", "process_events", "--audit-log", str(log)]) == 0  # text view
     out, _ = capsys.readouterr()
@@ -111,6 +111,90 @@ def test_audit_log_errors(tmp_path: Path, capsys) -> None:
     assert "Error: cannot read the audit log" in capsys.readouterr().err
     assert main(["watch", "hardware_events", "--audit-log", str(tmp_path)]) == 1
     assert "--audit-log yields" in capsys.readouterr().err
+
+
+def test_audit_log_from_standard_input_compressed_or_not(tmp_path: Path) -> None:
+    import gzip
+
+    text = "\n".join(AUDIT_LOG) + "\n"
+    for data in (text.encode(), gzip.compress(text.encode())):
+        proc = subprocess.run(
+            [sys.executable, "-m", "agent.cli", "watch", "process_events", "--json", "--audit-log", "-"],
+            cwd=REPO,
+            env=dict(os.environ, PYTHONPATH=str(REPO)),
+            input=data,
+            capture_output=True,
+            timeout=60,
+        )
+        out, err = proc.stdout.decode(), proc.stderr.decode()
+        assert proc.returncode == 0, err
+        assert [json.loads(line)["cmdline"] for line in out.splitlines()] == ["/bin/true hello big world"]
+        assert err.startswith("standard input") and "7 lines read" in err
+
+
+def test_gzip_compressed_log_file(tmp_path: Path, capsys) -> None:
+    import gzip
+
+    log = tmp_path / "audit.log.1.gz"
+    log.write_bytes(gzip.compress(("\n".join(AUDIT_LOG) + "\n").encode()))
+    assert main(["watch", "process_events", "--json", "--audit-log", str(log)]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["pid"] == 1001
+    assert err.startswith(f"{log} (gzip): 7 lines read")
+    log.write_bytes(gzip.compress(("\n".join(AUDIT_LOG) + "\n").encode())[:-12])  # the end of the stream is missing
+    assert main(["watch", "process_events", "--json", "--audit-log", str(log)]) == 1
+    out, err = capsys.readouterr()
+    assert json.loads(out)["pid"] == 1001  # the rows it could read
+    assert "Error: " in err and "the gzip data ends early" in err
+
+
+def test_closed_stdout_ends_the_replay_quietly(tmp_path: Path) -> None:
+    """``agent-cli watch ... --audit-log big.log | head -1``."""
+    log = tmp_path / "audit.log"
+    with log.open("w") as f:
+        for serial in range(1, 5001):
+            for line in AUDIT_LOG:
+                f.write(line.replace(":100)", f":{serial})") + "\n")
+    proc = _cli("watch", "process_events", "--audit-log", str(log))
+    first = proc.stdout.readline()
+    proc.stdout.close()  # as head does after its line
+    proc.wait(timeout=120)
+    err = proc.stderr.read()
+    proc.stderr.close()
+    assert first.split()[:3] == ["time", "pid", "parent"]
+    assert proc.returncode == 0, err
+    assert err == ""  # no "Broken pipe", no traceback, no summary of a replay nobody reads
+
+
+def test_interpreted_input_gets_told_to_use_the_raw_format(tmp_path: Path, capsys) -> None:
+    log = tmp_path / "ausearch-i.txt"
+    log.write_text(
+        "----\ntype=PROCTITLE msg=audit(11/14/2023 22:13:20.123:100) : proctitle=/bin/true\n"
+        "type=SYSCALL msg=audit(11/14/2023 22:13:20.123:100) : arch=x86_64 syscall=execve success=yes exit=0\n"
+    )
+    assert main(["watch", "process_events", "--audit-log", str(log)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"Error: {log}: line 2: this is ausearch's interpreted output")
+    assert "ausearch --raw" in err and "Traceback" not in err
+
+
+def test_summary_names_the_bad_record_and_what_was_skipped(tmp_path: Path, capsys) -> None:
+    log = tmp_path / "audit.log"
+    log.write_text(
+        "type=SYSCALL msg=audit(1700000100.002:21): arch=c000003e syscall=42 success=no exit=-115 a0=3 a1=7ff a2=10 "
+        'a3=0 items=0 ppid=1 pid=950 auid=0 uid=33 gid=33 euid=33 suid=33 fsuid=33 egid=33 sgid=33 fsgid=33 exe="/usr/bin/php"\n'
+        "type=SOCKADDR msg=audit(1700000100.002:21): saddr=0A00005020\n"
+        'type=PROCTITLE msg=audit(1700000100.002:21): proctitle="php"\n'
+        "type=SYSCALL msg=audit(1700000100.003:22): arch=8 syscall=11 success=yes exit=0 a0=3 pid=1\n"
+        "type=USER_LOGIN msg=audit(1700000100.004:23): pid=1 uid=0 msg='op=login res=success'\n"
+    )
+    assert main(["watch", "socket_events", "--json", "--columns", "action,overflows", "--audit-log", str(log)]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["overflows"] == "sockaddr"
+    assert "2 events, 1 rows (1 socket_events), 1 malformed" in err
+    assert "  malformed line 2: SOCKADDR record of event 1700000100.002:21: saddr: AF_INET6 sockaddr too short" in err
+    assert "  events without a row: 1 unknown_arch (0x00000008: 1)" in err
+    assert "  records of other types (no rows are built from them): 1 (USER_LOGIN 1)" in err
 
 
 def _await_line(stream, prefix: str, seconds: float = 30.0) -> str:

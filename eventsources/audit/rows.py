@@ -2,30 +2,90 @@
 
 Columns follow osquery's audit subscribers: process rows from execve/execveat
 (SYSCALL + EXECVE + CWD + PATH item 0), socket rows from connect/bind/accept(4)
-(SYSCALL + SOCKADDR; for i386's socketcall(2) the call is its a0 and the real
-arguments are in the SOCKETCALL record).  Failed execs are dropped (nothing ran); socket calls are
+(SYSCALL + SOCKADDR; for socketcall(2) -- i386, ppc, s390 -- the call is its a0 and the
+real arguments are in the SOCKETCALL record).  Syscall numbers are looked up per
+architecture (syscalls.py).  Failed execs are dropped (nothing ran); socket calls are
 kept with their status, and with the caller's uid, euid, gid and parent from the SYSCALL
 record (as osquery's bpf_socket_events has them).  What needs the host (file times,
 cgroup, the socket's local end) is added by the caller at event time.
+
+Every event either makes a row or is counted in ``skipped`` by reason (with details:
+which architecture, which syscall).  A damaged record (see records.Damage) is counted
+once in ``malformed`` and reported as a :class:`Problem`; the row built from it keeps
+what was readable and names the damaged parts in ``overflows`` (``cmdline`` for argv).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from .reassemble import AuditEvent
-from .records import CWD, EXECVE, PATH, SOCKADDR, SOCKETCALL, SYSCALL, decode_sockaddr, decode_untrusted, execve_args
-from .rules import SOCKETCALL_CALLS, syscall_name
+from .records import (
+    CWD,
+    EXECVE,
+    PATH,
+    SOCKADDR,
+    SOCKETCALL,
+    SYSCALL,
+    Damage,
+    Record,
+    decode_sockaddr,
+    execve_args,
+    read_untrusted,
+)
+from .syscalls import ARCHES, SOCKETCALL_CALLS, X32_SYSCALL_BIT, arch_name, syscall_name
 
-__all__ = ["RowBuilder", "event_row"]
+__all__ = ["Problem", "RowBuilder", "event_row"]
 
 EXEC_NAMES = frozenset({"execve", "execveat"})
 SOCKET_ACTIONS = {"connect": "connect", "bind": "bind", "accept": "accept", "accept4": "accept"}
 EINPROGRESS = 115
 EAGAIN = 11
 AF_NETLINK = 16
+MAX_EXAMPLES = 10
 
 _ID_FIELDS = ("auid", "uid", "euid", "gid", "egid", "suid", "sgid", "fsuid", "fsgid")
+
+#: the fields a row reads, per record type: damage elsewhere is counted but leaves the row whole
+_ROW_FIELDS: dict[int, frozenset[str]] = {
+    SYSCALL: frozenset(("arch", "syscall", "success", "exit", "a0", "ppid", "pid", "exe", *_ID_FIELDS)),
+    CWD: frozenset({"cwd"}),
+    PATH: frozenset({"item", "mode", "ouid", "ogid"}),
+    SOCKADDR: frozenset({"saddr"}),
+    SOCKETCALL: frozenset({"a0"}),
+}
+#: what ``overflows`` names for a damaged record a row reads
+_PARTS = {
+    EXECVE: "cmdline",
+    SYSCALL: "syscall",
+    CWD: "cwd",
+    PATH: "path",
+    SOCKADDR: "sockaddr",
+    SOCKETCALL: "socketcall",
+}
+_PART_ORDER = ("cmdline", "syscall", "cwd", "path", "sockaddr", "socketcall")
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """A damaged record: which one (type, log line, event) and what of it could not be read."""
+
+    record: Record
+    damage: tuple[Damage, ...]
+
+    @property
+    def text(self) -> str:
+        """``EXECVE record of event 1700000000.123:42: a1: no closing quote ...`` (without the line)."""
+        what = "; ".join(str(d) for d in self.damage[:3])
+        if len(self.damage) > 3:
+            what += f"; and {len(self.damage) - 3} more"
+        return f"{self.record.name} record of event {self.record.event_id}: {what}"
+
+    def __str__(self) -> str:
+        where = f"line {self.record.lineno}: " if self.record.lineno is not None else ""
+        return where + self.text
 
 
 def _int(value: str | None, base: int = 10) -> int | None:
@@ -38,22 +98,63 @@ def _int(value: str | None, base: int = 10) -> int | None:
 
 
 class RowBuilder:
-    """Turns events into rows and counts what it skipped (and why)."""
+    """Turns events into rows and counts what it skipped (and why) and what it could not read."""
 
     def __init__(
-        self, *, own_pid: int | None = None, socket_events: bool = True, boot_time: float | None = None
+        self,
+        *,
+        own_pid: int | None = None,
+        socket_events: bool = True,
+        boot_time: float | None = None,
+        on_problem: Callable[[Problem], None] | None = None,
     ) -> None:
         self.own_pid = own_pid
         self.socket_events = socket_events
         self.boot_time = boot_time
+        self.on_problem = on_problem
         self.skipped: dict[str, int] = {}
-        self.malformed = 0
+        self.skipped_detail: dict[str, dict[str, int]] = {}  # reason -> {detail: count}, e.g. arch and syscall
+        self.malformed = 0  # damaged records
+        self.examples: list[str] = []  # the first MAX_EXAMPLES problems, as text
 
-    def _skip(self, why: str) -> None:
+    def _skip(self, why: str, detail: str | None = None) -> None:
         self.skipped[why] = self.skipped.get(why, 0) + 1
+        if detail is not None:
+            per = self.skipped_detail.setdefault(why, {})
+            per[detail] = per.get(detail, 0) + 1
+
+    def _problem(self, record: Record, damage: tuple[Damage, ...]) -> None:
+        problem = Problem(record, damage)
+        self.malformed += 1
+        if len(self.examples) < MAX_EXAMPLES:
+            self.examples.append(str(problem))
+        if self.on_problem is not None:
+            self.on_problem(problem)
 
     def build(self, event: AuditEvent) -> tuple[str, dict[str, Any]] | None:
-        """(table, row) for one event, or None (counted in ``skipped``/``malformed``)."""
+        """(table, row) for one event, or None (counted in ``skipped``; damage in ``malformed``)."""
+        damaged = False
+        # Parse every record, those the row does not read too: damage anywhere counts.  Record's internals are
+        # used here (same package) because the properties would cost a call per record on the live hot path.
+        for rec in event.records:
+            if rec._fields is None:
+                rec._parse()
+            if rec._damage:
+                damaged = True
+        found: dict[int, list[Damage]] = {}  # id(record) -> damage found while building (bad numbers, hex, ...)
+        built = self._build(event, found)
+        if damaged or found:
+            if built is not None:
+                row = built[1]
+                row["overflows"] = _overflows(event, found, row["overflows"])
+            for rec in event.records:
+                damage = rec.damage
+                extra = found.get(id(rec))
+                if damage or extra:
+                    self._problem(rec, (*damage, *extra) if extra else damage)
+        return built
+
+    def _build(self, event: AuditEvent, found: dict[int, list[Damage]]) -> tuple[str, dict[str, Any]] | None:
         syscall = event.first(SYSCALL)
         if syscall is None:
             self._skip("no_syscall_record")
@@ -62,27 +163,44 @@ class RowBuilder:
         arch = _int(f.get("arch"), 16)
         nr = _int(f.get("syscall"))
         if arch is None or nr is None:
-            self.malformed += 1
+            bad = [Damage(k, f"unreadable: {f.get(k)!r}") for k, v in (("arch", arch), ("syscall", nr)) if v is None]
+            found.setdefault(id(syscall), []).extend(bad)
+            self._skip("malformed")
             return None
-        name = syscall_name(arch, nr)
+        abi = ARCHES.get(arch)
+        if abi is None:
+            self._skip("unknown_arch", arch_name(arch))
+            return None
+        name = abi.names.get(nr) if not nr & X32_SYSCALL_BIT else syscall_name(arch, nr)
         via_socketcall = name == "socketcall"
         if via_socketcall:
             call = _int(f.get("a0"), 16)
             name = SOCKETCALL_CALLS.get(call) if call is not None else None
+            if name is None:
+                self._skip("other_syscall", f"{abi.name} socketcall {call if call is not None else f.get('a0')}")
+                return None
         if name is None:
-            self._skip("other_syscall")
+            self._skip("other_syscall", f"{abi.name} #{nr}")
             return None
         pid = _int(f.get("pid"))
         if pid is None:
-            self.malformed += 1
+            found.setdefault(id(syscall), []).append(Damage("pid", f"unreadable: {f.get('pid')!r}"))
+            self._skip("malformed")
             return None
         if pid == self.own_pid:
             self._skip("own_pid")
             return None
         ts = event.ts
+        exe = f.get("exe")
+        if exe is not None and exe[:1] == '"':  # the usual form, read here without a call
+            exe = exe[1:-1]
+        else:
+            exe, problem = read_untrusted(exe)
+            if problem is not None:
+                found.setdefault(id(syscall), []).append(Damage("exe", problem))
         common: dict[str, Any] = {
             "pid": pid,
-            "path": decode_untrusted(f.get("exe")),
+            "path": exe,
             "auid": _int(f.get("auid")),
             "time": int(ts),
             "timestamp": ts,
@@ -92,7 +210,7 @@ class RowBuilder:
             if f.get("success") == "no":
                 self._skip("failed_exec")
                 return None
-            return "process_events", self._process(event, f, name, common)
+            return "process_events", self._process(event, f, name, common, found)
         if not self.socket_events:
             self._skip("socket_events_off")
             return None
@@ -100,42 +218,72 @@ class RowBuilder:
         if via_socketcall:  # socketcall's own a0 is the call number; the call's arguments are in SOCKETCALL
             rec = event.first(SOCKETCALL)
             args = rec.fields if rec is not None else {}
-        row = self._socket(event, f, name, common, fd=_int(args.get("a0"), 16))
+        row = self._socket(event, f, name, common, fd=_int(args.get("a0"), 16), big_endian=abi.big_endian, found=found)
         if row is None:
             return None
         return "socket_events", row
 
-    def _process(self, event: AuditEvent, f: dict[str, str], name: str, row: dict[str, Any]) -> dict[str, Any]:
-        for key in _ID_FIELDS:
-            row[key] = _int(f.get(key))
-        argv, argc = execve_args(event.of_type(EXECVE))
+    def _process(
+        self, event: AuditEvent, f: dict[str, str], name: str, row: dict[str, Any], found: dict[int, list[Damage]]
+    ) -> dict[str, Any]:
+        for key in _ID_FIELDS:  # _int inlined: nine per exec
+            try:
+                row[key] = int(f[key])
+            except (KeyError, ValueError):
+                row[key] = None
+        execve: list[Record] = []
+        cwd = path0 = None
+        for rec in event.records:  # one pass: EXECVE records, the CWD, the executable's PATH (item 0)
+            rtype = rec.type
+            if rtype == EXECVE:
+                execve.append(rec)
+            elif rtype == CWD:
+                if cwd is None:
+                    cwd = rec
+            elif rtype == PATH and path0 is None and rec.body.startswith("item=0 "):
+                path0 = rec
+        argv, argc, damage = execve_args(execve)
+        for rec, d in damage:
+            found.setdefault(id(rec), []).append(d)
         cmdline = " ".join(argv)
         row["cmdline"] = cmdline
         row["cmdline_size"] = len(cmdline.encode("utf-8", "replace"))
-        row["overflows"] = "cmdline" if argc is not None and len(argv) < argc else ""
-        cwd = event.first(CWD)
-        row["cwd"] = decode_untrusted(cwd.fields.get("cwd")) if cwd else None
-        row["parent"] = _int(f.get("ppid"), 10)
-        if row["parent"] is None:
+        row["cwd"] = None
+        if cwd is not None:
+            text = cwd.fields.get("cwd")
+            if text is not None and text[:1] == '"':
+                row["cwd"] = text[1:-1]
+            else:
+                row["cwd"], problem = read_untrusted(text)
+                if problem is not None:
+                    found.setdefault(id(cwd), []).append(Damage("cwd", problem))
+        try:
+            row["parent"] = int(f["ppid"])
+        except (KeyError, ValueError):
             row["parent"] = -1
         row["syscall"] = name
         row["status"] = 0  # osquery's (macOS) return code column; audit rows are successful execs
-        exe_path = None
-        for rec in event.of_type(PATH):
-            if rec.body.startswith("item=0 "):
-                exe_path = rec.fields
-                break
-        if exe_path is not None:
-            row["mode"] = exe_path.get("mode")
-            row["owner_uid"] = _int(exe_path.get("ouid"))
-            row["owner_gid"] = _int(exe_path.get("ogid"))
+        if path0 is not None:
+            p = path0.fields
+            row["mode"] = p.get("mode")
+            row["owner_uid"] = _int(p.get("ouid"))
+            row["owner_gid"] = _int(p.get("ogid"))
         else:
             row["mode"] = row["owner_uid"] = row["owner_gid"] = None
         row["btime"] = 0
+        row["overflows"] = "cmdline" if argc is not None and len(argv) < argc else ""
         return row
 
     def _socket(
-        self, event: AuditEvent, f: dict[str, str], name: str, row: dict[str, Any], *, fd: int | None
+        self,
+        event: AuditEvent,
+        f: dict[str, str],
+        name: str,
+        row: dict[str, Any],
+        *,
+        fd: int | None,
+        big_endian: bool,
+        found: dict[int, list[Damage]],
     ) -> dict[str, Any] | None:
         action = SOCKET_ACTIONS[name]
         exit_code = _int(f.get("exit"))
@@ -171,9 +319,9 @@ class RowBuilder:
         if rec is not None:
             saddr = rec.fields.get("saddr")
             try:
-                addr = decode_sockaddr(saddr) if saddr else None
-            except ValueError:
-                self.malformed += 1
+                addr = decode_sockaddr(saddr, big_endian=big_endian) if saddr else None
+            except ValueError as exc:
+                found.setdefault(id(rec), []).append(Damage("saddr", str(exc)))
                 addr = None
             if addr is not None:
                 if addr.family == AF_NETLINK:
@@ -187,7 +335,22 @@ class RowBuilder:
                 else:
                     row[f"{side}_address"] = addr.address
                     row[f"{side}_port"] = addr.port
+        row["overflows"] = ""
         return row
+
+
+def _overflows(event: AuditEvent, found: dict[int, list[Damage]], already: str) -> str:
+    """The damaged parts a row read (``cmdline,cwd``) added to those ``already`` named."""
+    parts = set(already.split(",")) if already else set()
+    for rec in event.records:
+        part = _PARTS.get(rec.type)
+        if part is None or (rec.type == PATH and not rec.body.startswith("item=0 ")):
+            continue
+        damage = (*rec.damage, *found.get(id(rec), ()))
+        fields = _ROW_FIELDS.get(rec.type)
+        if any(d.field is None or fields is None or d.field in fields for d in damage):
+            parts.add(part)
+    return ",".join(p for p in _PART_ORDER if p in parts)
 
 
 def event_row(event: AuditEvent, **options: Any) -> tuple[str, dict[str, Any]] | None:

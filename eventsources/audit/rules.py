@@ -15,12 +15,27 @@ import os
 import struct
 from dataclasses import dataclass
 
+from .syscalls import (
+    AUDIT_ARCH_AARCH64,
+    AUDIT_ARCH_ARM,
+    AUDIT_ARCH_I386,
+    AUDIT_ARCH_X86_64,
+    SOCKETCALL_CALLS,
+    SYSCALL_TABLES,
+    syscall_name,
+)
+
 __all__ = [
     "ABIS",
+    "AUDIT_ARCH_AARCH64",
+    "AUDIT_ARCH_ARM",
+    "AUDIT_ARCH_I386",
+    "AUDIT_ARCH_X86_64",
     "DEFAULT_KEY",
     "EXEC_SYSCALLS",
     "SOCKETCALL_CALLS",
     "SOCKET_SYSCALLS",
+    "SYSCALL_TABLES",
     "AuditRule",
     "agent_rules",
     "build_rule",
@@ -50,21 +65,6 @@ AUDIT_NOT_EQUAL = 0x30000000
 AUDIT_LESS_THAN_OR_EQUAL = 0x50000000
 AUDIT_GREATER_THAN_OR_EQUAL = 0x60000000
 
-AUDIT_ARCH_X86_64 = 0xC000003E
-AUDIT_ARCH_I386 = 0x40000003
-AUDIT_ARCH_AARCH64 = 0xC00000B7
-AUDIT_ARCH_ARM = 0x40000028
-
-#: syscall name -> number, per audit arch value (x86_64/i386 from asm/unistd_{64,32}.h,
-#: aarch64 from asm-generic/unistd.h, arm EABI from asm/unistd-eabi.h).
-SYSCALL_TABLES: dict[int, dict[str, int]] = {
-    AUDIT_ARCH_X86_64: {"execve": 59, "execveat": 322, "connect": 42, "bind": 49, "accept": 43, "accept4": 288},
-    AUDIT_ARCH_I386: {"execve": 11, "execveat": 358, "connect": 362, "bind": 361, "accept4": 364, "socketcall": 102},
-    AUDIT_ARCH_AARCH64: {"execve": 221, "execveat": 281, "connect": 203, "bind": 200, "accept": 202, "accept4": 242},
-    AUDIT_ARCH_ARM: {"execve": 11, "execveat": 387, "connect": 283, "bind": 282, "accept": 285, "accept4": 366},
-}
-_NAMES: dict[int, dict[int, str]] = {arch: {nr: name for name, nr in t.items()} for arch, t in SYSCALL_TABLES.items()}
-
 #: machine -> (64-bit ABI, 32-bit compat ABI)
 ABIS: dict[str, tuple[int, int]] = {
     "x86_64": (AUDIT_ARCH_X86_64, AUDIT_ARCH_I386),
@@ -73,8 +73,6 @@ ABIS: dict[str, tuple[int, int]] = {
 
 EXEC_SYSCALLS = ("execve", "execveat")
 SOCKET_SYSCALLS = ("connect", "bind", "accept", "accept4")
-#: socketcall(2)'s call number (its a0) -> the socket call it makes, for those we audit
-SOCKETCALL_CALLS = {2: "bind", 3: "connect", 5: "accept", 18: "accept4"}
 
 _RULE = struct.Struct(f"=3I{AUDIT_BITMASK_SIZE}I{AUDIT_MAX_FIELDS}I{AUDIT_MAX_FIELDS}I{AUDIT_MAX_FIELDS}II")
 
@@ -86,12 +84,6 @@ def native_abis(machine: str | None = None) -> tuple[int, int]:
         return ABIS[machine]
     except KeyError:
         raise ValueError(f"audit rules: unsupported machine {machine!r} (known: {sorted(ABIS)})") from None
-
-
-def syscall_name(arch: int, nr: int) -> str | None:
-    """The name of syscall ``nr`` of ABI ``arch`` among those we audit, else None."""
-    table = _NAMES.get(arch)
-    return table.get(nr) if table else None
 
 
 @dataclass(frozen=True, slots=True)

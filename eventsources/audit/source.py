@@ -253,7 +253,7 @@ class AuditSource(EventSource):
                 "kernel_backlog": self._backlog,
                 "sink_errors": self.sink_errors,
                 "socket_lookups": dict(self._sockets.counts),
-                "parse_error_examples": list(self.parse_examples),
+                "parse_error_examples": (self.parse_examples + self._builder.examples)[:MAX_EXAMPLES],
                 "state_path": self.state_path,
                 "crash_recovered": self.crash_recovered is not None,
             },
