@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import msgpack
 
 from .engine import AttributionEngine, EngineConfig, StateError
 
-__all__ = ["STATE_FILE", "load_engine", "save_engine", "state_path"]
+__all__ = ["STATE_FILE", "load_engine", "load_state", "save_engine", "state_path", "write_state"]
 
 STATE_FILE = "attribution.msgpack"
 
@@ -25,10 +26,17 @@ def state_path(state_dir: str | os.PathLike[str]) -> Path:
     return Path(state_dir) / STATE_FILE
 
 
-def save_engine(engine: AttributionEngine, path: str | os.PathLike[str]) -> int:
-    """Write the engine's state to ``path`` (atomically, fsynced); returns its size in bytes."""
+def save_engine(engine: AttributionEngine, path: str | os.PathLike[str], *, position: int | None = None) -> int:
+    """Write the engine's state to ``path`` (atomically, fsynced); returns its size in bytes.
+
+    ``position`` is the outbox position the state reflects (collectord resumes after it)."""
+    return write_state(engine.to_state(), path, position=position)
+
+
+def write_state(state: dict[str, Any], path: str | os.PathLike[str], *, position: int | None = None) -> int:
+    """:func:`save_engine` for a state already taken (``to_state`` on the event loop, this on a thread)."""
     target = Path(path)
-    data = msgpack.packb(engine.to_state(), use_bin_type=True)
+    data = msgpack.packb({**state, "position": position}, use_bin_type=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
@@ -56,6 +64,13 @@ def save_engine(engine: AttributionEngine, path: str | os.PathLike[str]) -> int:
 
 def load_engine(path: str | os.PathLike[str], config: EngineConfig | None = None) -> AttributionEngine:
     """An engine restored from ``path``; StateError (naming the file) when it cannot be."""
+    return load_state(path, config)[0]
+
+
+def load_state(
+    path: str | os.PathLike[str], config: EngineConfig | None = None
+) -> tuple[AttributionEngine, int | None]:
+    """(engine, outbox position it reflects) restored from ``path``; StateError when it cannot be."""
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError:
@@ -67,6 +82,8 @@ def load_engine(path: str | os.PathLike[str], config: EngineConfig | None = None
     except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
         raise StateError(f"{path}: not an attribution state file ({exc})") from None
     try:
-        return AttributionEngine.from_state(state, config)
+        engine = AttributionEngine.from_state(state, config)
     except StateError as exc:
         raise StateError(f"{path}: {exc}") from None
+    position = state.get("position") if isinstance(state, dict) else None
+    return engine, position if isinstance(position, int) else None
