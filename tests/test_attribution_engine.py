@@ -233,6 +233,27 @@ def test_pid_reuse_cannot_lend_one_process_to_another() -> None:
     assert o.reason is Reason.PROCESS_GONE and o.pid == 900 and o.path == "/usr/sbin/sshd" and o.uid is None
 
 
+def test_an_exec_right_after_the_connect_is_not_the_connecting_image() -> None:
+    """A shell connects, then execs curl in the same pid half a second later: the connect was
+    the shell's, with the shell's command line."""
+    eng = engine()
+    feed(
+        eng,
+        A,
+        Table.PROCESS_EVENTS,
+        exec_row(960, T0 - 2, "/usr/bin/bash", "bash -c x", 1000),
+        exec_row(960, T0 + 0.5, "/usr/bin/curl", "curl y", 1000),
+    )
+    feed(
+        eng,
+        A,
+        Table.SOCKET_EVENTS,
+        sock_row("connect", 960, T0, "/usr/bin/bash", remote=("10.0.0.2", 80), local=("10.0.0.1", 40000)),
+    )
+    o = eng.attribute(conn()).orig
+    assert (o.method, o.path, o.cmdline, o.username) == (Method.SOCKET_EVENT, "/usr/bin/bash", "bash -c x", "alice")
+
+
 def test_process_start_time_tells_incarnations_apart() -> None:
     eng = engine()
     # processes rows: pid 950 started at T0-100 (python as alice) ended; a new pid 950 at T0-10 (python as bob)

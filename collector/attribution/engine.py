@@ -419,7 +419,10 @@ class AttributionEngine:
             sock = socks[0]
             if side is Side.ORIG and method is Method.SOCKET_EVENT and sock.precision <= EVENT_PRECISION:
                 host.learn_offset(conn.ts - sock.t)  # this host's clock, as Zeek's sees it
-            view = host.resolve(sock.facts, sock.t if sock.kind.is_event else conn.ts)
+            if sock.kind.is_event:
+                view = host.resolve(sock.facts, sock.t, sock.precision)
+            else:
+                view = host.resolve(sock.facts, conn.ts)
             return self._answer(side, host, method, view)
         return SideAttribution(
             side,
@@ -539,7 +542,7 @@ class AttributionEngine:
                 yield self.user_connection(host, sock)
 
     def user_connection(self, host: HostState, sock: Sock) -> UserConnection:
-        view = host.resolve(sock.facts, sock.t)
+        view = host.resolve(sock.facts, sock.t, sock.precision)
         assert sock.remote_addr is not None and sock.remote_port is not None
         cid = None
         local = sock.local_addr

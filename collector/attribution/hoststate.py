@@ -21,6 +21,8 @@ __all__ = ["HostLimits", "HostState", "ProcessView"]
 
 #: Seconds of disagreement tolerated between two clocks' views of one moment on a host.
 SLACK = 1.0
+#: Two audit records of one host, one after the other, may carry stamps this far out of order.
+ORDER_SLACK = 0.005
 #: Exact matches remembered per host to learn its clock against Zeek's, and needed before use.
 OFFSET_SAMPLES = 64
 MIN_OFFSET_SAMPLES = 8
@@ -225,10 +227,10 @@ class HostState:
         if proc.row_key is not None and self.proc_rows.get(proc.row_key) is proc:
             del self.proc_rows[proc.row_key]
 
-    def resolve(self, facts: Facts, t: float) -> ProcessView:
-        """The process behind a socket row at time ``t``: the row's facts, completed by the
-        image the pid had then if that image is consistent with them."""
-        image = self._image(facts, t)
+    def resolve(self, facts: Facts, t: float, precision: float = 0.0) -> ProcessView:
+        """The process behind a socket row at time ``t`` (give or take ``precision``): the
+        row's facts, completed by the image the pid had then if it is consistent with them."""
+        image = self._image(facts, t, precision)
         if image is not None:
             image.touched = True
         same_image = image is not None and (facts.path is None or image.path in (None, facts.path))
@@ -244,13 +246,13 @@ class HostState:
             described=uid is not None,
         )
 
-    def _image(self, facts: Facts, t: float) -> Proc | None:
+    def _image(self, facts: Facts, t: float, precision: float) -> Proc | None:
         images = self.procs.get(facts.pid)
         if not images:
             return None
         for proc in reversed(images):
-            if proc.begin - proc.precision > t + SLACK:
-                continue  # began after t
+            if proc.begin - proc.precision > t + precision + ORDER_SLACK:
+                continue  # began after t (a later exec of the same pid included)
             if facts.start is not None and proc.start is not None and abs(proc.start - facts.start) > SLACK:
                 if proc.start < facts.start:
                     return None  # an earlier incarnation of this pid: ours began later, unseen
