@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from tables._procfs import CLK_TCK
+from tables.procfs import CLK_TCK
 from tables.sqlite import Database, QueryError
 
 from .config import ScheduledQuery

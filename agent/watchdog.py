@@ -30,8 +30,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tables._procfs import CLK_TCK, PAGE_SIZE, STAT_STIME, STAT_UTIME
-from tables._procfs import parse_stat as _stat_fields
+from tables.procfs import CLK_TCK, PAGE_SIZE, STAT_STIME, STAT_UTIME
+from tables.procfs import parse_stat as _stat_fields
 
 from .lifecycle import BackgroundTask
 from .status import Activity

@@ -241,7 +241,7 @@ def render(table: list[tuple[str, float, str]], nprocs: int, runs: int, command:
         "`SELECT pid, name, cmdline` reads two files per pid (stat, cmdline; uid would add status), so it",
         "beats the three-file loop. `SELECT *` spends its extra time over the same-files loop on parsing",
         "and building the row dicts (about two thirds) and on the adapter's per-column callbacks (a third).",
-        "Per-pid files are read with one read (tables._procfs.read_pid_file); seq_files such as",
+        "Per-pid files are read with one read (tables.procfs.read_pid_file); seq_files such as",
         "/proc/net/tcp are read to end of file (read_file). Other sessions' load shows as noise: rerun when",
         "ps itself is far from its usual figure.",
     ]

@@ -17,7 +17,7 @@ import os
 import time
 from typing import Any
 
-from tables._procfs import boot_time
+from tables.procfs import boot_time, executable
 
 from .base import EventSource, Sink, SourceMode, SourceStatus
 from .procinfo import ProcessGone, executable_columns, parse_stat_times, snapshot
@@ -133,10 +133,8 @@ class ProcPollSource(EventSource):
         return found
 
     def _exe(self, pid: int) -> str | None:
-        try:
-            return os.readlink(f"{self.proc_root}/{pid}/exe")
-        except OSError:
-            return None
+        """The executable as rows show it (tables.procfs.executable: no " (deleted)" suffix)."""
+        return executable(f"{self.proc_root}/{pid}/")[0] or None
 
     def _row(self, pid: int, start: int) -> dict[str, Any] | None:
         try:

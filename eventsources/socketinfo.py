@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from protocol.community_id import community_id
-from tables import _procfs as pf
+from tables import procfs as pf
 from tables.process_open_sockets import SocketInfo, parse_inet_sockets
 
 __all__ = [

@@ -21,7 +21,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tables._files import read_attr
+from tables.procfs import read_attr
+from tables.text import decode
 
 from ._netlink import NetlinkReader, open_netlink
 from .base import EventSource, Sink, SourceMode, SourceStatus, SourceUnavailable
@@ -67,7 +68,7 @@ def parse_uevent(data: bytes) -> Uevent:
     if data.startswith(b"libudev\0"):
         raise UeventError("a udevd re-broadcast (libudev header), not a kernel uevent")
     parts = data.split(b"\0")
-    header = parts[0].decode("utf-8", "replace")
+    header = decode(parts[0])
     action, sep, devpath = header.partition("@")
     if not sep or not action or not devpath.startswith("/"):
         raise UeventError(f"no ACTION@DEVPATH header: {header[:60]!r}")
@@ -78,7 +79,7 @@ def parse_uevent(data: bytes) -> Uevent:
         key, eq, value = part.partition(b"=")
         if not eq:
             raise UeventError(f"{header}: field without '=': {part[:60]!r}")
-        env[key.decode("utf-8", "replace")] = value.decode("utf-8", "replace")
+        env[decode(key)] = decode(value)
     return Uevent(action=env.get("ACTION", action), devpath=env.get("DEVPATH", devpath), env=env)
 
 

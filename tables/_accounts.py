@@ -38,7 +38,7 @@ def _is_entry(line: str) -> bool:
 def parse_passwd(text: str) -> list[PasswdEntry]:
     """Entries of a passwd(5) file; lines with too few fields or a bad uid/gid are skipped."""
     entries = []
-    for line in text.splitlines():
+    for line in text.split("\n"):
         line = line.strip()
         if not _is_entry(line):
             continue
@@ -56,7 +56,7 @@ def parse_passwd(text: str) -> list[PasswdEntry]:
 def parse_group(text: str) -> list[GroupEntry]:
     """Entries of a group(5) file; the member list may be missing or empty."""
     entries = []
-    for line in text.splitlines():
+    for line in text.split("\n"):
         line = line.strip()
         if not _is_entry(line):
             continue

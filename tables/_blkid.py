@@ -11,6 +11,8 @@ import os
 import uuid as uuidlib
 from dataclasses import dataclass
 
+from .text import decode
+
 __all__ = ["PROBE_SIZE", "Probe", "probe", "probe_device"]
 
 PROBE_SIZE = 69632  # enough for the btrfs superblock at 64 KiB
@@ -30,7 +32,7 @@ class Probe:
 
 
 def _cstr(raw: bytes) -> str:
-    return raw.split(b"\0", 1)[0].decode("utf-8", "replace").strip()
+    return decode(raw.split(b"\0", 1)[0]).strip()
 
 
 def _uuid(raw: bytes) -> str:

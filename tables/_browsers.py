@@ -26,7 +26,7 @@ def load_json(path: str) -> Any | None:
     if data is None:
         return None
     try:
-        return json.loads(data.decode("utf-8-sig", "replace"))
+        return json.loads(data.decode("utf-8-sig", "surrogateescape"))
     except ValueError:
         return None
 
@@ -36,7 +36,7 @@ def manifest(path: str) -> tuple[dict[str, Any], str, str] | None:
     data = read_bytes(path)
     if data is None:
         return None
-    text = data.decode("utf-8-sig", "replace")
+    text = data.decode("utf-8-sig", "surrogateescape")
     try:
         parsed = json.loads(text)
     except ValueError:

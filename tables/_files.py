@@ -1,4 +1,4 @@
-"""Reading the host's small config files and sysfs/proc attributes, and osquery's ``pid_with_namespace`` roots.
+"""Reading the host's small config files, and osquery's ``pid_with_namespace`` roots.
 
 Shared by the file-backed tables (users, groups, etc_hosts, os_version, deb_packages,
 crontab, ...).  Missing files read as None; the caller decides what "missing" means.
@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 
 from ._paths import expand
 from .spec import HostPaths, QueryContext
+from .text import decode
 
 __all__ = [
     "Namespace",
@@ -22,7 +23,6 @@ __all__ = [
     "namespace_views",
     "namespaces",
     "query_paths",
-    "read_attr",
     "read_bytes",
     "read_text",
 ]
@@ -40,22 +40,9 @@ def read_bytes(path: str) -> bytes | None:
 
 
 def read_text(path: str) -> str | None:
-    """The file as text (undecodable bytes replaced), or None when it cannot be read."""
+    """The file as text (bytes that are not UTF-8 kept: :func:`tables.text.decode`), or None if unreadable."""
     data = read_bytes(path)
-    return None if data is None else data.decode("utf-8", "replace")
-
-
-def read_attr(*parts: str) -> str | None:
-    """A sysfs/proc attribute file (path given whole or in parts) as stripped text.
-
-    None when it cannot be read for any OS reason: absent, refused, or EINVAL (a down
-    link's ``speed``), EIO and the like that some sysfs attributes answer.
-    """
-    try:
-        with open(os.path.join(*parts), "rb") as f:
-            return f.read().decode("utf-8", "replace").strip()
-    except OSError:
-        return None
+    return None if data is None else decode(data)
 
 
 def list_files(directory: str) -> list[str]:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from ._files import list_files, namespace_views, read_text
 from .spec import Column, HostPaths, QueryContext, Row, TableSpec
+from .text import fields as fields_of
 
 __all__ = ["SPEC", "AptSource", "generate", "parse_deb822", "parse_release", "parse_source_line"]
 
@@ -38,7 +39,7 @@ def _source(uri: str, suite: str) -> AptSource | None:
 def parse_source_line(line: str) -> AptSource | None:
     """A one-line-style ``deb [options] uri suite [components]`` entry (deb-src and comments: None)."""
     line = line.split("#", 1)[0]
-    tokens = line.split()
+    tokens = fields_of(line)
     if not tokens or tokens[0] != "deb":
         return None
     tokens = tokens[1:]
@@ -55,17 +56,17 @@ def parse_deb822(text: str) -> list[AptSource]:
     sources: list[AptSource] = []
     for block in text.split("\n\n"):
         fields: dict[str, str] = {}
-        for raw in block.splitlines():
+        for raw in block.split("\n"):
             line = raw.split("#", 1)[0]
             key, sep, value = line.partition(":")
             if sep and value.strip() and not raw[:1].isspace():
                 fields[key.strip().lower()] = value.strip()
-        if "deb" not in fields.get("types", "").split():
+        if "deb" not in fields_of(fields.get("types", "")):
             continue
         if fields.get("enabled", "yes").lower() in ("no", "false", "off"):
             continue
-        for uri in fields.get("uris", "").split():
-            for suite in fields.get("suites", "").split():
+        for uri in fields_of(fields.get("uris", "")):
+            for suite in fields_of(fields.get("suites", "")):
                 source = _source(uri, suite)
                 if source is not None:
                     sources.append(source)
@@ -75,7 +76,7 @@ def parse_deb822(text: str) -> list[AptSource]:
 def parse_release(text: str) -> dict[str, str]:
     """Header fields of an APT Release/InRelease file (stops at the PGP signature)."""
     fields = {}
-    for line in text.splitlines():
+    for line in text.split("\n"):
         if line.startswith("-----BEGIN PGP SIGNATURE"):
             break
         key, sep, value = line.partition(":")
@@ -117,7 +118,7 @@ def generate(context: QueryContext) -> Iterator[Row]:
     for pid_ns, paths in namespace_views(context):
         one_line, deb822 = _source_files(paths)
         for path in one_line:
-            for line in (read_text(paths.host(path)) or "").splitlines():
+            for line in (read_text(paths.host(path)) or "").split("\n"):
                 source = parse_source_line(line)
                 if source is not None and (row := _row(paths, path, source, pid_ns)) is not None:
                     yield row

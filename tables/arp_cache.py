@@ -1,46 +1,40 @@
-"""arp_cache: the kernel's neighbour cache (ARP for IPv4, NDP for IPv6) over rtnetlink.
+"""arp_cache: the kernel's IPv4 neighbour (ARP) cache, from ``/proc/net/arp`` as osquery reads it.
 
-Like /proc/net/arp, which osquery reads, entries in state NOARP (loopback, multicast)
-are left out and an incomplete entry has mac ``00:00:00:00:00:00``; ``permanent`` is
-``"1"`` for static (NUD_PERMANENT) entries and ``"0"`` otherwise (TEXT, as osquery).
-IPv6 neighbours are listed too (osquery's description names NDP).
+One row per line: the kernel leaves out NOARP entries (loopback, multicast), an
+incomplete entry has mac ``00:00:00:00:00:00``, and ``permanent`` is ``"1"`` when the
+flags are ``0x6`` (ATF_COM | ATF_PERM, a static entry) and ``"0"`` otherwise (TEXT, as
+osquery).  IPv6 neighbours (NDP) are not in this file and not in osquery's table either.
 """
 
 from __future__ import annotations
 
-import socket
+import os
 from collections.abc import Iterator
-from typing import Any
 
-from ._netlink import attr, ifnames, rtnl
+from ._files import read_text
 from .spec import Column, QueryContext, Row, TableSpec
 
-__all__ = ["SPEC", "generate", "neighbour_row"]
+__all__ = ["SPEC", "generate", "parse_arp"]
 
-NUD_NOARP = 0x40
-NUD_PERMANENT = 0x80
+_PERMANENT = "0x6"  # ATF_COM | ATF_PERM, as /proc/net/arp prints it
 
 
-def neighbour_row(message: Any, names: dict[int, str]) -> Row | None:
-    """One row from an RTM_NEWNEIGH message; None for NOARP entries and other families."""
-    if message["family"] not in (socket.AF_INET, socket.AF_INET6) or message["state"] & NUD_NOARP:
-        return None
-    return {
-        "address": attr(message, "NDA_DST"),
-        "mac": attr(message, "NDA_LLADDR") or "00:00:00:00:00:00",
-        "interface": names.get(message["ifindex"]),
-        "permanent": "1" if message["state"] & NUD_PERMANENT else "0",
-    }
+def parse_arp(text: str) -> list[Row]:
+    """``/proc/net/arp`` text (a header, then address, HW type, flags, HW address, mask, device) -> rows."""
+    rows: list[Row] = []
+    for line in text.split("\n")[1:]:
+        fields = line.split()
+        if len(fields) != 6:
+            continue
+        address, _hw_type, flags, mac, _mask, device = fields
+        rows.append(
+            {"address": address, "mac": mac, "interface": device, "permanent": "1" if flags == _PERMANENT else "0"}
+        )
+    return rows
 
 
 def generate(context: QueryContext) -> Iterator[Row]:
-    with rtnl("arp_cache") as ipr:
-        names = ifnames(ipr)
-        messages = [m for family in (socket.AF_INET, socket.AF_INET6) for m in ipr.get_neighbours(family=family)]
-    for message in messages:
-        row = neighbour_row(message, names)
-        if row is not None:
-            yield row
+    yield from parse_arp(read_text(os.path.join(context.paths.proc, "net", "arp")) or "")
 
 
 SPEC = TableSpec(

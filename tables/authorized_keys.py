@@ -8,8 +8,11 @@ from collections.abc import Iterator
 from ._files import namespace_views, read_text
 from ._homes import user_homes
 from .spec import Column, QueryContext, Row, TableSpec
+from .text import fields
 
 __all__ = ["KEY_FILES", "SPEC", "generate", "parse_authorized_keys", "split_options"]
+
+_BLANKS = " \t\r\v\f"  # ASCII blanks only: a comment may hold any other character
 
 KEY_FILES = (".ssh/authorized_keys", ".ssh/authorized_keys2")
 
@@ -31,22 +34,22 @@ def split_options(line: str) -> tuple[str, str]:
 def parse_authorized_keys(text: str) -> list[Row]:
     """Lines -> rows of algorithm, key, options, comment; comments, blanks and junk are skipped."""
     rows = []
-    for raw in text.splitlines():
-        line = raw.strip()
+    for raw in text.split("\n"):
+        line = raw.strip(_BLANKS)
         if not line or line.startswith("#"):
             continue
         options = ""
-        if not _KEY_TYPE.match(line.split(None, 1)[0]):
+        if not _KEY_TYPE.match(fields(line, 1)[0]):
             options, line = split_options(line)
-        fields = line.split(None, 2)
-        if len(fields) < 2 or not _KEY_TYPE.match(fields[0]):
+        words = fields(line, 2)
+        if len(words) < 2 or not _KEY_TYPE.match(words[0]):
             continue
         rows.append(
             {
-                "algorithm": fields[0],
-                "key": fields[1],
+                "algorithm": words[0],
+                "key": words[1],
                 "options": options,
-                "comment": fields[2].strip() if len(fields) > 2 else "",
+                "comment": words[2].strip(_BLANKS) if len(words) > 2 else "",
             }
         )
     return rows

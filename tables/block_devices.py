@@ -6,7 +6,8 @@ import os
 from collections.abc import Iterator
 
 from ._blkid import probe_device
-from ._files import read_attr, read_text
+from ._files import read_text
+from .procfs import read_attr
 from .spec import Column, HostPaths, QueryContext, Row, TableSpec
 
 __all__ = ["SPEC", "generate", "parse_udev_properties"]
@@ -15,7 +16,7 @@ __all__ = ["SPEC", "generate", "parse_udev_properties"]
 def parse_udev_properties(text: str) -> dict[str, str]:
     """``E:KEY=value`` lines of a udev database file (/run/udev/data/b<major>:<minor>)."""
     props = {}
-    for line in text.splitlines():
+    for line in text.split("\n"):
         if line.startswith("E:"):
             key, _, value = line[2:].partition("=")
             props[key] = value

@@ -87,7 +87,8 @@ def _profile_rows(browser: str, uid: int, profile_dir: str, profile_path: str) -
             perms, perms_json = _permissions(data.get("permissions"))
             optional, optional_json = _permissions(data.get("optional_permissions"))
             install_time = str(setting.get("install_time", ""))
-            background = data.get("background") if isinstance(data.get("background"), dict) else {}
+            found = data.get("background")
+            background: dict[str, Any] = found if isinstance(found, dict) else {}
             key = _text(data.get("key"))
             yield {
                 "browser_type": browser,

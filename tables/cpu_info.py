@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ._files import read_text
-from ._procfs import GONE, read_file
+from .procfs import GONE, read_file
 from .spec import Column, QueryContext, Row, TableError, TableSpec
+from .text import decode
 
 __all__ = ["SPEC", "generate", "parse_cpuinfo"]
 
@@ -15,7 +16,7 @@ def parse_cpuinfo(text: str) -> list[dict[str, str]]:
     """/proc/cpuinfo -> one {key: value} per logical processor (blank-line separated)."""
     blocks: list[dict[str, str]] = []
     current: dict[str, str] = {}
-    for line in text.splitlines():
+    for line in text.split("\n"):
         key, sep, value = line.partition(":")
         if not line.strip():
             if current:
@@ -44,7 +45,7 @@ def generate(context: QueryContext) -> Iterator[Row]:
     """One row per ``physical id`` (the first logical processor of each package)."""
     path = f"{context.paths.proc}/cpuinfo"
     try:
-        blocks = parse_cpuinfo(read_file(path).decode("utf-8", "replace"))
+        blocks = parse_cpuinfo(decode(read_file(path)))
     except GONE as exc:
         raise TableError(f"table cpu_info: cannot read {path}: {exc}") from exc
     seen: set[str] = set()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ._procfs import GONE, read_file
 from .cpu_info import parse_cpuinfo
+from .procfs import GONE, read_file
 from .spec import Column, QueryContext, Row, TableError, TableSpec
+from .text import decode
 
 __all__ = ["FEATURES", "SPEC", "generate"]
 
@@ -125,7 +126,7 @@ def generate(context: QueryContext) -> Iterator[Row]:
     """Vendor and brand rows, then one row per known feature bit with value "1" or "0"."""
     path = f"{context.paths.proc}/cpuinfo"
     try:
-        blocks = parse_cpuinfo(read_file(path).decode("utf-8", "replace"))
+        blocks = parse_cpuinfo(decode(read_file(path)))
     except GONE as exc:
         raise TableError(f"table cpuid: cannot read {path}: {exc}") from exc
     first = blocks[0] if blocks else {}

@@ -12,31 +12,35 @@ __all__ = ["SPEC", "crontab_files", "generate", "parse_crontab"]
 
 _ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\s*=")
 _FIELDS = ("minute", "hour", "day_of_month", "month", "day_of_week")
+_BLANKS = " \t"
+_BLANK_RUN = re.compile("[ \t]+")
 
 
 def parse_crontab(text: str) -> list[Row]:
     """Jobs of a crontab(5) file: five time fields and the command, or an ``@event`` and the command.
 
     Comments, blank lines and environment assignments (``SHELL=/bin/sh``) are skipped, as are
-    lines with too few fields.  For system crontabs the user field stays at the start of
-    ``command``, as in osquery.
+    lines with too few fields.  As osquery, the line is split on blanks (spaces and tabs), so
+    the command's words are joined by one space, and for system crontabs the user field stays
+    at the start of ``command``.
     """
     rows = []
-    for raw in text.splitlines():
-        line = raw.strip()
+    for raw in text.split("\n"):
+        line = raw.strip(_BLANKS + "\r")
         if not line or line.startswith("#") or _ENV_ASSIGNMENT.match(line):
             continue
+        words = [w for w in re.split(_BLANK_RUN, line) if w]
         if line.startswith("@"):
-            parts = line.split(None, 1)
+            if len(words) < 2:
+                continue  # an event without a command (osquery skips it)
             row = dict.fromkeys(_FIELDS, "")
-            row.update(event=parts[0], command=parts[1].strip() if len(parts) > 1 else "")
+            row.update(event=words[0], command=" ".join(words[1:]))
             rows.append(row)
             continue
-        parts = line.split(None, 5)
-        if len(parts) < 6:
+        if len(words) < 6:
             continue
-        row = dict(zip(_FIELDS, parts[:5], strict=False))
-        row.update(event="", command=parts[5].strip())
+        row = dict(zip(_FIELDS, words[:5], strict=False))
+        row.update(event="", command=" ".join(words[5:]))
         rows.append(row)
     return rows
 

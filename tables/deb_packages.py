@@ -25,7 +25,7 @@ def parse_status(text: str) -> list[dict[str, str]]:
     stanzas: list[dict[str, str]] = []
     current: dict[str, str] = {}
     last: str | None = None
-    for line in text.splitlines():
+    for line in text.split("\n"):
         if not line.strip():
             if current:
                 stanzas.append(current)
@@ -62,7 +62,7 @@ def package_row(stanza: dict[str, str], admindir: str) -> Row | None:
         return None
     version = stanza.get("Version", "")
     upstream, dash, revision = version.rpartition("-")
-    source = stanza.get("Source", "").split(" (", 1)[0].strip()
+    source = stanza.get("Source", "")  # as dpkg records it, version included: "glibc (2.36-9)" (osquery)
     return {
         "name": name,
         "version": version,

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 from ._files import namespace_views, read_text
 from .spec import Column, QueryContext, Row, TableSpec
+from .text import fields as split_fields
 
 __all__ = ["SPEC", "generate", "parse_resolv_conf", "resolver_options"]
 
@@ -40,8 +41,8 @@ def parse_resolv_conf(text: str) -> list[Row]:
     search: list[str] = []
     sortlist: list[tuple[str, str]] = []
     options: list[str] = []
-    for raw in text.splitlines():
-        fields = raw.split("#", 1)[0].split(";", 1)[0].split()
+    for raw in text.split("\n"):
+        fields = split_fields(raw.split("#", 1)[0].split(";", 1)[0])
         if len(fields) < 2:
             continue
         keyword, values = fields[0], fields[1:]

@@ -6,17 +6,25 @@ from collections.abc import Iterator
 
 from ._files import namespace_views, read_text
 from .spec import Column, QueryContext, Row, TableSpec
+from .text import fields as split_fields
 
 __all__ = ["SPEC", "generate", "parse_hosts"]
 
 
 def parse_hosts(text: str) -> list[tuple[str, list[str]]]:
-    """(address, [names]) per hosts(5) line; comments dropped, lines without a name skipped."""
+    """(address, [names]) per line, as osquery splits it: a line whose first word starts with ``#`` is a
+    comment, a word starting with ``#`` ends the names; an address without names has an empty list."""
     entries = []
-    for line in text.splitlines():
-        fields = line.split("#", 1)[0].split()
-        if len(fields) >= 2:
-            entries.append((fields[0], fields[1:]))
+    for line in text.split("\n"):
+        fields = split_fields(line)
+        if not fields or fields[0].startswith("#"):
+            continue
+        names: list[str] = []
+        for word in fields[1:]:
+            if word.startswith("#"):
+                break
+            names.append(word)
+        entries.append((fields[0], names))
     return entries
 
 

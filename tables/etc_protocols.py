@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from ._files import read_text
 from .spec import Column, QueryContext, Row, TableSpec
+from .text import fields as split_fields
 
 __all__ = ["SPEC", "generate", "parse_protocols"]
 
@@ -13,9 +14,9 @@ __all__ = ["SPEC", "generate", "parse_protocols"]
 def parse_protocols(text: str) -> list[Row]:
     """``name number [alias] [# comment]`` lines; malformed lines are skipped."""
     rows = []
-    for raw in text.splitlines():
+    for raw in text.split("\n"):
         line, _, comment = raw.partition("#")
-        fields = line.split()
+        fields = split_fields(line)
         if len(fields) < 2 or not fields[1].isdigit():
             continue
         rows.append(

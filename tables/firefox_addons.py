@@ -25,7 +25,8 @@ def parse_extensions_json(data: Any) -> list[Row]:
     for addon in addons if isinstance(addons, list) else []:
         if not isinstance(addon, dict):
             continue
-        locale = addon.get("defaultLocale") if isinstance(addon.get("defaultLocale"), dict) else {}
+        found = addon.get("defaultLocale")
+        locale: dict[str, Any] = found if isinstance(found, dict) else {}
         rows.append(
             {
                 "name": str(locale.get("name") or ""),

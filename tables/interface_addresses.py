@@ -4,8 +4,8 @@ Read like getifaddrs(3), which osquery uses: the address is IFA_LOCAL (else IFA_
 the interface name is the IPv4 label (``eth0:1``) or the link name; a broadcast address
 is reported on links with IFF_BROADCAST, otherwise the peer / destination address is
 ``point_to_point`` (so 127.0.0.1 on ``lo`` has point_to_point 127.0.0.1, as in osquery).
-``type`` is ``manual`` for permanent addresses, ``dhcp`` for IPv4 and ``auto`` for IPv6
-addresses with a lifetime (leased or autoconfigured).
+``type`` is ``unknown``, as osquery gives it on Linux (getifaddrs(3) does not say how an
+address was configured).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from .spec import Column, QueryContext, Row, TableSpec
 __all__ = ["SPEC", "address_row", "generate"]
 
 IFF_BROADCAST = 0x2
-IFA_F_PERMANENT = 0x80
 
 
 def address_row(message: Any, link_name: str, link_flags: int) -> Row | None:
@@ -32,18 +31,13 @@ def address_row(message: Any, link_name: str, link_flags: int) -> Row | None:
     address = attr(message, "IFA_ADDRESS")
     broadcast = attr(message, "IFA_BROADCAST")
     destination = broadcast if broadcast is not None else (address if local is not None else None)
-    flags = attr(message, "IFA_FLAGS", message["flags"])
-    if flags & IFA_F_PERMANENT:
-        kind = "manual"
-    else:
-        kind = "dhcp" if family == socket.AF_INET else "auto"
     row: Row = {
         "interface": (attr(message, "IFA_LABEL") if family == socket.AF_INET else None) or link_name,
         "address": local if local is not None else address,
         "mask": netmask_text(family, message["prefixlen"]),
         "broadcast": None,
         "point_to_point": None,
-        "type": kind,
+        "type": "unknown",
     }
     if destination is not None:
         row["broadcast" if link_flags & IFF_BROADCAST else "point_to_point"] = destination

@@ -3,21 +3,22 @@
 One row per link, as osquery on Linux: ``type`` is the ARPHRD hardware type (1 ethernet,
 772 loopback), ``flags`` the IFF_* flags (with IFF_LOWER_UP etc.), counters are the
 kernel's 64-bit link statistics, ``metric`` is always 0 and ``last_change`` -1 on Linux.
-``link_speed`` (Mb/s) and ``pci_slot`` come from ``/sys/class/net/<interface>`` and are
-NULL where the kernel has none (virtual or down links).
+``link_speed`` (Mb/s) and ``pci_slot`` come from the ETHTOOL ioctls osquery makes
+(:mod:`tables._ethtool`): the speed is 0 when the driver does not know it; ``pci_slot`` is
+the driver's bus address (the PCI parent's ``0000:00:03.0`` for a virtio NIC), "" for
+virtual links whose driver names none, and ``-1`` when the driver does not answer (``lo``).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
-from ._files import read_attr
+from ._ethtool import Ethtool
 from ._netlink import attr, rtnl
 from .spec import Column, QueryContext, Row, TableSpec
 
-__all__ = ["SPEC", "generate", "link_row", "parse_pci_slot"]
+__all__ = ["SPEC", "generate", "link_row"]
 
 _COUNTERS = {
     "ipackets": "rx_packets",
@@ -30,15 +31,6 @@ _COUNTERS = {
     "odrops": "tx_dropped",
     "collisions": "collisions",
 }
-
-
-def parse_pci_slot(uevent: str) -> str | None:
-    """PCI_SLOT_NAME from a device's uevent text (``0000:00:03.0``), or None."""
-    for line in uevent.splitlines():
-        key, _, value = line.partition("=")
-        if key == "PCI_SLOT_NAME" and value:
-            return value.strip()
-    return None
 
 
 def link_row(message: Any) -> Row:
@@ -63,19 +55,16 @@ def generate(context: QueryContext) -> Iterator[Row]:
         links = list(ipr.get_links())
     want_speed = context.is_column_used("link_speed")
     want_pci = context.is_column_used("pci_slot")
-    for message in links:
-        row = link_row(message)
-        base = os.path.join(context.paths.sys, "class", "net", row["interface"])
-        if want_speed:
-            speed = read_attr(os.path.join(base, "speed"))
-            try:
-                row["link_speed"] = int(speed) if speed is not None and int(speed) >= 0 else None
-            except ValueError:
-                row["link_speed"] = None
-        if want_pci:
-            uevent = read_attr(os.path.join(base, "device", "uevent"))
-            row["pci_slot"] = parse_pci_slot(uevent) if uevent else None
-        yield row
+    with Ethtool() as ethtool:
+        for message in links:
+            row = link_row(message)
+            name = row["interface"]
+            if want_speed:
+                row["link_speed"] = ethtool.speed(name) or 0  # osquery: 0 when unknown
+            if want_pci:
+                bus = ethtool.bus_info(name)
+                row["pci_slot"] = "-1" if bus is None else bus  # osquery: -1 when the driver does not answer
+            yield row
 
 
 SPEC = TableSpec(

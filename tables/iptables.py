@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 from ._files import read_text
 from .spec import Column, QueryContext, Row, TableError, TableSpec
+from .text import fields as split_fields
 
 __all__ = ["SPEC", "generate", "parse_iptables_save", "protocol_numbers"]
 
@@ -20,8 +21,8 @@ _ANY = "0.0.0.0"
 def protocol_numbers(text: str) -> dict[str, int]:
     """/etc/protocols text -> {name or alias: number} (iptables accepts either)."""
     numbers: dict[str, int] = {}
-    for line in text.splitlines():
-        fields = line.split("#", 1)[0].split()
+    for line in text.split("\n"):
+        fields = split_fields(line.split("#", 1)[0])
         if len(fields) >= 2 and fields[1].isdigit():
             for name in (fields[0], *fields[2:]):
                 numbers.setdefault(name.lower(), int(fields[1]))
@@ -120,7 +121,7 @@ def parse_iptables_save(text: str, protocols: dict[str, int] | None = None) -> l
     rows: list[Row] = []
     table = ""
     policies: dict[str, str] = {}
-    for raw in text.splitlines():
+    for raw in text.split("\n"):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -128,7 +129,7 @@ def parse_iptables_save(text: str, protocols: dict[str, int] | None = None) -> l
             table, policies = line[1:], {}
             continue
         if line.startswith(":"):
-            fields = line[1:].split()
+            fields = split_fields(line[1:])
             if len(fields) >= 2:
                 policies[fields[0]] = "" if fields[1] == "-" else fields[1]
             continue

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 from ._files import read_text
 from .spec import Column, QueryContext, Row, TableSpec
+from .text import fields
 
 __all__ = ["SPEC", "generate", "parse_cmdline", "parse_proc_version"]
 
@@ -23,7 +24,7 @@ def parse_cmdline(text: str) -> dict[str, str]:
     """path (BOOT_IMAGE=), device (root=) and the other arguments, space-joined."""
     path = device = ""
     arguments = []
-    for arg in text.split():
+    for arg in fields(text):
         if arg.startswith("BOOT_IMAGE="):
             path = arg[len("BOOT_IMAGE=") :]
         elif arg.startswith("root="):

@@ -18,7 +18,7 @@ def parse_modules(text: str) -> list[Row]:
     lines with fewer than the six fields are skipped.
     """
     rows = []
-    for line in text.splitlines():
+    for line in text.split("\n"):
         fields = line.split()
         if len(fields) < 6:
             continue

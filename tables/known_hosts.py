@@ -13,7 +13,7 @@ __all__ = ["SPEC", "generate", "parse_known_hosts"]
 
 def parse_known_hosts(text: str) -> list[str]:
     """Entry lines of a known_hosts file (comments and blank lines dropped)."""
-    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return [line.strip() for line in text.split("\n") if line.strip() and not line.lstrip().startswith("#")]
 
 
 def generate(context: QueryContext) -> Iterator[Row]:

@@ -1,7 +1,11 @@
-"""``listening_ports``: TCP LISTEN sockets, bound UDP sockets and listening UNIX sockets with a path.
+"""``listening_ports``: listening TCP, unconnected UDP/UDP-Lite/raw/ICMP, packet and listening UNIX sockets.
 
 Built on :func:`tables.process_open_sockets.collect_sockets`, as osquery builds it on
-``process_open_sockets``; every network namespace is covered.
+``process_open_sockets``; every network namespace is covered.  As osquery: an IP socket
+listens when its remote port is 0 (raw sockets too, their protocol in ``port``), packet
+sockets are listed, and UNIX sockets have ``port`` 0 and ``socket`` 0.  UNIX sockets are
+the listening ones and bound datagram ones with a path (osquery lists every UNIX socket
+with a path, the connections a listener accepted included).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ def generate(context: QueryContext) -> Iterator[Row]:
             "family": info.family,
             "address": "" if unix else info.local_address,
             "fd": s.fd,
-            "socket": info.inode,
+            "socket": 0 if unix else info.inode,
             "path": info.path,
             "net_namespace": str(s.net_namespace) if s.net_namespace is not None else None,
         }

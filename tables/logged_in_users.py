@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from ._files import read_bytes
 from .spec import Column, QueryContext, Row, TableSpec
+from .text import decode
 
 __all__ = ["LOGIN_TYPES", "SPEC", "UTMP_RECORD", "UtmpRecord", "generate", "parse_utmp"]
 
@@ -47,7 +48,7 @@ class UtmpRecord:
 
 
 def _cstr(raw: bytes) -> str:
-    return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+    return decode(raw.split(b"\0", 1)[0])
 
 
 def parse_utmp(data: bytes) -> list[UtmpRecord]:

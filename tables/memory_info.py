@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ._procfs import GONE, read_file
+from .procfs import GONE, read_file
 from .spec import Column, QueryContext, Row, TableError, TableSpec
 
 __all__ = ["SPEC", "generate", "parse_meminfo"]

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .spec import Column, QueryContext, Row, TableError, TableSpec
+from .text import decode
 
 __all__ = ["SPEC", "MountEntry", "generate", "parse_mounts"]
 
@@ -36,15 +37,23 @@ class MountEntry:
 
 
 def _unescape(field: str) -> str:
-    """The kernel escapes space, tab, newline and backslash as ``\\ooo``."""
-    return _OCTAL.sub(lambda m: chr(int(m.group(1), 8)), field)
+    """The kernel escapes space, tab, newline and backslash as ``\\ooo`` (a byte; >= 0x80 kept as tables.text does)."""
+    return _OCTAL.sub(lambda m: _byte(int(m.group(1), 8)), field)
+
+
+def _byte(value: int) -> str:
+    return chr(value) if value < 0x80 else chr(0xDC00 + value)
 
 
 def parse_mounts(text: str) -> list[MountEntry]:
-    """Parse the text of /proc/self/mounts; malformed lines are skipped."""
+    """Parse the text of /proc/self/mounts; malformed lines are skipped.
+
+    Fields are separated by single spaces and lines by newlines (the kernel escapes both
+    inside a field); every other character, Unicode blanks included, belongs to the field.
+    """
     entries: list[MountEntry] = []
-    for line in text.splitlines():
-        fields = line.split()
+    for line in text.split("\n"):
+        fields = line.split(" ")
         if len(fields) < 4:
             continue
         entries.append(MountEntry(*(_unescape(f) for f in fields[:4])))
@@ -68,7 +77,7 @@ def generate(context: QueryContext) -> Iterator[Row]:
     source = os.path.join(context.paths.proc, "self", "mounts")
     try:
         with open(source, "rb") as handle:
-            text = handle.read().decode("utf-8", "surrogateescape")
+            text = decode(handle.read())
     except OSError as exc:
         raise TableError(f"table mounts: cannot read {source}: {exc}") from exc
     want_statvfs = context.any_used(*_STATVFS_COLUMNS)

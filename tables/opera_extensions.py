@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 from ._browsers import list_dirs, manifest
 from ._homes import user_homes
@@ -29,7 +30,8 @@ def generate(context: QueryContext) -> Iterator[Row]:
                 if loaded is None:
                     continue
                 data = loaded[0]
-                background = data.get("background") if isinstance(data.get("background"), dict) else {}
+                found = data.get("background")
+                background: dict[str, Any] = found if isinstance(found, dict) else {}
                 yield {
                     "uid": uid,
                     "name": str(data.get("name") or ""),

@@ -19,7 +19,7 @@ _VERSION_NUMBER = re.compile(r"\d+(?:\.\d+)*")
 def parse_os_release(text: str) -> dict[str, str]:
     """KEY=value pairs of os-release(5); quotes and backslash escapes are undone."""
     values = {}
-    for line in text.splitlines():
+    for line in text.split("\n"):
         line = line.strip()
         if not line or line.startswith("#") or "=" not in line:
             continue
@@ -44,6 +44,9 @@ def _numbers(release: dict[str, str]) -> list[int]:
 def os_version_row(release: dict[str, str], arch: str) -> Row:
     """The os_version row for parsed os-release values."""
     numbers = _numbers(release)
+    major: int | None
+    minor: int | None
+    patch: int | None
     if numbers:
         numbers += [0] * (3 - len(numbers))
         major, minor, patch = numbers

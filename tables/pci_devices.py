@@ -29,7 +29,7 @@ def parse_pci_ids(text: str) -> PciIds:
     """pci.ids: vendors (no indent), devices (one tab), subsystems (two tabs), and the ``C`` class list."""
     ids = PciIds()
     vendor = device = klass = None
-    for line in text.splitlines():
+    for line in text.split("\n"):
         if not line or line.startswith("#"):
             continue
         if line.startswith("C "):
@@ -57,7 +57,7 @@ def parse_pci_ids(text: str) -> PciIds:
 
 def parse_uevent(text: str) -> dict[str, str]:
     """``KEY=value`` lines of a sysfs uevent file."""
-    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    return dict(line.split("=", 1) for line in text.split("\n") if "=" in line)
 
 
 def _load_ids(paths: HostPaths) -> PciIds:

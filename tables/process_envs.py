@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ._procfs import GONE, read_pid_file, select_pids
+from .procfs import GONE, read_pid_file, select_pids
 from .spec import Column, QueryContext, Row, TableSpec
+from .text import decode
 
 __all__ = ["SPEC", "generate", "parse_environ"]
 
@@ -17,7 +18,7 @@ def parse_environ(data: bytes) -> list[tuple[str, str]]:
         if not entry:
             continue
         key, _, value = entry.partition(b"=")
-        pairs.append((key.decode("utf-8", "replace"), value.decode("utf-8", "replace")))
+        pairs.append((decode(key), decode(value)))
     return pairs
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ._procfs import GONE, read_file, select_pids
+from .procfs import GONE, read_file, select_pids
 from .spec import Column, QueryContext, Row, TableSpec
+from .text import decode
 
 __all__ = ["SPEC", "generate", "parse_maps"]
 
@@ -15,27 +16,28 @@ def parse_maps(data: bytes) -> list[Row]:
 
     ``start``/``end`` keep their hex digits with a ``0x`` prefix, ``offset`` becomes an
     integer, ``pseudo`` is 1 for a named region without an inode ([heap], [stack], ...).
-    Malformed lines are skipped.
+    Malformed lines are skipped.  The path is the kernel's text (which writes a newline in
+    it as ``\\012``), trimmed as osquery trims it; bytes that are not UTF-8 are kept.
     """
     rows = []
-    for line in data.decode("utf-8", "replace").splitlines():
-        fields = line.split(None, 5)
-        if len(fields) < 5 or "-" not in fields[0]:
+    for line in data.split(b"\n"):
+        fields = line.split(None, 5)  # bytes: only ASCII blanks separate fields, any byte may be in a path
+        if len(fields) < 5 or b"-" not in fields[0]:
             continue
-        start, _, end = fields[0].partition("-")
+        start, _, end = fields[0].decode("ascii", "replace").partition("-")
         try:
             offset = int(fields[2], 16)
             inode = int(fields[4])
         except ValueError:
             continue
-        path = fields[5].strip() if len(fields) > 5 else ""
+        path = decode(fields[5].strip()) if len(fields) > 5 else ""  # trimmed, as osquery
         rows.append(
             {
                 "start": f"0x{start}",
                 "end": f"0x{end}",
-                "permissions": fields[1],
+                "permissions": fields[1].decode("ascii", "replace"),
                 "offset": offset,
-                "device": fields[3],
+                "device": fields[3].decode("ascii", "replace"),
                 "inode": inode,
                 "path": path,
                 "pseudo": 1 if inode == 0 and path else 0,

@@ -1,18 +1,26 @@
-"""process_open_files: every open file descriptor of every process, from /proc/<pid>/fd."""
+"""process_open_files: the open files of every process, from the links of /proc/<pid>/fd.
+
+As osquery: descriptors that are not files (``socket:[...]``, ``pipe:[...]``,
+``anon_inode:...``) are left out (process_open_sockets has the sockets), and a descriptor
+whose link cannot be read is skipped; a deleted file keeps the kernel's `` (deleted)``.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
 
-from ._procfs import GONE, select_pids
+from .procfs import GONE, select_pids
 from .spec import Column, QueryContext, Row, TableSpec
 
-__all__ = ["SPEC", "generate"]
+__all__ = ["NOT_FILES", "SPEC", "generate"]
+
+#: Link prefixes of descriptors that are not files (osquery leaves them out too).
+NOT_FILES = ("socket:[", "pipe:[", "anon_inode:")
 
 
 def generate(context: QueryContext) -> Iterator[Row]:
-    """One row per descriptor; sockets, pipes and anon inodes keep their ``type:[inode]`` link."""
+    """One row per descriptor of a file."""
     proc = context.paths.proc
     for pid in select_pids(proc, context.values("pid")):
         fd_dir = f"{proc}/{pid}/fd"
@@ -26,10 +34,10 @@ def generate(context: QueryContext) -> Iterator[Row]:
         for fd in fds:
             try:
                 path = os.readlink(f"{fd_dir}/{fd}")
-            except GONE:
-                continue  # the descriptor closed between listdir and readlink
             except OSError:
-                path = None
+                continue  # closed between listdir and readlink, or refused (osquery skips it too)
+            if path.startswith(NOT_FILES):
+                continue
             yield {"pid": pid, "fd": fd, "path": path}
 
 

@@ -1,7 +1,12 @@
 """``processes``: every process from /proc, with osquery's columns and Linux semantics.
 
 Each /proc file is read only when a column that needs it is selected, and
-``WHERE pid = X`` / ``IN (...)`` reads only those pid directories.
+``WHERE pid = X`` / ``IN (...)`` reads only those pid directories.  As osquery: ``name`` is
+the ``Name`` of ``status`` (made from ``stat``'s comm, escaped as the kernel escapes it
+there), ``cmdline`` has NULs as spaces and no outer whitespace, a link that cannot be read
+(exe, cwd, root) is ``''``, and ``path`` loses the `` (deleted)`` the kernel appends for an
+unlinked binary (``on_disk`` 0).  All parsing
+is :mod:`tables.procfs`'s, shared with the process event sources.
 """
 
 from __future__ import annotations
@@ -9,8 +14,8 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-from . import _procfs as pf
-from ._procfs import (
+from . import procfs as pf
+from .procfs import (
     STAT_NICE,
     STAT_NUM_THREADS,
     STAT_PGRP,
@@ -71,7 +76,6 @@ def generate(context: QueryContext) -> Iterator[Row]:
     want_io = used(*_IO_COLUMNS)
     want_cgroup = used("cgroup_path")
     want_wired = used("wired_size")
-    stat_numbers = used(*_STAT_COLUMNS[1:])  # more than the name
     boot = pf.boot_time(proc) if used("start_time") else None
     ticks = pf.CLK_TCK
     page = pf.PAGE_SIZE
@@ -79,6 +83,8 @@ def generate(context: QueryContext) -> Iterator[Row]:
     pids = pf.select_pids(proc, wanted)
     read_file = pf.read_pid_file
     parse_stat = pf.parse_stat
+    parse_status = pf.parse_status
+    process_name = pf.process_name
     gone = pf.GONE
     any_file = want_stat or want_status or want_cmdline or want_io or want_cgroup
 
@@ -88,31 +94,31 @@ def generate(context: QueryContext) -> Iterator[Row]:
         try:
             if want_stat:
                 try:
-                    name, f = parse_stat(read_file(base + "stat"))
-                    row["name"] = name
-                    if stat_numbers:  # a dozen int()s cost less than choosing among them
-                        row["state"] = f[STAT_STATE].decode()
-                        row["parent"] = int(f[STAT_PPID])
-                        row["pgroup"] = int(f[STAT_PGRP])
-                        row["user_time"] = int(f[STAT_UTIME]) * 1000 // ticks
-                        row["system_time"] = int(f[STAT_STIME]) * 1000 // ticks
-                        row["nice"] = int(f[STAT_NICE])
-                        row["threads"] = int(f[STAT_NUM_THREADS])
-                        row["start_time"] = boot + int(f[STAT_STARTTIME]) // ticks if boot is not None else -1
-                        row["total_size"] = int(f[STAT_VSIZE])
-                        row["resident_size"] = int(f[STAT_RSS]) * page
+                    comm, f = parse_stat(read_file(base + "stat"))
+                    row["name"] = process_name(comm)
+                    # a dozen int()s cost less than choosing among them
+                    row["state"] = f[STAT_STATE].decode()
+                    row["parent"] = int(f[STAT_PPID])
+                    row["pgroup"] = int(f[STAT_PGRP])
+                    row["user_time"] = int(f[STAT_UTIME]) * 1000 // ticks
+                    row["system_time"] = int(f[STAT_STIME]) * 1000 // ticks
+                    row["nice"] = int(f[STAT_NICE])
+                    row["threads"] = int(f[STAT_NUM_THREADS])
+                    row["start_time"] = boot + int(f[STAT_STARTTIME]) // ticks if boot is not None else -1
+                    row["total_size"] = int(f[STAT_VSIZE])
+                    row["resident_size"] = int(f[STAT_RSS]) * page
                 except PermissionError:
                     pass  # the stat columns stay NULL
                 except (ValueError, IndexError):
                     continue  # torn or foreign content: not a process we can describe
             if want_status:
                 try:
-                    uids, gids = pf.parse_status_ids(read_file(base + "status"))
-                except (PermissionError, ValueError):
-                    pass
-                else:
+                    status = parse_status(read_file(base + "status"))
+                    uids, gids = status.uids, status.gids
                     row["uid"], row["euid"], row["suid"] = uids[0], uids[1], uids[2]
                     row["gid"], row["egid"], row["sgid"] = gids[0], gids[1], gids[2]
+                except (PermissionError, ValueError, IndexError):
+                    pass  # refused or foreign content: these columns stay NULL
             if want_cmdline:
                 try:
                     row["cmdline"] = pf.parse_cmdline(read_file(base + "cmdline"))
@@ -131,7 +137,7 @@ def generate(context: QueryContext) -> Iterator[Row]:
                     row["disk_bytes_written"] = written
             if want_cgroup:
                 try:
-                    row["cgroup_path"] = pf.parse_cgroup_path(read_file(base + "cgroup"))
+                    row["cgroup_path"] = pf.parse_cgroup(read_file(base + "cgroup"))
                 except PermissionError:
                     pass
             if not any_file and wanted is not None and not os.path.isdir(base):
@@ -139,9 +145,7 @@ def generate(context: QueryContext) -> Iterator[Row]:
         except gone:
             continue  # the process exited mid-scan
         if want_exe:
-            path = pf.read_link(base + "exe")
-            row["path"] = path
-            row["on_disk"] = _on_disk(path)
+            row["path"], row["on_disk"] = pf.executable(base)
         if want_cwd:
             row["cwd"] = pf.read_link(base + "cwd")
         if want_root:
@@ -149,15 +153,6 @@ def generate(context: QueryContext) -> Iterator[Row]:
         if want_wired:
             row["wired_size"] = 0  # Linux has no unpageable-memory counter (as osquery)
         yield row
-
-
-def _on_disk(path: str | None) -> int:
-    """osquery's on_disk: 1 the binary exists, 0 it does not, -1 unknown (no path)."""
-    if not path:
-        return -1
-    if path.endswith(" (deleted)"):
-        return 0
-    return 1 if os.path.exists(path) else 0
 
 
 SPEC = TableSpec(

@@ -33,7 +33,7 @@ _FIELDS = {"Name": "name", "Version": "version", "Summary": "summary", "Author":
 def parse_metadata(text: str) -> dict[str, str]:
     """The RFC 822 header of a METADATA/PKG-INFO file -> {name, version, summary, author, license}."""
     values: dict[str, str] = {}
-    for line in text.splitlines():
+    for line in text.split("\n"):
         if not line.strip():
             break  # the description body follows the blank line
         if line[:1].isspace():

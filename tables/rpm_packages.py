@@ -15,6 +15,7 @@ import apsw
 
 from ._files import mount_namespace_id, namespace_views
 from .spec import Column, QueryContext, Row, TableError, TableSpec
+from .text import decode
 
 __all__ = ["RPMDB_PATHS", "SPEC", "generate", "parse_header"]
 
@@ -64,7 +65,7 @@ def parse_header(blob: bytes) -> dict[str, Any]:
                 values[column] = struct.unpack_from(fmt, data, offset)[0]
         elif kind in _STRING_TYPES:
             end = data.find(b"\0", offset)
-            values[column] = data[offset : end if end >= 0 else None].decode("utf-8", "replace")
+            values[column] = decode(data[offset : end if end >= 0 else None])
     return values
 
 

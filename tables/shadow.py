@@ -55,7 +55,7 @@ def _days(value: str) -> int:
 def parse_shadow(text: str) -> list[Row]:
     """Rows of a shadow(5) file, with the hash replaced by its status and algorithm."""
     rows = []
-    for line in text.splitlines():
+    for line in text.split("\n"):
         fields = line.strip().split(":")
         if len(fields) < 2 or not fields[0] or fields[0][0] in "#+-":
             continue

@@ -28,6 +28,7 @@ import apsw
 
 from .functions import register_functions
 from .spec import HostPaths, QueryContext, QueryDeadline, Row, TableError, TableSpec
+from .text import from_sql, to_sql
 
 __all__ = [
     "Database",
@@ -50,6 +51,7 @@ _OPS = {
     apsw.SQLITE_INDEX_CONSTRAINT_LE: "le",
 }
 _RANGE_OPS = frozenset({"gt", "ge", "lt", "le"})
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 #: PRAGMAs that only read schema information (osquery allows a similar short list).
 _READ_PRAGMAS = frozenset(
@@ -195,7 +197,7 @@ class _Cursor:
                 values = arg if isinstance(arg, set) else (arg,)
                 eq.setdefault(name, set()).update(_coerce(v, col_type) for v in values)
             elif op == "like":
-                like.setdefault(name, set()).add(str(arg))
+                like.setdefault(name, set()).add(from_sql(arg) if isinstance(arg, str) else str(arg))
             else:
                 ranges.setdefault(name, []).append((op, _coerce(arg, col_type)))
         used = plan["used"]
@@ -226,7 +228,13 @@ class _Cursor:
     def Column(self, which: int) -> Any:
         if which == -1:
             return self.rowid
-        return self.row.get(self.names[which])  # type: ignore[union-attr]
+        value = self.row.get(self.names[which])  # type: ignore[union-attr]
+        if value.__class__ is str:
+            # bytes that are not UTF-8 become \xHH escapes (tables.text); plain text is returned as it is
+            return value if value.isascii() and "\\x" not in value else to_sql(value)
+        if value.__class__ is int and (value > _INT64_MAX or value < _INT64_MIN):
+            return str(value)  # beyond SQLite's integers (an overlayfs inode): exact, as decimal text
+        return value
 
     def Rowid(self) -> int:
         return self.rowid
@@ -239,7 +247,11 @@ class _Cursor:
 
 
 def _coerce(value: Any, sql_type: str) -> Any:
-    """Give generate() values of the column's type: ``WHERE pid = '1'`` means pid 1."""
+    """Give generate() values of the column's type: ``WHERE pid = '1'`` means pid 1.
+
+    TEXT arrives as the host text it stands for: :func:`tables.text.from_sql` undoes the
+    escapes :meth:`_Cursor.Column` wrote for bytes that are not UTF-8.
+    """
     if sql_type in ("INTEGER", "BIGINT", "UNSIGNED_BIGINT") and isinstance(value, (str, float)):
         try:
             return int(value)
@@ -250,8 +262,11 @@ def _coerce(value: Any, sql_type: str) -> Any:
             return float(value)
         except ValueError:
             return value
-    if sql_type == "TEXT" and isinstance(value, (int, float)):
-        return str(value)
+    if sql_type == "TEXT":
+        if isinstance(value, str):
+            return from_sql(value)
+        if isinstance(value, (int, float)):
+            return str(value)
     return value
 
 

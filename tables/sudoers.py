@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 
 from ._files import list_files, read_text
@@ -12,29 +13,41 @@ __all__ = ["SPEC", "generate", "parse_sudoers"]
 
 _MAX_INCLUDE_DEPTH = 128  # sudo's own limit on nested includes
 _INCLUDES = ("#include", "@include", "#includedir", "@includedir")
+_BLANKS = " \t\v"  # what sudoers and osquery treat as blanks
+_BLANK_RUN = re.compile("[ \t\v]+")
 
 
 def parse_sudoers(text: str) -> list[tuple[str, str]]:
-    """sudoers text -> [(header, rule_details)]: the first word and the rest of each rule.
+    """sudoers text -> [(header, rule_details)]: the first word and the rest of each rule, as osquery splits them.
 
-    Backslash-continued lines are joined; comments and blank lines are dropped, but
-    ``#include``/``#includedir`` (and ``@`` forms) are directives, kept as rows.
+    A rule ending in a backslash continues on the next line: the backslash is dropped and
+    the next line (trimmed) appended as it is, so ``ALL=(ALL) \\`` + ``NOPASSWD: ALL``
+    reads ``ALL=(ALL) NOPASSWD: ALL``.  Comments and blank lines are dropped, but
+    ``#include``/``#includedir`` (and ``@`` forms) with a target are directives, kept as rows.
     """
-    entries = []
-    pending = ""
-    for raw in text.splitlines():
-        line = pending + raw.strip()
-        if line.endswith("\\"):
-            pending = line[:-1] + " "
-            continue
-        pending = ""
+    entries: list[tuple[str, str]] = []
+    continued = False
+    for raw in text.split("\n"):
+        line = raw.strip().strip(_BLANKS)
         if not line:
             continue
-        parts = line.split(None, 1)
-        header, details = parts[0], parts[1] if len(parts) > 1 else ""
-        if line.startswith("#") and header not in _INCLUDES:
+        if continued:
+            continued = line.endswith("\\")
+            header, details = entries[-1]
+            if details:
+                entries[-1] = (header, details[:-1] + line)
+            else:
+                entries[-1] = (header[:-1], line)
             continue
-        entries.append((header, details.strip()))
+        parts = re.split(_BLANK_RUN, line, maxsplit=1)
+        header, details = parts[0], parts[1].strip(_BLANKS) if len(parts) > 1 else ""
+        include = header in _INCLUDES
+        if line.startswith("#") and not include:
+            continue
+        if include and not details:
+            continue  # an include without a target reads as a comment
+        continued = not include and line.endswith("\\")
+        entries.append((header, details))
     return entries
 
 

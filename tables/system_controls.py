@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-from ._files import list_files, read_attr, read_text
+from ._files import list_files, read_text
+from .procfs import read_attr
 from .spec import Column, HostPaths, QueryContext, Row, TableSpec
 
 __all__ = ["CONFIG_DIRS", "SPEC", "generate", "parse_sysctl_conf"]
@@ -21,7 +22,7 @@ def parse_sysctl_conf(text: str) -> dict[str, str]:
     errors) is dropped.
     """
     values: dict[str, str] = {}
-    for raw in text.splitlines():
+    for raw in text.split("\n"):
         line = raw.strip()
         if not line or line[0] in "#;":
             continue

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-from ._files import read_attr, read_text
+from ._files import read_text
 from .etc_hosts import parse_hosts
+from .procfs import read_attr
 from .spec import Column, HostPaths, QueryContext, Row, TableSpec
 
 __all__ = ["SPEC", "fqdn", "generate", "parse_cpuinfo", "parse_meminfo_total", "uuid_from_machine_id"]
@@ -28,7 +29,7 @@ def parse_cpuinfo(text: str) -> dict[str, object]:
     """CPU facts from /proc/cpuinfo: brand, model, microcode, logical/physical cores, sockets."""
     processors: list[dict[str, str]] = []
     current: dict[str, str] = {}
-    for line in text.splitlines():
+    for line in text.split("\n"):
         if not line.strip():
             if current:
                 processors.append(current)
@@ -55,7 +56,7 @@ def parse_cpuinfo(text: str) -> dict[str, object]:
 
 def parse_meminfo_total(text: str) -> int | None:
     """MemTotal from /proc/meminfo, in bytes."""
-    for line in text.splitlines():
+    for line in text.split("\n"):
         if line.startswith("MemTotal:"):
             parts = line.split()
             try:

@@ -14,7 +14,7 @@ import logging
 import os
 from collections.abc import Iterator
 
-from ._files import read_attr
+from .procfs import read_attr
 from .spec import Column, QueryContext, Row, TableSpec
 
 __all__ = ["SPEC", "device_row", "generate", "is_device_entry"]

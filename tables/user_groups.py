@@ -17,7 +17,7 @@ def memberships(users: list[PasswdEntry], groups: list[GroupEntry]) -> list[tupl
     for g in groups:
         for member in g.members:
             by_member.setdefault(member, []).append(g.gid)
-    pairs = []
+    pairs: list[tuple[int, int]] = []
     for u in users:
         gids = [u.gid]
         for gid in by_member.get(u.name, ()):

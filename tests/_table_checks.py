@@ -116,6 +116,10 @@ def scratch_namespace() -> Iterator[Scratch]:
             ("link", "add", "veth0", "type", "veth", "peer", "name", "veth1"),
             ("link", "set", "veth0", "address", scratch.mac, "mtu", str(scratch.mtu)),
             ("link", "set", "veth1", "address", scratch.peer_mac),
+            # No link-local addresses: the kernel would add them (and their routes) at some moment
+            # after the links come up, racing every comparison of our rows with `ip`'s output.
+            ("link", "set", "veth0", "addrgenmode", "none"),
+            ("link", "set", "veth1", "addrgenmode", "none"),
             ("addr", "add", f"{scratch.v4}/24", "brd", "+", "dev", "veth0"),
             ("addr", "add", f"{scratch.v6}/64", "dev", "veth0", "nodad"),
             ("addr", "add", scratch.ptp_local, "peer", f"{scratch.ptp_peer}/32", "dev", "lo"),

@@ -17,6 +17,8 @@ HOSTS = """# The following lines are desirable for IPv4 capable hosts
 ::1     localhost ip6-localhost ip6-loopback
 fe80::1%eth0 router6
 192.0.2.1
+198.51.100.7   # an address and a comment
+  # an indented comment
 """
 
 
@@ -26,6 +28,8 @@ def test_parse_hosts() -> None:
         ("127.0.1.1", ["web1.example.org", "web1"]),
         ("::1", ["localhost", "ip6-localhost", "ip6-loopback"]),
         ("fe80::1%eth0", ["router6"]),
+        ("192.0.2.1", []),  # osquery returns an address without names, with empty hostnames
+        ("198.51.100.7", []),
     ]
 
 
@@ -36,6 +40,7 @@ def test_fixture_table(tmp_path: Path) -> None:
     assert db.execute("SELECT hostnames FROM etc_hosts WHERE address = '::1'").rows == [
         ("localhost ip6-localhost ip6-loopback",)
     ]
+    assert db.execute("SELECT hostnames FROM etc_hosts WHERE address = '192.0.2.1'").rows == [("",)]
 
 
 def test_live_hosts_resolve_like_libc() -> None:

@@ -40,6 +40,9 @@ def listeners(tmp_path):
     add("unix", socket.AF_UNIX, socket.SOCK_STREAM, str(tmp_path / "l.sock"))
     add("abstract", socket.AF_UNIX, socket.SOCK_STREAM, f"\0agentd-lp-{uuid.uuid4().hex[:8]}")
     add("bound_tcp", socket.AF_INET, socket.SOCK_STREAM, ("127.0.0.1", 0), listen=False)  # not listening
+    made["raw"] = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    made["raw6"] = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+    made["packet"] = socket.socket(17, socket.SOCK_RAW, socket.htons(0x0003))  # AF_PACKET, ETH_P_ALL
     client = socket.create_connection(made["tcp4"].getsockname())
     server, _ = made["tcp4"].accept()
     made["client"], made["server"] = client, server
@@ -74,10 +77,31 @@ def test_listeners_appear(db, listeners, where):
             address,
             "",
         )
-    unix = rows[_inode(listeners["unix"])]
-    assert (unix["pid"], unix["family"], unix["path"], unix["port"]) == (pid, 1, listeners["unix"].getsockname(), 0)
-    abstract = rows[_inode(listeners["abstract"])]
-    assert abstract["path"] == "@" + listeners["abstract"].getsockname()[1:].decode()
+    # osquery: UNIX sockets have port 0 and socket 0 (found here by fd)
+    by_fd = {(r["pid"], r["fd"]): r for r in db.execute(f"SELECT * FROM listening_ports {where}").dicts()}
+    unix = by_fd[(pid, listeners["unix"].fileno())]
+    assert (unix["family"], unix["path"], unix["port"], unix["socket"]) == (1, listeners["unix"].getsockname(), 0, 0)
+    abstract = by_fd[(pid, listeners["abstract"].fileno())]
+    assert (abstract["path"], abstract["socket"]) == ("@" + listeners["abstract"].getsockname()[1:].decode(), 0)
+    # raw sockets listen (remote port 0): protocol 255 and their own protocol as the port (osquery)
+    raw, raw6 = rows[_inode(listeners["raw"])], rows[_inode(listeners["raw6"])]
+    assert (raw["pid"], raw["fd"], raw["protocol"], raw["port"], raw["family"], raw["address"]) == (
+        pid,
+        listeners["raw"].fileno(),
+        255,
+        socket.IPPROTO_ICMP,
+        2,
+        "0.0.0.0",
+    )
+    assert (raw6["protocol"], raw6["port"], raw6["family"], raw6["address"]) == (255, socket.IPPROTO_ICMPV6, 10, "::")
+    packet = rows[_inode(listeners["packet"])]
+    assert (packet["pid"], packet["family"], packet["protocol"], packet["port"], packet["address"]) == (
+        pid,
+        17,
+        3,
+        0,
+        "",
+    )
     for name in ("bound_tcp", "client", "server"):  # not listening
         assert _inode(listeners[name]) not in rows
     ns = str(os.stat("/proc/self/ns/net").st_ino)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import socket
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -89,12 +91,55 @@ def test_parse_udp():
 
 def test_parse_raw():
     raw = UDP4.replace(b"0044", b"0001", 1)
-    first = pos.parse_inet_sockets(raw, socket.AF_INET, None)[0]
-    assert (first.protocol, first.local_port, first.listening) == (1, 0, False)
+    first = pos.parse_inet_sockets(raw, socket.AF_INET, 255)[0]
+    # osquery: protocol IPPROTO_RAW, the raw protocol (ICMP) as local_port, as ss shows 0.0.0.0:1
+    assert (first.protocol, first.local_port, first.remote_port, first.state, first.listening) == (255, 1, 0, "", True)
+
+
+def test_parse_tcp_state_names_are_osquerys():
+    text = (
+        TCP4.split(b"\n")[0]
+        + b"\n"
+        + b"".join(
+            b"   %d: 0100007F:1F90 0100007F:D431 %02X 00000000:00000000 00:00000000 00000000 0 0 %d 1\n"
+            % (i, st, 100 + st)
+            for i, st in enumerate(range(14))
+        )
+    )
+    states = {s.inode - 100: s.state for s in pos.parse_inet_sockets(text, socket.AF_INET, socket.IPPROTO_TCP)}
+    assert states[7] == "CLOSED"
+    assert states[0] == states[12] == states[13] == "UNKNOWN"  # 12 (NEW_SYN_RECV) is not in osquery's list
+    assert [states[i] for i in (1, 6, 10, 11)] == ["ESTABLISHED", "TIME_WAIT", "LISTEN", "CLOSING"]
+
+
+PACKET = b"""sk               RefCnt Type Proto  Iface R Rmem   User   Inode
+00000000de5b3bc8 3      3    0003   0     1 0      0      49702
+00000000de5b3bc9 3      2    0800   2     1 0      0      49703
+short line
+"""
+
+
+def test_parse_packet():
+    got = pos.parse_packet_sockets(PACKET)
+    assert [(s.inode, s.family, s.protocol, s.state, s.local_port, s.path) for s in got] == [
+        (49702, 17, 3, "NONE", 0, ""),
+        (49703, 17, 0x0800, "NONE", 0, ""),
+    ]
+
+
+def test_parse_unix_hostile_paths():
+    text = (
+        b"Num       RefCount Protocol Flags    Type St Inode Path\n"
+        b"0000000000000000: 00000002 00000000 00010000 0001 01 30001  leading space\n"
+        b"0000000000000000: 00000002 00000000 00010000 0001 01 30002 /tmp/new\nline\tand \xff\n"
+        b"0000000000000000: 00000002 00000000 00010000 0001 01 130003 /tmp/x\r\x1c\x85y\n"
+    )
+    got = {s.inode: s.path for s in pos.parse_unix_sockets(text)}
+    assert got == {30001: " leading space", 30002: "/tmp/new\nline\tand \udcff", 130003: "/tmp/x\r\x1c\udc85y"}
 
 
 def test_parse_unix():
-    got = pos.parse_unix_sockets(UNIX)
+    got = pos.parse_unix_sockets(UNIX.replace(b"\nbad\n", b"\n"))
     assert [s.inode for s in got] == [20001, 20002, 20003, 20004, 20005, 20006]
     by = {s.inode: s for s in got}
     assert by[20001].path == "/run/my sock.sock" and by[20001].listening
@@ -263,3 +308,135 @@ def test_column_types(db, opened):
     assert result.columns == list(SPEC.column_names)
     assert result.rows
     assert_column_types(SPEC, result.dicts())
+
+
+# ---------------------------------------------------------------------------
+# Every socket family osquery lists, live
+# ---------------------------------------------------------------------------
+
+
+def test_raw_packet_and_udplite_sockets(db):
+    """SOCK_RAW (protocol 255, raw protocol as local_port), AF_PACKET (family 17) and UDP-Lite, as osquery."""
+    made = {
+        "raw": socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP),
+        "raw6": socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6),
+        "packet": socket.socket(17, socket.SOCK_RAW, socket.htons(0x0800)),  # AF_PACKET, ETH_P_IP
+        "udplite": socket.socket(socket.AF_INET, socket.SOCK_DGRAM, 136),
+    }
+    fds = {name: s.fileno() for name, s in made.items()}
+    try:
+        made["udplite"].bind(("127.0.0.1", 0))
+        udplite_port = made["udplite"].getsockname()[1]
+        rows = _by_inode(db.execute(f"SELECT * FROM process_open_sockets WHERE pid = {os.getpid()}").dicts())
+        got = {
+            name: {k: rows[os.fstat(s.fileno()).st_ino][k] for k in ("fd", "family", "protocol", "local_port", "state")}
+            for name, s in made.items()
+        }
+    finally:
+        for s in made.values():
+            s.close()
+    assert got["raw"] == {"fd": fds["raw"], "family": 2, "protocol": 255, "local_port": 1, "state": ""}
+    assert got["raw6"] == {"fd": fds["raw6"], "family": 10, "protocol": 255, "local_port": 58, "state": ""}
+    assert got["packet"] == {"fd": fds["packet"], "family": 17, "protocol": 0x0800, "local_port": 0, "state": "NONE"}
+    assert got["udplite"] == {
+        "fd": fds["udplite"],
+        "family": 2,
+        "protocol": 136,
+        "local_port": udplite_port,
+        "state": "",
+    }
+
+
+def test_icmp_ping_sockets_in_a_namespace(db):
+    """Unprivileged ICMP (ping) sockets, /proc/net/icmp and icmp6, allowed in a namespace the test creates."""
+    name = f"agentd-ping-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    made = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"ip netns add refused: {made.stderr.strip()}")
+    child = None
+    try:
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        code = (
+            "import socket, time\n"
+            "open('/proc/sys/net/ipv4/ping_group_range', 'w').write('0 0')\n"
+            "a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP); a.bind(('127.0.0.1', 0))\n"
+            "b = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM, socket.IPPROTO_ICMPV6); b.bind(('::1', 0))\n"
+            "print(a.fileno(), a.getsockname()[1], b.fileno(), b.getsockname()[1], flush=True)\n"
+            "time.sleep(300)\n"
+        )
+        child = subprocess.Popen(
+            ["ip", "netns", "exec", name, sys.executable, "-c", code], stdout=subprocess.PIPE, text=True
+        )
+        line = child.stdout.readline().split()
+        if len(line) != 4:
+            pytest.skip("ping sockets are not permitted in a new network namespace here")
+        fd4, ident4, fd6, ident6 = map(int, line)
+        rows = db.execute(
+            f"SELECT fd, family, protocol, local_address, local_port, state FROM process_open_sockets "
+            f"WHERE pid = {child.pid} AND family IN (2, 10)"
+        ).dicts()
+    finally:
+        if child is not None:
+            child.kill()
+            child.wait()
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    assert {
+        "fd": fd4,
+        "family": 2,
+        "protocol": 1,
+        "local_address": "127.0.0.1",
+        "local_port": ident4,
+        "state": "",
+    } in rows
+    assert {"fd": fd6, "family": 10, "protocol": 1, "local_address": "::1", "local_port": ident6, "state": ""} in rows
+
+
+def test_time_wait_listed_once_when_some_namespace_links_are_refused(tmp_path):
+    """As nobody, root's processes' ns/net links are refused; TIME_WAIT sockets (inode 0) must not double.
+
+    The query runs in a child that dropped to nobody: its own ns link is readable, those of
+    root's processes in the same namespace are not, so the namespace is reached both ways.
+    """
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    client = socket.create_connection(listener.getsockname())
+    server, _ = listener.accept()
+    client_port, server_port = client.getsockname()[1], listener.getsockname()[1]
+    client.close()  # the side that closes first goes to TIME_WAIT
+    assert server.recv(1) == b""  # the server saw the FIN: its close is passive, only the client waits
+    server.close()
+    deadline = time.monotonic() + 10
+    while not any(
+        s.local_port == client_port and s.state == "TIME_WAIT"
+        for s in pos.parse_inet_sockets(pos.pf.read_file("/proc/self/net/tcp"), socket.AF_INET, socket.IPPROTO_TCP)
+    ):
+        assert time.monotonic() < deadline, "no TIME_WAIT socket appeared"
+        time.sleep(0.01)
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # drop to nobody and query; never returns into pytest
+        status = 1
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setresgid(65534, 65534, 65534)
+            os.setresuid(65534, 65534, 65534)
+            result = Database([SPEC]).execute(
+                "SELECT pid, state, local_port, remote_port, net_namespace FROM process_open_sockets "
+                f"WHERE local_port = {client_port} OR remote_port = {client_port}"
+            )
+            os.write(write_end, repr(result.rows).encode())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        out = pipe.read().decode()
+    _, status = os.waitpid(child, 0)
+    listener.close()
+    assert os.waitstatus_to_exitcode(status) == 0
+    rows = ast.literal_eval(out)
+    ns = str(os.stat("/proc/self/ns/net").st_ino)
+    time_wait = [r for r in rows if r[1] == "TIME_WAIT"]
+    assert time_wait == [(-1, "TIME_WAIT", client_port, server_port, ns)]

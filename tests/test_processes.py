@@ -7,6 +7,7 @@ import os
 import shutil
 import struct
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -14,10 +15,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tables import _procfs as pf
 from tables import processes
+from tables import procfs as pf
 from tables.spec import HostPaths, QueryContext
 from tables.sqlite import Database
+from tables.text import to_sql
 
 SPEC = processes.SPEC
 ALL_COLUMNS = ", ".join(SPEC.column_names)  # hidden ones included
@@ -76,17 +78,17 @@ def test_cross_check_psutil(db):
         if r is None:
             continue  # started after our scan
         try:
-            comm = pf.read_file(f"/proc/{info['pid']}/comm").decode(errors="replace").rstrip("\n")
+            comm = pf.read_file(f"/proc/{info['pid']}/comm").decode("utf-8", "surrogateescape")[:-1]
         except OSError:
             continue  # exited meanwhile
         if info["ppid"] != r["parent"]:
             continue  # exited and the pid was reused (re-parented) meanwhile
         if comm.startswith("kworker/") and r["name"].startswith("kworker/"):
             continue  # a kworker's comm names the workqueue it serves right now: it changes by itself
-        assert r["name"] == comm
+        assert r["name"] == to_sql(pf.process_name(comm))
         assert r["uid"] == info["uids"].real
-        if info["cmdline"] is not None:
-            assert r["cmdline"] == " ".join(info["cmdline"])
+        if info["cmdline"] is not None:  # osquery trims the outer whitespace psutil keeps
+            assert r["cmdline"] == to_sql(" ".join(info["cmdline"]).strip())
         checked.add(info["pid"])
     # other sessions start and stop processes meanwhile; these are stable for sure
     assert {1, os.getpid()} <= checked
@@ -111,7 +113,7 @@ def test_fields_of_self_against_psutil(db):
     assert r["threads"] >= 1
     io = me.io_counters()
     assert r["disk_bytes_read"] <= io.read_bytes
-    cgroup = pf.parse_cgroup_path(Path("/proc/self/cgroup").read_bytes())
+    cgroup = pf.parse_cgroup(Path("/proc/self/cgroup").read_bytes())
     assert r["cgroup_path"] == cgroup
     assert r["elevated_token"] is None and r["upid"] is None  # other platforms' columns
 
@@ -131,13 +133,38 @@ def test_uids_nice_and_deleted_binary(db):
         assert (r["name"], r["uid"], r["euid"], r["gid"], r["nice"]) == ("mysleep", 65534, 65534, 65534, 5)
         assert (r["path"], r["on_disk"]) == (str(binary), 1)
         binary.unlink()
+        assert os.readlink(f"/proc/{p.pid}/exe") == f"{binary} (deleted)"  # what the kernel shows
         (r,) = rows(db, f"SELECT path, on_disk FROM processes WHERE pid = {p.pid}")
-        assert r["on_disk"] == 0
-        assert r["path"].startswith(str(binary))
+        assert (r["path"], r["on_disk"]) == (str(binary), 0)  # osquery strips the suffix
+        # a new file at the old path is not the running binary: still not on disk
+        shutil.copy("/bin/sleep", binary)
+        (r,) = rows(db, f"SELECT path, on_disk FROM processes WHERE pid = {p.pid}")
+        assert (r["path"], r["on_disk"]) == (str(binary), 0)
+        # nor is a file that happens to be named like the kernel's link (osquery compares inodes)
+        shutil.copy("/bin/sleep", f"{binary} (deleted)")
+        (r,) = rows(db, f"SELECT path, on_disk FROM processes WHERE pid = {p.pid}")
+        assert (r["path"], r["on_disk"]) == (str(binary), 0)
     finally:
         p.kill()
         p.wait()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_binary_really_named_deleted_keeps_its_name(db, tmp_path):
+    """A running binary whose name ends in " (deleted)" is on disk under that very name."""
+    binary = tmp_path / "sleep (deleted)"
+    shutil.copy("/bin/sleep", binary)
+    p = subprocess.Popen([str(binary), "300"])
+    try:
+        deadline = time.monotonic() + 10
+        while os.readlink(f"/proc/{p.pid}/exe") != str(binary):
+            assert time.monotonic() < deadline, "child did not exec"
+            time.sleep(0.01)
+        (r,) = rows(db, f"SELECT path, on_disk FROM processes WHERE pid = {p.pid}")
+        assert (r["path"], r["on_disk"]) == (str(binary), 1)
+    finally:
+        p.kill()
+        p.wait()
 
 
 def test_kernel_thread_has_no_path(db):
@@ -230,8 +257,8 @@ def test_schema_matches_osquery_names():
     assert SPEC.column("elevated_token").hidden and SPEC.column("pid").index
 
 
-def test_refused_field_is_null():
-    """As nobody, a root process's /proc/<pid>/exe is refused: path is NULL, the row stays."""
+def test_refused_link_is_empty():
+    """As nobody, a root process's /proc/<pid>/exe is refused: path is '' (osquery), the row stays."""
     target = subprocess.Popen(["sleep", "300"])
     read_end, write_end = os.pipe()
     child = os.fork()
@@ -242,10 +269,12 @@ def test_refused_field_is_null():
             os.setgroups([])
             os.setresgid(65534, 65534, 65534)
             os.setresuid(65534, 65534, 65534)
-            result = Database([SPEC]).execute(
-                f"SELECT pid, name, path, on_disk, uid FROM processes WHERE pid = {target.pid}"
+            db = Database([SPEC])
+            result = db.execute(
+                f"SELECT pid, name, path, on_disk, uid, cwd, root FROM processes WHERE pid = {target.pid}"
             )
-            os.write(write_end, repr(result.rows).encode())
+            matched = db.execute(f"SELECT pid FROM processes WHERE path = '' AND pid = {target.pid}")
+            os.write(write_end, repr(result.rows + matched.rows).encode())
             status = 0
         finally:
             os._exit(status)
@@ -258,7 +287,7 @@ def test_refused_field_is_null():
         target.kill()
         target.wait()
     assert os.waitstatus_to_exitcode(status) == 0
-    assert out == repr([(target.pid, "sleep", None, -1, 0)])
+    assert out == repr([(target.pid, "sleep", "", -1, 0, "", ""), (target.pid,)])
 
 
 def test_process_vanishing_mid_scan_is_skipped(sleepers):
@@ -408,3 +437,23 @@ def test_fixture_boot_time_missing_gives_minus_one(fixture_proc):
     (root / "stat").unlink()
     db = Database([SPEC], paths=HostPaths(proc=str(root)))
     assert {r["start_time"] for r in rows(db, "SELECT start_time FROM processes")} == {-1}
+
+
+def test_name_is_the_escaped_status_name_and_cmdline_is_trimmed(db):
+    """osquery's name is the Name of status (the kernel escapes \\n and \\\\ there); the cmdline is trimmed."""
+    code = (
+        "import ctypes, sys, time\n"
+        "ctypes.CDLL(None).prctl(15, b'a\\nb\\\\c ', 0, 0, 0)\n"  # PR_SET_NAME: comm "a<newline>b\c "
+        "print('ready', flush=True)\n"
+        "time.sleep(300)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code, " spaced arg ", ""], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "ready\n"
+        assert pf.read_file(f"/proc/{child.pid}/comm") == b"a\nb\\c \n"
+        (r,) = rows(db, f"SELECT name, cmdline FROM processes WHERE pid = {child.pid}")
+    finally:
+        child.kill()
+        child.wait()
+    assert r["name"] == "a\\nb\\\\c"  # as status shows it, trailing blank trimmed (osquery)
+    assert r["cmdline"] == f"{sys.executable} -c {code}  spaced arg"  # NULs as spaces, outer whitespace trimmed

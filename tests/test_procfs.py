@@ -1,4 +1,4 @@
-"""tables._procfs: pure parsers on canned /proc text, and the readers on real /proc."""
+"""tables.procfs: pure parsers on canned /proc text, and the readers on real /proc."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 import psutil
 import pytest
 
-from tables import _procfs as pf
+from tables import procfs as pf
 
 STAT_TRICKY = (
     b"4242 (a) b (c)) S 1 4242 4242 0 -1 4194560 125 0 0 0 7 3 0 0 20 5 2 0 "
@@ -63,25 +63,55 @@ Threads:\t1
 """
 
 
-def test_parse_status_ids():
-    uids, gids = pf.parse_status_ids(STATUS)
-    assert uids == [1000, 1001, 1002, 1003]
-    assert gids == [2000, 2001, 2002, 2003]
+def test_parse_status():
+    status = pf.parse_status(STATUS)
+    assert status.uids == (1000, 1001, 1002, 1003)
+    assert status.gids == (2000, 2001, 2002, 2003)
+    assert status.parent is None
     with pytest.raises(ValueError, match="Uid"):
-        pf.parse_status_ids(b"Name:\tx\n")
+        pf.parse_status(b"Name:\tx\n")
+    text = b"Name:\tbash\nPPid:\t42\nUid:\t1000\t1001\t1002\t1003\nGid:\t100\t101\t102\t103\n"
+    assert pf.parse_status(text) == pf.ProcStatus(42, (1000, 1001, 1002, 1003), (100, 101, 102, 103))
 
 
-def test_parse_status_ids_real_self():
-    uids, gids = pf.parse_status_ids(pf.read_file(f"/proc/{os.getpid()}/status"))
-    assert tuple(uids[:3]) == tuple(os.getresuid())
-    assert tuple(gids[:3]) == tuple(os.getresgid())
+def test_process_name_is_statuss_name_made_from_stats_comm():
+    # comm "a\nb\\c " as status shows it: newline and backslash escaped; osquery trims the blank
+    assert pf.process_name("a\nb\\c ") == "a\\nb\\\\c"
+    assert pf.process_name("\udcfe\udcff") == "\udcfe\udcff"  # bytes that are not UTF-8 stay
+    assert pf.process_name("kworker/0:1-events") == "kworker/0:1-events"
+
+
+def test_process_name_matches_status_for_every_live_process():
+    checked = 0
+    for pid in pf.list_pids("/proc"):
+        try:
+            comm, _ = pf.parse_stat(pf.read_pid_file(f"/proc/{pid}/stat"))
+            status = pf.read_pid_file(f"/proc/{pid}/status")
+        except OSError:
+            continue  # exited meanwhile
+        name = status.split(b"\n", 1)[0].removeprefix(b"Name:").strip().decode("utf-8", "surrogateescape")
+        if pf.process_name(comm) != name and pf.process_name(comm).startswith("kworker/"):
+            continue  # a kworker's name follows the work it runs: it may change between the two reads
+        assert pf.process_name(comm) == name, pid
+        checked += 1
+    assert checked > 1
+
+
+def test_parse_status_real_self():
+    status = pf.parse_status(pf.read_file(f"/proc/{os.getpid()}/status"))
+    assert status.uids[:3] == tuple(os.getresuid())
+    assert status.gids[:3] == tuple(os.getresgid())
+    assert status.parent == os.getppid()
 
 
 def test_parse_cmdline():
     assert pf.parse_cmdline(b"sleep\x00300\x00") == "sleep 300"
     assert pf.parse_cmdline(b"a b\x00c\x00\x00") == "a b c"
     assert pf.parse_cmdline(b"") == ""
-    assert pf.parse_cmdline(b"\xff\x00x\x00") == "\ufffd x"
+    assert pf.parse_cmdline(b"\xff\x00x\x00") == "\udcff x"  # the byte is kept (tables.text)
+    # osquery trims whitespace at both ends: NULs of empty trailing args, blanks inside args
+    assert pf.parse_cmdline(b" lead\x00arg \x00\x00 \x00") == "lead\x00arg".replace("\x00", " ")
+    assert pf.parse_cmdline(b"/bin/echo\0a b\0c\0") == "/bin/echo a b c"
 
 
 def test_parse_io():
@@ -89,11 +119,54 @@ def test_parse_io():
     assert io == {"rchar": 10, "wchar": 20, "read_bytes": 4096, "write_bytes": 8192, "cancelled_write_bytes": 4096}
 
 
-def test_parse_cgroup_path():
-    v1 = b"12:pids:/user.slice\n4:memory:/user.slice/x\n0::/user.slice/session-1.scope\n"
-    assert pf.parse_cgroup_path(v1) == "/user.slice/session-1.scope"
-    assert pf.parse_cgroup_path(b"5:cpu:/a/b\n3:memory:/c\n") == "/a/b"
-    assert pf.parse_cgroup_path(b"") == ""
+CID = "4f1b2c3d" * 8  # 64 hex digits
+
+
+def test_parse_cgroup_prefers_the_unified_line():
+    hybrid = b"12:pids:/user.slice\n4:memory:/user.slice/x\n0::/user.slice/session-1.scope\n"
+    assert pf.parse_cgroup(hybrid) == "/user.slice/session-1.scope"
+    assert pf.parse_cgroup(b"0::/system.slice/ssh.service\n") == "/system.slice/ssh.service"
+
+
+def test_parse_cgroup_v1_only_uses_pids_then_cpu_memory_systemd():
+    # misc is listed first (highest hierarchy id) and left at the root by the runtime
+    v1 = f"13:misc:/\n5:cpu,cpuacct:/cpu/x\n3:pids:/docker/{CID}\n1:name=systemd:/docker/{CID}\n".encode()
+    assert pf.parse_cgroup(v1) == f"/docker/{CID}"
+    assert pf.parse_cgroup(b"13:misc:/\n5:cpu,cpuacct:/cpu/x\n4:memory:/m\n") == "/cpu/x"
+    assert pf.parse_cgroup(b"7:freezer:/f\n6:devices:/d\n") == "/f"
+    assert pf.parse_cgroup(b"") == ""
+    assert pf.parse_cgroup(b"garbage\n") == ""
+    assert pf.parse_cgroup(b"0::/a:b\xff\n") == "/a:b\udcff"  # paths may hold colons and any byte
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        (f"/docker/{CID}", CID),
+        (f"/system.slice/docker-{CID}.scope", CID),
+        (f"/kubepods.slice/kubepods-besteffort.slice/kubepods-pod1.slice/cri-containerd-{CID}.scope", CID),
+        (f"/kubepods/burstable/pod9/crio-{CID}.scope", CID),
+        (f"/machine.slice/libpod-{CID}.scope/container", CID),
+        ("/user.slice/user-1000.slice/session-3.scope", None),
+        (f"/docker/{CID}0", None),  # 65 hex digits is not an id
+        ("/", None),
+        (None, None),
+    ],
+)
+def test_container_id_from_cgroup(path, expected):
+    assert pf.container_id_from_cgroup(path) == expected
+
+
+def test_cgroup_reader_reads_a_proc_tree_and_caches_by_content(tmp_path):
+    (tmp_path / "123").mkdir()
+    (tmp_path / "123" / "cgroup").write_text(f"0::/system.slice/docker-{CID}.scope\n")
+    (tmp_path / "125").mkdir()
+    (tmp_path / "125" / "cgroup").write_text(f"0::/system.slice/docker-{CID}.scope\n")
+    reader = pf.CgroupReader(max_cached=4)
+    assert reader(123, str(tmp_path)) == (f"/system.slice/docker-{CID}.scope", CID)
+    assert reader(125, str(tmp_path)) == (f"/system.slice/docker-{CID}.scope", CID)
+    assert len(reader._cache) == 1
+    assert reader(124, str(tmp_path)) == (None, None)
 
 
 def test_parse_boot_time():
@@ -134,7 +207,7 @@ def test_read_link(tmp_path):
     assert pf.read_link(str(tmp_path / "l")) == "/some/target"
     assert pf.read_link(str(tmp_path / "missing")) == ""  # gone / no target
     (tmp_path / "plain").write_text("x")
-    assert pf.read_link(str(tmp_path / "plain")) is None  # not a link: unknown
+    assert pf.read_link(str(tmp_path / "plain")) == ""  # not a link (osquery: "" for any failure)
 
 
 def test_list_pids_and_select(tmp_path):
@@ -164,7 +237,7 @@ def test_clock_constants():
 
 def test_read_file_reads_past_short_reads_of_seq_files() -> None:
     """/proc/self/maps comes in page-sized short reads; all of it must arrive."""
-    from tables._procfs import read_file
+    from tables.procfs import read_file
 
     with open("/proc/self/maps", "rb") as f:
         expected_tail = f.read().splitlines()[-1].split()[-1]
@@ -191,7 +264,10 @@ def test_read_pid_file_whole_cmdline_and_status() -> None:
     finally:
         child.kill()
         child.wait()
-    status = pf.read_pid_file("/proc/self/status")
-    assert status.rstrip().splitlines()[-1] == pf.read_file("/proc/self/status").rstrip().splitlines()[-1]
+
+    def keys(data: bytes) -> list[bytes]:  # the counters in status change between two reads; its lines do not
+        return [line.split(b":")[0] for line in data.rstrip().split(b"\n")]
+
+    assert keys(pf.read_pid_file("/proc/self/status")) == keys(pf.read_file("/proc/self/status"))
     with pytest.raises(FileNotFoundError):
         pf.read_pid_file(f"/proc/{child.pid}/stat")

@@ -12,66 +12,11 @@ import pytest
 from eventsources.procinfo import (
     ProcessGone,
     cgroup_of,
-    container_id_from_cgroup,
-    parse_cgroup,
-    parse_cmdline,
     parse_stat_times,
-    parse_status,
     snapshot,
 )
 
 CID = "4f1b2c3d" * 8  # 64 hex digits
-
-
-@pytest.mark.parametrize(
-    ("path", "expected"),
-    [
-        (f"/docker/{CID}", CID),
-        (f"/system.slice/docker-{CID}.scope", CID),
-        (f"/kubepods.slice/kubepods-besteffort.slice/kubepods-pod1.slice/cri-containerd-{CID}.scope", CID),
-        (f"/kubepods/burstable/pod9/crio-{CID}.scope", CID),
-        (f"/machine.slice/libpod-{CID}.scope/container", CID),
-        ("/user.slice/user-1000.slice/session-3.scope", None),
-        (f"/docker/{CID}0", None),  # 65 hex digits is not an id
-        ("/", None),
-        (None, None),
-    ],
-)
-def test_container_id_from_cgroup(path: str | None, expected: str | None) -> None:
-    assert container_id_from_cgroup(path) == expected
-
-
-def test_parse_cgroup_prefers_unified_line() -> None:
-    text = "4:memory:/mem/x\n1:name=systemd:/sys/x\n0::/system.slice/ssh.service\n"
-    assert parse_cgroup(text) == "/system.slice/ssh.service"
-
-
-def test_parse_cgroup_v1_only_uses_pids_controller() -> None:
-    text = f"5:cpu,cpuacct:/cpu/x\n3:pids:/docker/{CID}\n1:name=systemd:/docker/{CID}\n"
-    assert parse_cgroup(text) == f"/docker/{CID}"
-    assert parse_cgroup("garbage\n") is None
-
-
-def test_parse_cmdline_joins_args_and_counts_bytes() -> None:
-    assert parse_cmdline(b"/bin/echo\0a b\0c\0") == ("/bin/echo a b c", 16)
-    assert parse_cmdline(b"") == ("", 0)
-    text, size = parse_cmdline(b"x\0\xff\0")
-    assert text == "x \ufffd" and size == 4
-
-
-def test_parse_status_ids_and_parent() -> None:
-    text = "Name:\tbash\nPPid:\t42\nUid:\t1000\t1001\t1002\t1003\nGid:\t100\t101\t102\t103\n"
-    assert parse_status(text) == {
-        "parent": 42,
-        "uid": 1000,
-        "euid": 1001,
-        "suid": 1002,
-        "fsuid": 1003,
-        "gid": 100,
-        "egid": 101,
-        "sgid": 102,
-        "fsgid": 103,
-    }
 
 
 def test_parse_stat_splits_on_last_paren() -> None:
@@ -115,3 +60,63 @@ def test_cgroup_of_reads_a_proc_tree(tmp_path) -> None:
     (tmp_path / "123" / "cgroup").write_text(f"0::/system.slice/docker-{CID}.scope\n")
     assert cgroup_of(123, str(tmp_path)) == (f"/system.slice/docker-{CID}.scope", CID)
     assert cgroup_of(124, str(tmp_path)) == (None, None)
+
+
+# ---------------------------------------------------------------------------
+# One parser per fact: processes and process_events read a process the same way
+# ---------------------------------------------------------------------------
+
+V1 = (
+    f"13:misc:/\n12:pids:/docker/{CID}\n11:cpu,cpuacct:/docker/{CID}\n"
+    f"4:memory:/docker/{CID}\n1:name=systemd:/docker/{CID}\n"
+).encode()
+V2 = b"0::/system.slice/ssh.service\n"
+HYBRID = b"9:name=systemd:/user.slice\n8:pids:/user.slice/user-0.slice\n0::/user.slice/session-4.scope\n"
+
+
+def _fake_process(root, pid: int, cgroup: bytes, cmdline: bytes, exe: str, cwd: str) -> None:
+    d = root / str(pid)
+    d.mkdir()
+    d.joinpath("stat").write_bytes(
+        f"{pid} (fake) S 1 {pid} {pid} 0 -1 0 0 0 0 0 1 1 0 0 20 0 1 0 100 4096 2 0\n".encode()
+    )
+    d.joinpath("status").write_bytes(b"Name:\tfake\nPPid:\t1\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\n")
+    d.joinpath("cgroup").write_bytes(cgroup)
+    d.joinpath("cmdline").write_bytes(cmdline)
+    os.symlink(exe, d / "exe")
+    os.symlink(cwd, d / "cwd")
+
+
+def test_processes_and_process_events_agree_on_cgroup_and_cmdline(tmp_path) -> None:
+    from eventsources.audit.source import AuditSource
+    from tables import processes
+    from tables.spec import HostPaths
+    from tables.sqlite import Database
+
+    root = tmp_path / "proc"
+    root.mkdir()
+    root.joinpath("stat").write_bytes(b"btime 1700000000\n")
+    cases = {
+        101: (V1, b"/bin/sleep\x00300\x00"),
+        102: (V2, b"  /usr/sbin/sshd\x00-D\x00\x00 \x00"),  # blanks and empty args at the ends
+        103: (HYBRID, b"bash\x00-c\x00echo \xff\x00"),  # a byte that is not UTF-8
+    }
+    for pid, (cgroup, cmdline) in cases.items():
+        _fake_process(root, pid, cgroup, cmdline, exe=sys.executable, cwd=str(tmp_path))
+    db = Database([processes.SPEC], paths=HostPaths(proc=str(root)))
+    table = {r["pid"]: r for r in db.execute("SELECT pid, cgroup_path, cmdline, path, cwd FROM processes").dicts()}
+    audit_cgroup_of = AuditSource(lambda table, row: None, proc_root=str(root))._cgroup_of
+    expected_cgroups = {101: f"/docker/{CID}", 102: "/system.slice/ssh.service", 103: "/user.slice/session-4.scope"}
+    for pid in cases:
+        event = snapshot(pid, str(root))
+        assert table[pid]["cgroup_path"] == event["cgroup_path"] == expected_cgroups[pid]
+        assert audit_cgroup_of(pid, str(root))[0] == event["cgroup_path"]
+        # the event row holds host text; SQL shows it with tables.text's escapes
+        from tables.text import to_sql
+
+        assert table[pid]["cmdline"] == to_sql(event["cmdline"])
+        assert (table[pid]["path"], table[pid]["cwd"]) == (event["path"], event["cwd"])
+    assert snapshot(101, str(root))["container_id"] == CID
+    assert table[102]["cmdline"] == "/usr/sbin/sshd -D"
+    assert table[103]["cmdline"] == "bash -c echo \\xFF"
+    assert snapshot(102, str(root))["cmdline_size"] == len(cases[102][1])

@@ -91,3 +91,26 @@ async def test_a_process_that_execs_after_it_was_first_seen_is_reported_again(tm
     finally:
         await source.stop()
     assert [(r["path"], r["cmdline"]) for r in rows] == [("/bin/sh", "/bin/sh"), ("/bin/ls", "ls -l")]
+
+
+async def test_a_binary_deleted_after_it_was_first_seen_is_not_a_new_exec(tmp_path: Path) -> None:
+    """The kernel's " (deleted)" suffix is not a new image: one row, with the path as the tables show it."""
+    binary = tmp_path / "tool"
+    binary.write_bytes(b"x")
+    root = tmp_path / "proc"
+    root.mkdir()
+    (root / "stat").write_text("btime 1700000000\n")
+    rows: list[dict[str, Any]] = []
+    source = ProcPollSource(lambda t, r: rows.append(r), interval=3600, proc_root=str(root))
+    await source.start()
+    try:
+        _fake_process(root, 12, 300, b"tool\0")
+        os.symlink(binary, root / "12" / "exe")
+        assert source.poll_once() == 1
+        (root / "12" / "exe").unlink()
+        os.symlink(f"{binary} (deleted)", root / "12" / "exe")  # what /proc shows once it is unlinked
+        binary.unlink()
+        assert source.poll_once() == 0
+    finally:
+        await source.stop()
+    assert [(r["pid"], r["path"]) for r in rows] == [(12, str(binary))]

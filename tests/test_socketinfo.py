@@ -11,7 +11,7 @@ import pytest
 
 from eventsources.socketinfo import Lookup, SocketEnricher, find_inode, lookup, process_start_time, socket_inode
 from protocol.community_id import community_id
-from tables import _procfs as pf
+from tables import procfs as pf
 
 TCP_TEXT = (
     b"  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"

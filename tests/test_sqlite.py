@@ -271,3 +271,41 @@ def test_tables_read_resolves_aliases_subqueries_and_ctes(db: Database) -> None:
     assert CALLS == [], "preparing runs no table"
     with pytest.raises(QueryError, match="no such table"):
         db.tables_read("SELECT * FROM nope")
+
+
+def test_values_from_the_host_never_fail_a_query() -> None:
+    """Text holding bytes that are not UTF-8 comes out escaped (tables.text); a u64 beyond SQLite's range as text."""
+    values = [{"t": "bad\udcffname", "n": 2**64 - 1}, {"t": "plain", "n": -(2**63)}, {"t": "a\\xFF", "n": 2**63}]
+    spec = TableSpec(
+        "hostile",
+        "Values no query may fail on.",
+        (Column("t", "TEXT"), Column("n", "BIGINT")),
+        lambda ctx: iter(values),
+    )
+    db = Database([spec])
+    assert db.execute("SELECT t, n FROM hostile").rows == [
+        ("bad\\xFFname", "18446744073709551615"),
+        ("plain", -(2**63)),
+        ("a\\x5CxFF", "9223372036854775808"),
+    ]
+    assert db.execute("SELECT t || '/x', upper(t), length(t) FROM hostile WHERE t LIKE 'bad%'").rows == [
+        ("bad\\xFFname/x", "BAD\\XFFNAME", 11)
+    ]
+
+
+def test_constraints_arrive_as_the_host_text_they_stand_for() -> None:
+    seen: list[frozenset] = []
+
+    def generate(ctx):
+        seen.append(ctx.values("t"))
+        seen.append(ctx.likes.get("t", frozenset()))
+        return iter([{"t": "bad\udcffname"}])
+
+    spec = TableSpec("pushed", "Constraints pushed down.", (Column("t", "TEXT", index=True),), generate)
+    db = Database([spec])
+    assert db.execute("SELECT t FROM pushed WHERE t = 'bad\\xFFname'").rows == [("bad\\xFFname",)]
+    assert seen[-2] == frozenset({"bad\udcffname"})
+    db.execute("SELECT t FROM pushed WHERE t LIKE 'bad\\xFF%'")
+    assert seen[-1] == frozenset({"bad\udcff%"})
+    db.execute("SELECT t FROM pushed WHERE t = 'caf\\xC3\\xA9'")  # not what to_sql writes for "café": literal
+    assert seen[-2] == frozenset({"caf\\xC3\\xA9"})

@@ -18,9 +18,21 @@ def test_parse() -> None:
     assert parse_sudoers(text) == [
         ("Defaults", "env_reset"),
         ("root", "ALL=(ALL:ALL) ALL"),
-        ("%admin", "ALL=(ALL)  NOPASSWD: ALL"),
+        ("%admin", "ALL=(ALL) NOPASSWD: ALL"),  # one space, as osquery joins it
         ("#includedir", "/etc/sudoers.d"),
         ("@include", "extra"),
+    ]
+
+
+def test_continuations_as_osquery_joins_them() -> None:
+    text = (
+        "Cmnd_Alias SVC = /usr/bin/systemctl start,\\\n  /usr/bin/systemctl stop, \\\n\t/usr/bin/systemctl status\n"
+        "Defaults\\\n  env_reset\n"
+        "#include\n"  # no target: a comment
+    )
+    assert parse_sudoers(text) == [
+        ("Cmnd_Alias", "SVC = /usr/bin/systemctl start,/usr/bin/systemctl stop, /usr/bin/systemctl status"),
+        ("Defaults", "env_reset"),
     ]
 
 

@@ -32,10 +32,9 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
-from tables._procfs import boot_time
+from tables.procfs import CgroupReader, boot_time
 
 from .._netlink import NetlinkReader
 from ..base import EventSource, Sink, SourceMode, SourceStatus, SourceUnavailable
@@ -78,39 +77,6 @@ def _comm(pid: int, proc_root: str) -> str:
             return f.read().strip().decode("utf-8", "replace")
     except OSError:
         return "?"
-
-
-def _cgroup_reader() -> Callable[[int, str], tuple[str | None, str | None]]:
-    """cgroup_of() for the hot path: a raw read, parsed once per distinct cgroup file text.
-
-    Uses procinfo's pure parsers; the cache holds (path, container id) per file content,
-    which is what makes it cheap (most execs share a handful of cgroups).
-    """
-    from ..procinfo import container_id_from_cgroup, parse_cgroup
-
-    cache: dict[bytes, tuple[str | None, str | None]] = {}
-
-    def cgroup_of(pid: int, proc_root: str) -> tuple[str | None, str | None]:
-        try:
-            fd = os.open(f"{proc_root}/{pid}/cgroup", os.O_RDONLY)
-        except OSError:  # gone already (short-lived), or not permitted
-            return None, None
-        try:
-            data = os.read(fd, 65536)
-        except OSError:
-            return None, None
-        finally:
-            os.close(fd)
-        found = cache.get(data)
-        if found is None:
-            path = parse_cgroup(data.decode("utf-8", "replace"))
-            found = (path, container_id_from_cgroup(path))
-            if len(cache) >= 1024:
-                cache.clear()
-            cache[data] = found
-        return found
-
-    return cgroup_of
 
 
 def _unavailable(what: str, exc: OSError) -> SourceUnavailable:
@@ -171,7 +137,7 @@ class AuditSource(EventSource):
         self._now = time.monotonic()  # the reader's clock, read once per batch
         self._reasm = Reassembler(timeout=reorder_timeout)
         self._builder = RowBuilder(own_pid=self.own_pid, socket_events=socket_events)
-        self._cgroup_of = _cgroup_reader()
+        self._cgroup_of = CgroupReader()  # the one cgroup reader of the event sources (tables.procfs)
         self._sockets = SocketEnricher(proc_root=proc_root)
         # counters
         self.records = 0
