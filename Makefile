@@ -27,13 +27,14 @@ bench: $(BIN)/agent-cli
 	$(BIN)/python bench/bench_diff.py
 	$(BIN)/python bench/bench_audit.py
 	$(BIN)/python bench/bench_agentd.py
+	$(BIN)/python bench/bench_collector.py
 
 ## lint: ruff (check and format --check) and mypy over the packages
 lint: $(BIN)/agent-cli
 	$(BIN)/pip install --quiet -e '.[test,lint]'
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy agent tables eventsources
+	$(BIN)/mypy agent tables eventsources protocol collector
 
 clean:
 	rm -rf $(VENV) .pytest_cache state

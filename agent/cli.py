@@ -13,11 +13,12 @@ A failed query prints ``Error: <message>`` to stderr and exits 1, never a traceb
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
@@ -25,6 +26,7 @@ from tables.registry import all_specs
 from tables.spec import TableSpec
 from tables.sqlite import DEFAULT_TIME_LIMIT, Database, QueryError
 
+from . import fleet_cli
 from .hostid import host_uuid
 from .options import Options
 from .output import MODES, render
@@ -163,6 +165,10 @@ def _incomplete(sql: str) -> bool:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
+    if args.collector:
+        return fleet_cli.run_query(args)
+    if args.host or args.group or args.all:
+        raise UserError("--host, --group and --all query the fleet: add --collector URL")
     engine = _engine(args)
     for statement in split_statements(args.sql):
         columns, rows = engine.execute(statement)
@@ -224,41 +230,43 @@ class Shell:
         self.timer = False
         self.errors = 0
         self.done = False
+        self._interruptible: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext
 
     def run(self) -> int:
+        """Read and run lines until Ctrl-D or .quit.
+
+        On a terminal a Ctrl-C never ends the shell and is never lost, whenever it comes (see
+        line_editor): it stops a running query, or else abandons the statement being typed.
+        """
+        from .line_editor import Key, LineEditor
+
         readline = self._setup_history() if self.interactive else None
         if self.interactive:
             print('Using a virtual database. Need help, type ".help"')
         buffer: list[str] = []
         lineno = 0
         try:
-            while not self.done:
-                try:
-                    line = input(CONTINUATION if buffer else PROMPT) if self.interactive else sys.stdin.readline()
-                except EOFError:
-                    if self.interactive:
-                        print()  # leave the terminal on a fresh line
-                    break
-                except KeyboardInterrupt:
-                    print()
-                    buffer.clear()
-                    continue
-                if not self.interactive:
-                    if line == "":
+            with LineEditor(readline) if self.interactive else contextlib.nullcontext() as editor:
+                if editor is not None:
+                    self._interruptible = editor.interruptible
+                while not self.done:
+                    got = editor.read(CONTINUATION if buffer else PROMPT) if editor else sys.stdin.readline()
+                    if got is Key.INTERRUPT:
+                        print()
+                        buffer.clear()
+                        continue
+                    if got is Key.END or (editor is None and got == ""):  # "": the end of a piped stdin
+                        if editor is not None:
+                            print()  # leave the terminal on a fresh line
                         break
-                    line = line.rstrip("\n")
-                lineno += 1
-                try:
-                    self._take(line, buffer, lineno)
-                except KeyboardInterrupt:  # Ctrl-C between reading a line and running it
-                    if not self.interactive:
-                        raise
-                    print()
-                    buffer.clear()
-            if buffer:
-                for statement in split_statements("\n".join(buffer)):
-                    self.query(statement, lineno)
+                    assert isinstance(got, str)
+                    lineno += 1
+                    self._take(got if editor else got.rstrip("\n"), buffer, lineno)
+                if buffer:
+                    for statement in split_statements("\n".join(buffer)):
+                        self.query(statement, lineno)
         finally:
+            self._interruptible = contextlib.nullcontext
             if readline is not None:
                 try:
                     readline.write_history_file(HISTORY_FILE)
@@ -315,16 +323,18 @@ class Shell:
     def query(self, sql: str, lineno: int) -> None:
         started = time.perf_counter()
         try:
-            columns, rows = self.engine.execute(sql)
-        except (QueryError, UserError, OSError) as exc:
-            self._fail(str(exc), lineno)
-            return
-        except KeyboardInterrupt:  # Ctrl-C stops the query, not the shell (as osqueryi)
+            with self._interruptible():
+                try:
+                    columns, rows = self.engine.execute(sql)
+                except (QueryError, UserError, OSError) as exc:
+                    self._fail(str(exc), lineno)
+                    return
+                sys.stdout.write(render(self.mode, columns, rows))
+        except KeyboardInterrupt:  # Ctrl-C stops the query (or its output), not the shell (as osqueryi)
             if not self.interactive:
                 raise
             self._fail("interrupted", lineno)
             return
-        sys.stdout.write(render(self.mode, columns, rows))
         if self.timer:
             print(f"Run Time: {time.perf_counter() - started:.3f} s")
 
@@ -382,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Query the host as SQL tables (osquery-compatible), in-process or inside a running agentd.",
     )
     parser.add_argument("--connect", metavar="SOCKET", help="run inside the agentd listening on this control socket")
+    fleet_cli.add_global_options(parser)
     parser.add_argument(
         "--time-limit",
         type=_seconds,
@@ -398,6 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.set_defaults(mode="pretty")
     for mode in MODES:
         fmt.add_argument(f"--{mode}", dest="mode", action="store_const", const=mode, help=f"{mode} output")
+    fleet_cli.add_query_options(q)
     q.set_defaults(func=cmd_query)
 
     t = sub.add_parser("tables", help="list the tables")
@@ -420,6 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
         watch = None  # type: ignore[assignment]
     if watch is not None:
         watch.add_parser(sub)
+    fleet_cli.add_parsers(sub)
     return parser
 
 
@@ -428,7 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (QueryError, UserError) as exc:
+    except (QueryError, UserError, fleet_cli.FleetError) as exc:
         _error(str(exc))
         return 1
     except BrokenPipeError:  # `agent-cli ... | head`: the reader has all it wants

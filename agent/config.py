@@ -26,9 +26,10 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from .options import OptionError, Options, parse_options
+from .uplink.settings import CollectorSection, parse_collector
+from .uplink.settings import ConfigError as CollectorConfigError
 
 __all__ = [
     "MAX_INTERVAL",
@@ -90,7 +91,6 @@ _QUERY_KEYS = frozenset(
     }
 )
 _PACK_KEYS = frozenset({"queries", "platform", "version", "shard", "discovery", "oncall", "name"})
-_COLLECTOR_KEYS = frozenset({"url", "tls", "ca", "host_groups", "reconnect"})
 
 
 class ConfigError(Exception):
@@ -151,7 +151,7 @@ class AgentConfig:
     queries: list[ScheduledQuery] = field(default_factory=list)
     packs: list[Pack] = field(default_factory=list)
     decorators: Decorators = field(default_factory=Decorators)
-    collector: dict[str, Any] = field(default_factory=dict)
+    collector: CollectorSection | None = None  # the uplink to collectord (agent.uplink.settings)
     warnings: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # query name -> why it does not run here
     sections: dict[str, Any] = field(default_factory=dict)  # osquery sections agentd does not act on
@@ -451,38 +451,11 @@ def _parse_decorators(raw: Any, warnings: list[str]) -> Decorators:
     return result
 
 
-def _parse_collector(raw: Any, warnings: list[str]) -> dict[str, Any]:
-    body = _object(raw, "collector", "with the collector's url")
-    result: dict[str, Any] = {}
-    for extra in sorted(set(body) - _COLLECTOR_KEYS):
-        warnings.append(f"collector.{extra}: not a collector key agentd supports; ignored")
-    if "url" in body:
-        url = body["url"]
-        parts = urlsplit(url) if isinstance(url, str) else None
-        if parts is None or parts.scheme not in ("ws", "wss") or not parts.hostname:
-            raise ConfigError(f"collector.url: must be a ws:// or wss:// URL with a host, got {url!r}")
-        try:
-            parts.port  # noqa: B018 - validates the port
-        except ValueError:
-            raise ConfigError(f"collector.url: invalid port in {url!r}") from None
-        result["url"] = url
-    if "tls" in body:
-        result["tls"] = _bool(body["tls"], "collector.tls")
-    if "ca" in body:
-        result["ca"] = _text(body["ca"], "collector.ca")
-    if "host_groups" in body:
-        groups = body["host_groups"]
-        if not isinstance(groups, list) or not all(isinstance(g, str) and g for g in groups):
-            raise ConfigError(f"collector.host_groups: must be a list of non-empty strings, got {groups!r}")
-        result["host_groups"] = list(groups)
-    if "reconnect" in body:
-        value = body["reconnect"]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise ConfigError(f"collector.reconnect: must be a positive number of seconds, got {value!r}")
-        result["reconnect"] = float(value)
-    if result.get("tls") and result.get("url", "").startswith("ws://"):
-        raise ConfigError(f"collector.tls: true needs a wss:// url, got {result['url']!r}")
-    return result
+def _parse_collector(raw: Any, warnings: list[str], base_dir: str) -> CollectorSection:
+    try:
+        return parse_collector(raw, warnings, base_dir=base_dir)
+    except CollectorConfigError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def parse_config(text: str, *, base_dir: str, source: str = "<config>", hostname: str | None = None) -> AgentConfig:
@@ -547,7 +520,7 @@ def parse_config(text: str, *, base_dir: str, source: str = "<config>", hostname
     if "decorators" in document:
         config.decorators = _parse_decorators(document["decorators"], warnings)
     if "collector" in document:
-        config.collector = _parse_collector(document["collector"], warnings)
+        config.collector = _parse_collector(document["collector"], warnings, base_dir)
     config.warnings = warnings
     return config
 

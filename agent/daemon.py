@@ -524,6 +524,15 @@ def _parser() -> argparse.ArgumentParser:
         "--log-dir", metavar="DIR", default=DEFAULT_LOG_DIR, help=f"results log directory (default {DEFAULT_LOG_DIR})"
     )
     p.add_argument("--socket", metavar="PATH", help="control socket (default <state-dir>/agentd.sock)")
+    p.add_argument(
+        "--collector",
+        metavar="URL",
+        action="append",
+        help="collectord to push results to (ws:// or wss://; repeat for failover); overrides collector.urls",
+    )
+    p.add_argument(
+        "--enroll-secret-file", metavar="FILE", help="the collector's enroll secret (overrides the config's)"
+    )
     p.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     return p
 
@@ -546,7 +555,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_dir=args.log_dir,
         socket_path=args.socket,
     )
-    return asyncio.run(Agent(settings).serve())
+    from .uplink.component import uplink_component
+    from .uplink.settings import ConfigError as CollectorConfigError
+    from .uplink.settings import check_url
+
+    try:
+        for url in args.collector or ():
+            check_url(url, "--collector")
+    except CollectorConfigError as exc:
+        log.error("%s", exc)
+        return EXIT_FAILURE
+    uplink = uplink_component(args.collector or (), args.enroll_secret_file)
+    return asyncio.run(Agent(settings, components=[uplink]).serve())
 
 
 if __name__ == "__main__":

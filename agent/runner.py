@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,7 +45,15 @@ from .results import (
 )
 from .state import StateDB
 
-__all__ = ["DecorationRunner", "PendingCommit", "QueryRunner", "RunOutcome", "event_tables_in", "stringify"]
+__all__ = [
+    "DecorationRunner",
+    "PendingCommit",
+    "QueryRunner",
+    "RunOutcome",
+    "UplinkRun",
+    "event_tables_in",
+    "stringify",
+]
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +67,23 @@ class PendingCommit:
     last_run: float
     snapshot: bool = False  # snapshot queries keep no diff state: only the outbox entry is stored
     counter: int | None = None
-    rows: list[dict[str, str]] | None = None  # the new previous results; None keeps the stored ones
+    rows: list[dict[str, Any]] | None = None  # the new previous results (typed); None keeps the stored ones
+
+
+@dataclass(frozen=True, slots=True)
+class UplinkRun:
+    """A run's results for the collector: values typed as SQLite gave them, never stringified.
+
+    Rows are (action, values) in ``columns`` order: removed rows first, then added ones (or
+    every row with "snapshot"), as the result log orders them.
+    """
+
+    name: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, tuple[Any, ...]], ...]
+    counter: int
+    epoch: int
+    time: float
 
 
 @dataclass(slots=True)
@@ -76,6 +101,7 @@ class RunOutcome:
     counter: int | None = None
     messages: list[str] = field(default_factory=list)  # e.g. "Scheduled query has been updated: x"
     committed: bool = False
+    uplink: UplinkRun | None = None  # the run's rows for the collector, when there is an uplink
     _commit: PendingCommit | None = None
 
 
@@ -128,6 +154,41 @@ def _as_numbers(rows: Sequence[Mapping[str, str]], numeric: set[str]) -> list[di
                 converted[key] = value
         out.append(converted)
     return out
+
+
+def _diff_as_text(
+    before: Sequence[Mapping[str, Any]], now: Sequence[Mapping[str, Any]], columns: Sequence[str]
+) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """(added, removed) of typed rows, with osquery's rule that rows equal as text are no change.
+
+    The rows are diffed typed (the common case, nothing changed, is one comparison); then an
+    added and a removed row that print the same (a value whose type moved, or previous results
+    an older agentd stored as text) cancel out.  The extra work is proportional to the changes.
+    """
+    added, removed = diff(before, now)
+    if not (added and removed):
+        return added, removed
+
+    def text(row: Mapping[str, Any]) -> tuple[str, ...]:
+        return tuple(stringify(row.get(c)) for c in columns)
+
+    removed_text = [text(r) for r in removed]
+    available = Counter(removed_text)
+    cancelled: Counter[tuple[str, ...]] = Counter()
+    kept_added = []
+    for row in added:
+        key = text(row)
+        if available[key] > cancelled[key]:
+            cancelled[key] += 1
+        else:
+            kept_added.append(row)
+    kept_removed = []
+    for row, key in zip(removed, removed_text, strict=True):
+        if cancelled[key]:
+            cancelled[key] -= 1
+        else:
+            kept_removed.append(row)
+    return kept_added, kept_removed
 
 
 class DecorationRunner:
@@ -187,12 +248,15 @@ class QueryRunner:
         host_identifier: str,
         options: Options | None = None,
         decorations_provider: Callable[[float], Mapping[str, str]] | None = None,
+        uplink: Callable[[Any, UplinkRun], None] | None = None,
     ) -> None:
         self.database = database
         self.state = state
         self.host_identifier = host_identifier
         self.options = options or Options()
         self.decorations_provider = decorations_provider
+        #: Called in each run's commit transaction (with its connection) when the run has rows to send.
+        self.uplink = uplink
 
     # -- running -----------------------------------------------------------
 
@@ -214,8 +278,9 @@ class QueryRunner:
         outcome.wall_time = time.monotonic() - start
         if outcome.error is not None:
             return outcome
-        raw = result.dicts()
-        rows = [{k: stringify(v) for k, v in r.items()} for r in raw]
+        columns = tuple(result.columns)
+        raw = result.dicts()  # typed: stored as previous results, sent to the collector
+        rows = [{k: stringify(v) for k, v in r.items()} for r in raw]  # osquery's strings: the result log
         outcome.rows = len(rows)
         numeric = _numeric_columns(raw) if self.options.logger_numerics else set()
         decorations = dict(self.decorations_provider(now)) if self.decorations_provider else {}
@@ -227,6 +292,10 @@ class QueryRunner:
         epoch = self.options.schedule_epoch
 
         if query.snapshot:
+            if raw and self.uplink is not None:
+                outcome.uplink = UplinkRun(
+                    query.name, columns, tuple(("snapshot", tuple(r.values())) for r in raw), 0, epoch, now
+                )
             if rows:
                 shown = _as_numbers(rows, numeric) if numeric else rows
                 if self.options.logger_snapshot_event_type:
@@ -249,23 +318,38 @@ class QueryRunner:
 
         added: Sequence[Mapping[str, Any]]
         removed: Sequence[Mapping[str, Any]]
+        typed_added: Sequence[Mapping[str, Any]] = raw
+        typed_removed: Sequence[Mapping[str, Any]] = ()
         if is_event_query:
             added, removed = rows, []
-            store_rows: list[dict[str, str]] | None = [] if new_epoch else None
+            store_rows: list[dict[str, Any]] | None = [] if new_epoch else None
             counter = previous.counter if previous is not None and not new_epoch else None
             if added:  # osquery: 1 after a reset, else stored + 1 (0 when none was stored)
                 counter = 1 if new_epoch else (counter + 1 if counter is not None else 0)
         elif new_epoch:
             added, removed = rows, []
-            store_rows, counter = rows, 0
+            store_rows, counter = raw, 0
         else:
             assert previous is not None
-            added, removed = diff(previous.rows, rows)
+            typed_added, typed_removed = _diff_as_text(previous.rows, raw, columns)
+            text = {id(t): s for t, s in zip(raw, rows, strict=True)}
+            added = [text[id(r)] for r in typed_added]
+            removed = [{k: stringify(v) for k, v in r.items()} for r in typed_removed]
             changed = bool(added or removed)
-            store_rows = rows if changed else None
+            store_rows = raw if changed else None
             counter = (previous.counter or 0) + 1 if changed else previous.counter
         if not query.removed:
-            removed = []
+            removed, typed_removed = [], ()
+        if (typed_added or typed_removed) and self.uplink is not None and (added or removed):
+            outcome.uplink = UplinkRun(
+                query.name,
+                columns,
+                tuple(("removed", tuple(r.get(c) for c in columns)) for r in typed_removed)
+                + tuple(("added", tuple(r.values())) for r in typed_added),
+                counter or 0,
+                epoch,
+                now,
+            )
         outcome.added, outcome.removed, outcome.counter = len(added), len(removed), counter
         if added or removed:
             if numeric:
@@ -313,6 +397,7 @@ class QueryRunner:
         if pending is None or outcome.committed:
             return
         target = "snapshots" if pending.snapshot else "results"
+        uplink, run = self.uplink, outcome.uplink
         self.state.commit_run(
             outcome.name,
             sql=pending.sql,
@@ -322,6 +407,7 @@ class QueryRunner:
             last_run=pending.last_run,
             outbox=[(target, encode_lines(outcome.lines))],
             update_query=not pending.snapshot,
+            extra=(lambda db: uplink(db, run)) if uplink is not None and run is not None else None,
         )
         outcome.committed = True
 

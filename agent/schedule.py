@@ -109,6 +109,11 @@ class Schedule:
                 )
         self.changed.set()
 
+    def expedite(self, name: str, when: float | None = None) -> None:
+        """Run ``name`` as soon as the loop is free (``when``: not later than that); wakes the loop."""
+        if self._scheduler.expedite(name, self.clock() if when is None else when):
+            self.changed.set()
+
     # -- timing ---------------------------------------------------------------------------------
 
     def due(self, now: float) -> list[ScheduledQuery]:

@@ -152,6 +152,15 @@ class Scheduler:
         entry.last_run = now
         entry.next_due = self._following(entry.next_due, entry.splayed, now)
 
+    def expedite(self, name: str, when: float) -> bool:
+        """Make ``name`` due at ``when`` at the latest (new event rows for a streaming query); False if unknown."""
+        entry = self._entries.get(name)
+        if entry is None:
+            return False
+        if when < entry.next_due:
+            entry.next_due = when
+        return True
+
     @staticmethod
     def _following(due: float, interval: int, now: float) -> float:
         following = due + interval

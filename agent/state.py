@@ -15,7 +15,7 @@ import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
@@ -154,10 +154,12 @@ class StateDB:
         last_run: float,
         outbox: Sequence[tuple[str, bytes]] = (),
         update_query: bool = True,
+        extra: Callable[[sqlite3.Connection], None] | None = None,
     ) -> list[int]:
         """Store one run atomically; ``rows`` None keeps the previous results. Returns outbox ids.
 
         ``update_query=False`` stores only the outbox (snapshot queries keep no diff state).
+        ``extra`` writes more in the same transaction (the uplink queue's batch of the run).
         """
         ids: list[int] = []
         with self.transaction() as db:
@@ -181,6 +183,8 @@ class StateDB:
                 if data:
                     cursor = db.execute("INSERT INTO outbox (target, data) VALUES (?, ?)", (target, data))
                     ids.append(cast(int, cursor.lastrowid))  # set by every INSERT
+            if extra is not None:
+                extra(db)
         return ids
 
     def set_last_run(self, name: str, when: float) -> None:

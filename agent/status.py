@@ -42,6 +42,7 @@ __all__ = [
     "Status",
     "StatusView",
     "TableMode",
+    "UplinkStatus",
     "format_status",
 ]
 
@@ -299,12 +300,32 @@ class EventsStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class UplinkStatus:
+    """The uplink to collectord (agent.uplink): where, in which state, what waits and what was dropped."""
+
+    url: str = ""
+    state: str = ""  # connecting | connected | disconnected | revoked | stopped
+    last_ack: int = 0  # highest sequence the collector acknowledged
+    last_ack_time: float = 0.0
+    queued_batches: int = 0
+    queued_rows: int = 0
+    queued_bytes: int = 0
+    dropped_batches: int = 0  # dropped by the queue's bounds (oldest first), reported to the collector
+    dropped_rows: int = 0
+    sent_batches: int = 0  # since agentd started
+    subscriptions: int = 0  # collector subscriptions this host runs
+    connected_since: float = 0.0
+    last_error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Status:
-    """``agent-cli status``: the agent, its schedule, its event sources and buffers."""
+    """``agent-cli status``: the agent, its schedule, its event sources and buffers, its uplink."""
 
     agent: AgentSummary = field(default_factory=AgentSummary)
     schedule: tuple[QueryStatus, ...] = ()
     events: EventsStatus = field(default_factory=EventsStatus)
+    uplink: UplinkStatus | None = None  # None: no collector configured
 
     def to_json(self) -> dict[str, Any]:
         """JSON values (the control socket's ``status`` reply)."""
@@ -374,6 +395,15 @@ class StatusView:
         self._clock = clock
         self._own_rss = own_rss
         self._started = time.monotonic()
+        self._uplink: Callable[[], UplinkStatus] | None = None
+
+    def set_uplink(self, provider: Callable[[], UplinkStatus] | None) -> None:
+        """The uplink's section (its component sets it when it starts, clears it when it stops)."""
+        self._uplink = provider
+
+    @property
+    def uplink(self) -> UplinkStatus | None:
+        return self._uplink() if self._uplink is not None else None
 
     # AgentView (the status tables)
     @property
@@ -401,7 +431,12 @@ class StatusView:
             running=activity.running,
             events=self._events.choice,
         )
-        return Status(agent=agent, schedule=self._schedule.statuses(self._clock()), events=self._events.report())
+        return Status(
+            agent=agent,
+            schedule=self._schedule.statuses(self._clock()),
+            events=self._events.report(),
+            uplink=self.uplink,
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -475,4 +510,19 @@ def format_status(status: Status) -> str:
     if buffers:
         rows = [(b.name, b.buffered, b.added, b.dropped_overflow, b.dropped_expired, b.consumers) for b in buffers]
         lines += _table(("table", "buffered", "added", "dropped(max)", "expired", "consumers"), rows)
+    uplink = status.uplink
+    if uplink is not None:
+        lines.append(f"collector uplink: {uplink.state} {uplink.url}")
+        ack = f"seq {uplink.last_ack}" + (f" at {_when(uplink.last_ack_time)}" if uplink.last_ack_time else "")
+        details: tuple[tuple[str, Any], ...] = (
+            ("last ack", ack),
+            ("queued", f"{uplink.queued_rows} rows in {uplink.queued_batches} batches ({uplink.queued_bytes} bytes)"),
+            ("dropped", f"{uplink.dropped_rows} rows in {uplink.dropped_batches} batches (queue bounds)"),
+            ("sent", f"{uplink.sent_batches} batches since start"),
+            ("subscriptions", uplink.subscriptions),
+            ("last error", uplink.last_error or None),
+        )
+        for label, value in details:
+            if value is not None:
+                lines.append(f"  {label + ':':<16}{value}")
     return "\n".join(lines) + "\n"

@@ -129,6 +129,23 @@ def generate_agent_info(context: QueryContext) -> Iterable[Row]:
         "user_time": user_ms,
         "system_time": system_ms,
         "daemon": int(_agent(context) is not None),
+        **_uplink_columns(context),
+    }
+
+
+def _uplink_columns(context: QueryContext) -> dict[str, Any]:
+    agent = _agent(context)
+    uplink = getattr(agent, "uplink", None) if agent is not None else None
+    if uplink is None:
+        return dict.fromkeys(
+            ("uplink_url", "uplink_state", "uplink_last_ack", "uplink_queued_rows", "uplink_dropped_rows")
+        )
+    return {
+        "uplink_url": uplink.url,
+        "uplink_state": uplink.state,
+        "uplink_last_ack": uplink.last_ack,
+        "uplink_queued_rows": uplink.queued_rows,
+        "uplink_dropped_rows": uplink.dropped_rows,
     }
 
 
@@ -329,6 +346,11 @@ AGENT_INFO = TableSpec(
         Column("user_time", "BIGINT", "CPU time in user mode, ms"),
         Column("system_time", "BIGINT", "CPU time in kernel mode, ms"),
         Column("daemon", "INTEGER", "1 inside agentd, 0 in an ad-hoc agent-cli process"),
+        Column("uplink_url", "TEXT", "Collector the uplink uses (NULL: no collector configured)"),
+        Column("uplink_state", "TEXT", "connecting, connected, disconnected, revoked or stopped"),
+        Column("uplink_last_ack", "BIGINT", "Highest result sequence the collector acknowledged"),
+        Column("uplink_queued_rows", "BIGINT", "Result rows waiting for the collector"),
+        Column("uplink_dropped_rows", "BIGINT", "Rows dropped by the uplink queue's bounds (reported)"),
     ),
     generate=generate_agent_info,
     examples=("SELECT pid, uptime, resident_size FROM agent_info",),

@@ -1,1 +1,22 @@
-"""The wire protocol shared by agent and collector, and the pure helpers both sides need."""
+"""The wire protocol between agentd, collectord and operator clients: pure, no I/O.
+
+- :mod:`protocol.messages` — agent <-> collector messages (frozen dataclasses);
+- :mod:`protocol.operator` — operator client <-> collector messages;
+- :mod:`protocol.codec` — msgpack frames <-> messages, strictly checked;
+- :mod:`protocol.session` — sans-I/O sessions of the agent and the collector;
+- :mod:`protocol.opsession` — sans-I/O sessions of the operator path;
+- :mod:`protocol.errors` — :class:`ProtocolError` and its codes;
+- :mod:`protocol.community_id` — the Community ID v1 flow hash (the agent's rows, the SQL
+  function and the collector's attributions).
+
+agent/ and collector/ share only this package.  docs/protocol.md is its reference.
+"""
+
+from .errors import ErrorCode, ProtocolError
+from .messages import SUPPORTED_VERSIONS
+
+__all__ = ["AGENT_PATH", "OPERATOR_PATH", "SUPPORTED_VERSIONS", "ErrorCode", "ProtocolError"]
+
+#: WebSocket paths on the collector's listener.
+AGENT_PATH = "/agent"
+OPERATOR_PATH = "/operator"

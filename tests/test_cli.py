@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from tests._terminal import Terminal
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -185,69 +187,15 @@ def test_split_statements_and_incomplete_lines() -> None:
     assert not _incomplete("SELECT pid FROM processes") and not _incomplete("SELEC 1")
 
 
-def _controlling_terminal() -> None:
-    import fcntl
-    import termios
-
-    os.setsid()
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-
-class Terminal:
+def _shell(home: str) -> Terminal:
     """agent-cli shell on a real pseudo-terminal, as a user at a keyboard drives it."""
-
-    def __init__(self, home: str) -> None:
-        import pty
-
-        self.master, slave = pty.openpty()
-        env = {**os.environ, "PYTHONPATH": ROOT, "HOME": home, "TERM": "dumb"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agent.cli", "--time-limit", "120", "shell"],
-            stdin=slave,
-            stdout=slave,
-            stderr=slave,
-            env=env,
-            cwd=ROOT,
-            close_fds=True,
-            preexec_fn=_controlling_terminal,  # so Ctrl-C on the terminal sends SIGINT, as for a user
-        )
-        os.close(slave)
-        self.seen = b""
-
-    def expect(self, text: str, timeout: float = 30) -> str:
-        """Read until ``text`` shows; return everything read since the last expect."""
-        import select
-        import time
-
-        deadline = time.monotonic() + timeout
-        while text.encode() not in self.seen:
-            left = deadline - time.monotonic()
-            assert left > 0, f"{text!r} never showed; the terminal shows {self.seen.decode(errors='replace')!r}"
-            if select.select([self.master], [], [], left)[0]:
-                try:
-                    chunk = os.read(self.master, 65536)
-                except OSError:  # the shell exited: no more to read
-                    chunk = b""
-                if not chunk:
-                    break
-                self.seen += chunk
-        assert text.encode() in self.seen, self.seen.decode(errors="replace")
-        head, _, self.seen = self.seen.partition(text.encode())
-        return (head + text.encode()).decode(errors="replace")
-
-    def send(self, keys: str) -> None:
-        os.write(self.master, keys.encode())
-
-    def close(self) -> int:
-        try:
-            return self.proc.wait(timeout=30)
-        finally:
-            os.close(self.master)
+    env = {**os.environ, "PYTHONPATH": ROOT, "HOME": home, "TERM": "dumb"}
+    return Terminal([sys.executable, "-m", "agent.cli", "--time-limit", "120", "shell"], env=env, cwd=ROOT)
 
 
 def test_interactive_shell_on_a_terminal(tmp_path) -> None:
     """Prompt, a multi-line statement, Ctrl-C (line and running query), Ctrl-D, history across sessions."""
-    term = Terminal(str(tmp_path))
+    term = _shell(str(tmp_path))
     try:
         term.expect("agent> ")
         term.send("SELECT 40 +\r")  # not a whole statement: the shell asks for more
@@ -267,13 +215,12 @@ def test_interactive_shell_on_a_terminal(tmp_path) -> None:
         term.send("\x04")  # Ctrl-D leaves
         assert term.close() == 0
     finally:
-        if term.proc.poll() is None:
-            term.proc.kill()
+        term.kill()
     history = (tmp_path / ".agent_cli_history").read_text().splitlines()
     assert history[-2:] == [".mode line", "SELECT 1 AS one"], history
     assert "SELECT 40 +" in history and "SELECT 'typed, then abandoned'" not in history
 
-    again = Terminal(str(tmp_path))  # a new session recalls the last one's lines with Up
+    again = _shell(str(tmp_path))  # a new session recalls the last one's lines with Up
     try:
         again.expect("agent> ")
         again.send("\x1b[A\r")  # Up, Enter: runs "SELECT 1 AS one" again
@@ -281,8 +228,7 @@ def test_interactive_shell_on_a_terminal(tmp_path) -> None:
         again.send(".quit\r")
         assert again.close() == 0
     finally:
-        if again.proc.poll() is None:
-            again.proc.kill()
+        again.kill()
 
 
 @pytest.mark.parametrize("command", ["query", "shell"])

@@ -19,6 +19,7 @@ from agent.config import (
     parse_config,
     strip_json_comments,
 )
+from agent.uplink.settings import CollectorSection, read_secret
 from tables.spec import Column, TableSpec
 from tables.sqlite import Database, QueryError
 
@@ -231,14 +232,35 @@ def test_collector_section():
             }
         }
     )
-    assert config.collector == {
-        "url": "wss://zeek.example:9997/agent",
-        "tls": True,
-        "ca": "/etc/ca.pem",
-        "host_groups": ["web"],
-        "reconnect": 5.0,
-    }
+    assert config.collector == CollectorSection(
+        urls=("wss://zeek.example:9997/agent",), ca="/etc/ca.pem", groups=("web",), reconnect_max=5.0
+    )
     assert config.warnings == ["collector.extra: not a collector key agentd supports; ignored"]
+
+
+def test_collector_section_full(tmp_path):
+    (tmp_path / "secret").write_text("s3cret-s3cret-s3cret\n")
+    config = parse(
+        {
+            "collector": {
+                "urls": ["wss://c1.example:9440", "wss://c2.example:9440"],
+                "ca": "ca.pem",
+                "client_cert": "agent.pem",
+                "client_key": "agent.key",
+                "enroll_secret_file": "secret",
+                "groups": ["web", "dmz"],
+                "queue_max_rows": 500,
+                "queue_max_bytes": 1048576,
+            }
+        },
+        base_dir=str(tmp_path),
+    )
+    section = config.collector
+    assert section is not None and section.enabled
+    assert section.urls == ("wss://c1.example:9440", "wss://c2.example:9440")
+    assert section.ca == str(tmp_path / "ca.pem") and section.client_key == str(tmp_path / "agent.key")
+    assert section.groups == ("web", "dmz") and section.queue_max_rows == 500 and section.queue_max_bytes == 1048576
+    assert read_secret(section) == "s3cret-s3cret-s3cret"
 
 
 # -- every bad-config case, with its exact message -------------------------------------------
@@ -345,6 +367,22 @@ def test_collector_section():
             "collector.tls: true needs a wss:// url, got 'ws://zeek:9997'",
         ),
         ({"collector": {"reconnect": 0}}, "collector.reconnect: must be a positive number of seconds, got 0"),
+        (
+            {"collector": {"url": "ws://10.0.0.5:9440"}},
+            "collector.url: plaintext ws:// is only allowed to a loopback address, got 'ws://10.0.0.5:9440'; "
+            "use wss:// and a CA",
+        ),
+        ({"collector": {"urls": []}}, "collector.urls: must be a non-empty list of ws:// or wss:// URLs, got []"),
+        (
+            {"collector": {"urls": ["wss://a:1", 5]}},
+            "collector.urls[1]: must be a ws:// or wss:// URL with a host, got 5",
+        ),
+        (
+            {"collector": {"enroll_secret": "a", "enroll_secret_file": "f"}},
+            "collector.enroll_secret: give enroll_secret or enroll_secret_file, not both",
+        ),
+        ({"collector": {"queue_max_rows": 0}}, "collector.queue_max_rows: must be a positive integer, got 0"),
+        ({"collector": {"client_key": "k.pem"}}, "collector.client_key: needs client_cert"),
         (
             {"collector": {"host_groups": "web"}},
             "collector.host_groups: must be a list of non-empty strings, got 'web'",

@@ -353,3 +353,40 @@ def test_kill_9_between_and_inside_runs(tmp_path):
     counters = [x["counter"] for x in lines]
     assert counters == sorted(counters)  # each committed run once, in order
     assert len(lines) == len({json.dumps(x, sort_keys=True) for x in lines})  # no line twice
+
+
+def test_uplink_hook_gets_typed_rows_in_the_run_transaction(env):
+    """The collector gets values as SQLite gave them (never strings), removed rows first, in the commit."""
+    items, _store, _db, _state, writer, make, _tmp = env
+    runner = make()
+    seen = []
+
+    def hook(db, run):
+        assert db.in_transaction  # the run's own commit transaction
+        seen.append(run)
+
+    runner.uplink = hook
+    items.rows = [{"id": 1, "name": "a", "size": 1.5}, {"id": 2, "name": None, "size": 0.0}]
+    runner.run(q("select id, name, size from items"), 1000.0, writer)
+    (first,) = seen
+    assert first.columns == ("id", "name", "size") and first.counter == 0 and first.time == 1000.0
+    assert first.rows == (("added", (1, "a", 1.5)), ("added", (2, None, 0.0)))
+    runner.run(q("select id, name, size from items"), 1060.0, writer)  # no change: nothing for the uplink
+    assert len(seen) == 1
+    items.rows = [{"id": 2, "name": None, "size": 0.0}, {"id": 3, "name": "c", "size": 2.25}]
+    runner.run(q("select id, name, size from items"), 1120.0, writer)
+    assert seen[1].rows == (("removed", (1, "a", 1.5)), ("added", (3, "c", 2.25))) and seen[1].counter == 1
+    runner.run(q("select id, name from items", name="snap", snapshot=True), 1180.0, writer)
+    assert seen[2].rows == (("snapshot", (2, None)), ("snapshot", (3, "c")))
+
+
+def test_previous_results_stored_as_strings_still_diff_as_osquery_does(env):
+    """State written by an older agentd (strings) against typed rows: no spurious changes."""
+    items, _store, _db, state, writer, make, tmp = env
+    state.commit_run(
+        "items_q", sql="select id, name from items", epoch=0, counter=4, rows=[{"id": "1", "name": "a"}], last_run=1.0
+    )
+    items.rows = [{"id": 1, "name": "a"}]
+    out = make().run(q(), 100.0, writer)
+    assert (out.added, out.removed, out.counter, out.lines) == (0, 0, 4, [])
+    assert logged(tmp) == []

@@ -57,3 +57,29 @@ def test_the_view_reads_the_parts_as_they_are_now(tmp_path):
         assert view.queries is schedule.stats and view.packs == ()
     finally:
         statedb.close()
+
+
+def test_the_uplink_section_round_trips_and_prints():
+    from agent.status import UplinkStatus, format_status
+
+    uplink = UplinkStatus(
+        url="wss://c1.example:9440",
+        state="connected",
+        last_ack=41,
+        queued_batches=2,
+        queued_rows=30,
+        queued_bytes=900,
+        dropped_batches=1,
+        dropped_rows=12,
+        sent_batches=43,
+        subscriptions=3,
+    )
+    status = Status(uplink=uplink)
+    assert Status.from_json(status.to_json()) == status
+    assert Status.from_json(Status().to_json()).uplink is None  # no collector configured
+    text = format_status(status)
+    assert "collector uplink: connected wss://c1.example:9440" in text
+    assert "queued:         30 rows in 2 batches (900 bytes)" in text
+    assert "dropped:        12 rows in 1 batches (queue bounds)" in text
+    assert "subscriptions:  3" in text
+    assert "collector uplink" not in format_status(Status())
