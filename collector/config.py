@@ -26,6 +26,7 @@ from protocol.messages import MAX_INTERVAL, MAX_NAME, MAX_SQL, Mode
 __all__ = [
     "DEFAULT_CONFIG",
     "DEFAULT_PORT",
+    "AttributionConfig",
     "AuthConfig",
     "CollectorConfig",
     "ConfigError",
@@ -115,6 +116,18 @@ class SubscriptionConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AttributionConfig:
+    """``[attribution]``: which process and user is behind each Zeek connection (docs/attribution.md)."""
+
+    enabled: bool = True  # subscribe every host to the attribution queries and keep the state
+    max_age: float = 3600.0  # seconds of history kept
+    clock_skew: float = 1.0  # how far a host's clock and Zeek's may disagree (until it is learned)
+    answer_delay: float = 1.0  # a connection that just started is answered this much later (rows in flight)
+    save_interval: float = 5.0  # the state is saved at most this often (and at shutdown)
+    log_dir: str | None = None  # osq-user_connections.log goes here (None: no log)
+
+
+@dataclass(frozen=True, slots=True)
 class CollectorConfig:
     listen: ListenConfig = field(default_factory=ListenConfig)
     state_dir: str = "collector-state"
@@ -122,6 +135,7 @@ class CollectorConfig:
     limits: Limits = field(default_factory=Limits)
     results: ResultsConfig = field(default_factory=ResultsConfig)
     subscriptions: tuple[SubscriptionConfig, ...] = ()
+    attribution: AttributionConfig = field(default_factory=AttributionConfig)
     shutdown_timeout: float = 5.0  # the whole ordered shutdown fits in this
     source: str = "<embedded default>"
 
@@ -345,13 +359,31 @@ def _parse_subscription(raw: Any, key: str) -> SubscriptionConfig:
     return sub
 
 
+def _parse_attribution(raw: Any, path: Callable[[Any, str], str | None]) -> AttributionConfig:
+    body = _table(raw, "attribution")
+    _known(body, "attribution", {f.name for f in dataclasses.fields(AttributionConfig)})
+    d = AttributionConfig()
+    return AttributionConfig(
+        enabled=_get(body, "enabled", "attribution", _bool, d.enabled),
+        max_age=_get(body, "max_age", "attribution", _seconds, d.max_age),
+        clock_skew=_get(body, "clock_skew", "attribution", _seconds, d.clock_skew),
+        answer_delay=_get(body, "answer_delay", "attribution", _seconds, d.answer_delay),
+        save_interval=_get(body, "save_interval", "attribution", _seconds, d.save_interval),
+        log_dir=_get(body, "log_dir", "attribution", path, d.log_dir),
+    )
+
+
 def parse_config(text: str, source: str = "<config>", *, base: str | None = None) -> CollectorConfig:
     """A :class:`CollectorConfig` from TOML ``text`` (``base``: the directory relative paths start from)."""
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: invalid TOML: {exc}") from None
-    _known(document, "", {"listen", "state", "auth", "limits", "results", "subscriptions", "shutdown_timeout"})
+    _known(
+        document,
+        "",
+        {"listen", "state", "auth", "limits", "results", "subscriptions", "attribution", "shutdown_timeout"},
+    )
     path = _path(base)
     config = CollectorConfig(source=source)
     if "listen" in document:
@@ -397,6 +429,8 @@ def parse_config(text: str, source: str = "<config>", *, base: str | None = None
                 raise ConfigError(f"subscriptions[{i}].name: {sub.name!r} is used twice")
             seen.add(sub.name)
         config = dataclasses.replace(config, subscriptions=subs)
+    if "attribution" in document:
+        config = dataclasses.replace(config, attribution=_parse_attribution(document["attribution"], path))
     if "shutdown_timeout" in document:
         config = dataclasses.replace(
             config, shutdown_timeout=_seconds(document["shutdown_timeout"], "shutdown_timeout")

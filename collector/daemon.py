@@ -24,10 +24,15 @@ import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from protocol import OPERATOR_PATH
 
+from .attribution.engine import AttributionEngine, EngineConfig
+from .attribution.persist import state_path
+from .attribution.sink import OWNER as ATTRIBUTION_OWNER
+from .attribution.sink import AttributionSink, fleet_subscriptions
 from .config import (
     CollectorConfig,
     ConfigError,
@@ -79,6 +84,7 @@ class Collectord:
         self.committer: Committer | None = None
         self.sinks: Sinks | None = None
         self.listener: Listener | None = None
+        self.attribution: AttributionSink | None = None
         self.enroll_secret = ""
         self.operator_token = ""
         self._stop = asyncio.Event()
@@ -137,9 +143,13 @@ class Collectord:
                 for s in config.subscriptions
             ],
         )
+        await fleet.sync_owner(ATTRIBUTION_OWNER, fleet_subscriptions() if config.attribution.enabled else [])
         sinks: list[Sink] = []
         if config.results.file is not None:
             sinks.append(JsonLinesSink(config.results.file, fsync=config.results.fsync))
+        if config.attribution.enabled:
+            self.attribution = attribution_sink(config)
+            sinks.append(self.attribution)
         sinks.extend(self.extra_sinks)
         self.committer = Committer(store, delay=config.limits.ack_delay)
         self.sinks = Sinks(sinks, store, committer=self.committer)
@@ -259,6 +269,28 @@ class Collectord:
                 signal.signal(sig, handler)
 
 
+def attribution_sink(config: CollectorConfig) -> AttributionSink:
+    """The attribution state (restored from the state directory) and the sink that feeds it."""
+    settings = config.attribution
+    engine_config = EngineConfig(max_age=settings.max_age, clock_skew=settings.clock_skew)
+    sink = AttributionSink.restore(
+        state_path(config.state_dir),
+        lambda: AttributionEngine(engine_config),
+        save_interval=settings.save_interval,
+    )
+    if settings.log_dir is not None:
+        sink.open_user_connections_log(Path(settings.log_dir))
+    stats = sink.engine.stats()
+    log.info(
+        "attribution on: %d hosts, %d socket events, %d processes from %s",
+        stats.hosts,
+        stats.events,
+        stats.processes,
+        sink.state_file,
+    )
+    return sink
+
+
 def _left(deadline: float, cap: float) -> float:
     return max(0.05, min(cap, deadline - time.monotonic()))
 
@@ -273,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="collectord",
         description="The collector next to Zeek: agents push results over WebSocket; operators query the fleet.",
+        epilog="collectord attribute CONN_LOG [-o OUT] [--state-dir DIR]: attribute a Zeek conn.log's connections "
+        "to processes and users from the persisted attribution state (collectord attribute --help).",
     )
     p.add_argument(
         "--config", metavar="FILE", help="TOML config (default: the embedded config, plaintext on 127.0.0.1)"
@@ -326,8 +360,13 @@ def config_check_main(path: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The ``collectord`` console script."""
-    args = build_parser().parse_args(argv)
+    """The ``collectord`` console script (``collectord attribute ...``: the offline attribution)."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["attribute"]:
+        from .attribution.offline import main as attribute_main
+
+        return attribute_main(arguments[1:])
+    args = build_parser().parse_args(arguments)
     if args.config_check:
         return config_check_main(args.config_check)
     logging.basicConfig(

@@ -6,6 +6,9 @@ HostEvent (a host's hostname and addresses), feeds the engine, expires old histo
 saves the engine's state with the outbox position it reflects.  The cursor is committed
 only after the state is on disk; after a crash the sink resumes after the later of the
 two, so each batch is learned once.
+
+With ``[attribution] log_dir`` it also writes osq-user_connections.log: each connect a host
+reports, with its process and user, as it arrives.
 """
 
 from __future__ import annotations
@@ -17,19 +20,40 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .engine import AttributionEngine
-from .model import Action
-from .persist import load_state, write_state
-from .queries import subscription_for
+from collector.model import HostEvent, HostEventKind, HostQuery, OutboxItem, ResultBatch, Targets
+from collector.outbox import SinkFeed
+from collector.zeeklog.writer import ZeekLogWriter
+from protocol.messages import Mode
 
-__all__ = ["OWNER", "AttributionSink"]
+from .engine import AttributionEngine, StateError
+from .hoststate import HostState
+from .logs import user_connection_record, user_connections_writer
+from .model import Action, Table
+from .persist import load_state, write_state
+from .queries import SUBSCRIPTIONS, subscription_for
+from .records import RowRefused, SockKind, socket_event
+
+__all__ = ["OWNER", "AttributionSink", "batch_rows", "fleet_subscriptions"]
 
 log = logging.getLogger(__name__)
 
 #: The owner of the attribution subscriptions in collectord's registry.
 OWNER = "attribution"
 
-_CONNECTED = frozenset({"enrolled", "connected"})
+_CONNECTED = frozenset({HostEventKind.ENROLLED, HostEventKind.CONNECTED})
+
+
+def fleet_subscriptions() -> list[tuple[str, HostQuery, Targets, str]]:
+    """The attribution queries as Fleet.sync_owner takes them: every host runs them."""
+    return [
+        (
+            sub.name,
+            HostQuery(sub.sql, sub.interval, Mode.SNAPSHOT if sub.snapshot else Mode.DIFFERENTIAL, sub.removed),
+            Targets(all=True),
+            "",
+        )
+        for sub in SUBSCRIPTIONS
+    ]
 
 
 def batch_rows(columns: Iterable[str], rows: Iterable[tuple[Any, Any]]) -> list[tuple[Action, Mapping[str, Any]]]:
@@ -64,45 +88,70 @@ class AttributionSink:
         self.saved_position: int | None = None
         self.batches = 0
         self.host_events = 0
+        self.user_connections: ZeekLogWriter | None = None  # osq-user_connections.log, when configured
 
     @classmethod
     def restore(
         cls, state_file: Path, engine_factory: Callable[[], AttributionEngine], **options: Any
     ) -> AttributionSink:
-        """The sink with the engine collectord saved before (a fresh one when there is none)."""
+        """The sink with the engine collectord saved before (a fresh one when there is none,
+        or when the file cannot be read: it is kept aside, and the error logged)."""
+        engine, position = engine_factory(), None
         if Path(state_file).exists():
-            engine, position = load_state(state_file, engine_factory().config)
-        else:
-            engine, position = engine_factory(), None
+            try:
+                engine, position = load_state(state_file, engine.config)
+            except StateError as exc:
+                aside = Path(f"{state_file}.unreadable-{int(time.time())}")
+                log.error("attribution: %s; kept as %s, starting with an empty state", exc, aside)
+                Path(state_file).replace(aside)
         sink = cls(engine, state_file, **options)
         sink.position = sink.saved_position = position
         return sink
 
-    def learn(self, item: Any) -> None:
+    def open_user_connections_log(self, directory: Path) -> None:
+        """Write osq-user_connections.log (the "user connections" view) into ``directory``."""
+        self.user_connections = user_connections_writer(directory)
+
+    def learn(self, item: OutboxItem) -> None:
         """One outbox item: an attribution result batch, or a host's coming."""
-        if hasattr(item, "columns"):
-            if getattr(item, "owner", None) != OWNER:
+        if isinstance(item, ResultBatch):
+            if item.owner != OWNER:
                 return
             sub = subscription_for(item.name)
             if sub is None:
                 return
-            self.engine.ingest(
-                item.host_id, sub.table, batch_rows(item.columns, item.rows), item.host_time, hostname=item.hostname
-            )
+            rows = batch_rows(item.columns, item.rows)
+            self.engine.ingest(item.host_id, sub.table, rows, item.host_time, hostname=item.hostname)
             self.batches += 1
-        elif str(getattr(getattr(item, "event", None), "value", getattr(item, "event", ""))) in _CONNECTED:
+            if sub.table is Table.SOCKET_EVENTS and self.user_connections is not None:
+                self._log_user_connections(self.engine.hosts[item.host_id], rows)
+        elif isinstance(item, HostEvent) and item.event in _CONNECTED:
             self.engine.set_host(item.host_id, hostname=item.hostname, addresses=item.addresses, now=item.time)
             self.host_events += 1
 
+    def _log_user_connections(self, host: HostState, rows: list[tuple[Action, Mapping[str, Any]]]) -> None:
+        assert self.user_connections is not None
+        for action, row in rows:
+            if action is Action.REMOVED or row.get("action") != "connect":
+                continue
+            try:
+                sock = socket_event(row)
+            except RowRefused:
+                continue
+            if sock.kind is SockKind.CONNECT:
+                self.user_connections.write(user_connection_record(self.engine.user_connection(host, sock)))
+
     async def save(self) -> None:
         """The engine's state and position to disk (the state taken here, written on a thread)."""
+        if self.user_connections is not None:
+            self.user_connections.flush()
         if self.position is None or self.position == self.saved_position:
             return
         state, position = self.engine.to_state(), self.position
         await asyncio.to_thread(write_state, state, self.state_file, position=position)
         self.saved_position = position
 
-    async def run(self, feed: Any) -> None:
+    async def run(self, feed: SinkFeed) -> None:
         cursor = await feed.cursor()
         after = max(cursor.position, self.position or 0)
         last_save = last_expire = self.clock()
@@ -121,9 +170,15 @@ class AttributionSink:
                     await feed.commit(after)
                     last_save = now
         finally:
-            if self.position is not None and self.position != self.saved_position:
-                try:
-                    write_state(self.engine.to_state(), self.state_file, position=self.position)
-                    self.saved_position = self.position
-                except OSError as exc:
-                    log.error("attribution: could not save the state to %s: %s", self.state_file, exc)
+            self.close()
+
+    def close(self) -> None:
+        """Save what was learned since the last save (at shutdown; also when the sink fails)."""
+        if self.user_connections is not None:
+            self.user_connections.flush()
+        if self.position is not None and self.position != self.saved_position:
+            try:
+                write_state(self.engine.to_state(), self.state_file, position=self.position)
+                self.saved_position = self.position
+            except OSError as exc:
+                log.error("attribution: could not save the state to %s: %s", self.state_file, exc)
