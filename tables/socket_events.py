@@ -60,14 +60,13 @@ SPEC = event_table(
             "The caller's start time as processes.start_time gives it (read at event time; NULL when gone)",
             hidden=True,
         ),
+        Column("cgroup_path", "TEXT", "The process's cgroup path, read at event time"),
+        Column("container_id", "TEXT", "Container id from the cgroup path, read at event time"),
         Column(
             "community_id",
             "TEXT",
-            "Community ID v1 of the TCP/UDP flow, when the agent could read both ends of the socket",
-            hidden=True,
+            "Community ID v1 of the TCP/UDP flow (as Zeek's conn.log), when the agent could read both ends",
         ),
-        Column("cgroup_path", "TEXT", "The process's cgroup path, read at event time"),
-        Column("container_id", "TEXT", "Container id from the cgroup path, read at event time"),
     ),
     examples=(
         "SELECT pid, path, remote_address, remote_port, status FROM socket_events WHERE action = 'connect'",

@@ -71,9 +71,9 @@ SOCKET_COLUMNS = [
     ("gid", "BIGINT"),
     ("parent", "BIGINT"),
     ("process_start_time", "BIGINT"),
-    ("community_id", "TEXT"),
     ("cgroup_path", "TEXT"),
     ("container_id", "TEXT"),
+    ("community_id", "TEXT"),
 ]
 
 
@@ -96,7 +96,8 @@ def test_columns_match_osquery() -> None:
         "eid",
         "timestamp",
     }
-    # the agent's additions (timestamp, the caller's ids, the socket's flow) are hidden: SELECT * is osquery's
+    # the agent's additions are hidden (SELECT * is osquery's), but for the cgroup, container and
+    # Community ID columns at the end
     assert {c.name for c in sock.columns if c.hidden} == {
         "protocol",
         "socket",
@@ -109,7 +110,6 @@ def test_columns_match_osquery() -> None:
         "gid",
         "parent",
         "process_start_time",
-        "community_id",
     }
     assert [c.name for c in proc.columns if c.additional] == ["time"] == [c.name for c in sock.columns if c.additional]
     assert proc.event and sock.event

@@ -30,7 +30,7 @@ class Subscription:
 
 _SOCKET_EVENTS = """
 SELECT action, pid, path, fd, family, protocol, local_address, local_port, remote_address, remote_port,
-       time, timestamp, status, uid, parent, process_start_time, container_id
+       time, timestamp, status, uid, parent, process_start_time, container_id, community_id
 FROM socket_events
 WHERE family IN (2, 10)
 """
