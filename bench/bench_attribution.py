@@ -4,7 +4,7 @@ wrong (goal 0), and the time per lookup.
 Run as root, holding the audit and bench locks (audit state is restored on every exit):
 
     flock /tmp/zeek-agent-audit-tests.lock flock /tmp/zeek-bench.lock \\
-        .venv/bin/python bench/bench_attribution.py [--connections 1000] [--concurrency 4] [--think-ms 20]
+        .venv/bin/python bench/bench_attribution.py [--connections 1000] [--concurrency 4] [--think-ms 20] [--pipeline]
 
 What runs, all real: the agent's kernel audit source (socket_events, process_events) feeds
 an AttributionEngine row by row as collectord's sink would; the agent's tables give the
@@ -15,6 +15,10 @@ run as 5 users, ``--concurrency`` at a time, each living under 50 ms (measured f
 its spawn to after its exit, so an upper bound); every connection's first SYN is captured
 on lo with the kernel's timestamp, as Zeek would see it.  Each client writes its pid to the
 server, so the right answer is known for every connection.
+
+``--pipeline``: the same through the whole pipeline, real agentd (kernel audit, socket events)
+streaming to a real collectord (attribution on): the answers come from the state collectord
+saved, as ``collectord attribute`` reads it.
 """
 
 from __future__ import annotations
@@ -23,17 +27,20 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from collector.attribution import Action, AttributionEngine, Connection, EngineConfig, Table
+from collector.attribution import Action, AttributionEngine, Connection, EngineConfig, Method, Table
 from collector.attribution.queries import SUBSCRIPTIONS
 from eventsources.audit.source import AuditSource
 from tests import _attribution_lab as lab
@@ -148,15 +155,37 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             server_pid = server.pid
     finally:
         await pipeline.source.stop()
-    lookups = pipeline.source.status().extra["socket_lookups"]
+    result = score(engine, syns, accepted.by_pid, clients, server_pid, port)
     ours = [pipeline.connects[pid] for pid, *_ in clients if pid in pipeline.connects]
-    read_in_time = sum(1 for r in ours if r["local_port"])
     delays = sorted(r["_seen"] - r["timestamp"] for r in ours)
+    result.update(
+        elapsed_s=round(elapsed, 2),
+        rate_per_s=round(len(clients) / elapsed, 1),
+        agent_socket_lookups=pipeline.source.status().extra["socket_lookups"],
+        agent_event_delay_ms={
+            "p50": round(1000 * statistics.median(delays), 1) if delays else None,
+            "p99": round(1000 * delays[int(0.99 * (len(delays) - 1))], 1) if delays else None,
+        },
+        host_clock_vs_capture_ms=_clock(engine, host_id),
+    )
+    return result
+
+
+def score(
+    engine: AttributionEngine,
+    syns: list[lab.Syn],
+    accepted: dict[int, lab.Accepted],
+    clients: list[tuple[int, int, float, int]],
+    server_pid: int,
+    port: int,
+) -> dict[str, Any]:
+    """Attribute every client's connection (timed) and count each side: correct, wrong, or why not."""
     expected = {pid: uid for pid, uid, _, _ in clients}
     results: Counter[str] = Counter()
     times: list[float] = []
     wrong_examples: list[str] = []
-    for acc in accepted.by_pid.values():
+    read_in_time = 0
+    for acc in accepted.values():
         syn = lab.syn_of(syns, acc)
         if syn is None or acc.client_pid not in expected:
             results["client without its SYN"] += 1
@@ -166,6 +195,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         answer = engine.attribute(conn)
         times.append(time.perf_counter() - t0)
         results["connections"] += 1
+        read_in_time += answer.orig.method is Method.SOCKET_EVENT
         for side, want_pid, want_uid in (
             (answer.orig, acc.client_pid, expected[acc.client_pid]),
             (answer.resp, server_pid, SERVER_UID),
@@ -186,8 +216,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "connections_run": len(clients),
         "client_failures": sum(1 for *_, code in clients if code != 0),
         "connections_seen": results["connections"],
-        "elapsed_s": round(elapsed, 2),
-        "rate_per_s": round(len(clients) / elapsed, 1),
         "lifetime_ms": {
             "p50": round(1000 * statistics.median(lifetimes), 1),
             "p99": round(1000 * lifetimes[int(0.99 * (len(lifetimes) - 1))], 1),
@@ -204,16 +232,73 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "p99": round(1e6 * sorted(times)[int(0.99 * (len(times) - 1))], 1) if times else None,
         },
         "outcomes": dict(sorted(results.items())),
-        "agent_socket_lookups": lookups,
-        "client_connects_with_local_port": f"{read_in_time}/{len(ours)}",
-        "agent_event_delay_ms": {
-            "p50": round(1000 * statistics.median(delays), 1) if delays else None,
-            "p99": round(1000 * delays[int(0.99 * (len(delays) - 1))], 1) if delays else None,
-        },
+        "orig_exact": f"{read_in_time}/{results['connections']}",
         "wrong_examples": wrong_examples,
-        "host_clock_vs_capture_ms": _clock(engine, host_id),
         "engine": {k: v for k, v in engine.stats().__dict__.items() if k != "counters"},
     }
+
+
+def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
+    """The same clients through the whole pipeline: real agentd (kernel audit) -> real collectord
+    (attribution on, its sink and persisted state); answers from the state collectord saved, as
+    ``collectord attribute`` reads it."""
+    from collector.attribution.persist import load_engine, state_path
+    from collector.attribution.queries import SUBSCRIPTIONS
+    from tests._collector import Agentd, Collectord
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-attribution-"))
+    for d in ("c", "a"):
+        (workdir / d).mkdir()
+    server = Collectord(workdir / "c", "[attribution]\nsave_interval = 0.5\n", attribution=True)
+    agent = None
+    try:
+        server.start()
+        agent = Agentd(
+            workdir / "a",
+            {
+                "options": {"audit_allow_sockets": True, "schedule_splay_percent": 0, "watchdog_level": -1},
+                "collector": {"urls": [server.url], "enroll_secret_file": str(server.state / "enroll-secret")},
+            },
+        ).start()
+        state = state_path(server.state)
+        _wait(lambda: agent.status().uplink.subscriptions == len(SUBSCRIPTIONS), "the attribution subscriptions")
+        _wait(lambda: state.exists() and bool(load_engine(state).owners("127.0.0.1", time.time())), "the host")
+        address = "127.0.0.9"
+        with lab.Server([address], uid=SERVER_UID, think_ms=args.think_ms) as tcp, lab.SynCapture("lo") as cap:
+            accepted = Accepted(tcp)
+            port = tcp.ports[address]
+            started = time.monotonic()
+            clients = run_clients(args.connections, args.concurrency, address, port)
+            elapsed = time.monotonic() - started
+
+            def learned() -> bool:
+                pids = {v.pid for v in load_engine(state).user_connections()}
+                return all(pid in pids for pid, *_ in clients) and len(accepted.by_pid) >= len(clients)
+
+            _wait(learned, "every connect in collectord's state", timeout=120, quiet=True)
+            syns = cap.close()
+            server_pid = tcp.pid
+        result = score(load_engine(state), syns, accepted.by_pid, clients, server_pid, port)
+        result.update(elapsed_s=round(elapsed, 2), rate_per_s=round(len(clients) / elapsed, 1), pipeline=True)
+        return result
+    finally:
+        if agent is not None:
+            agent.close()
+        server.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _wait(predicate: Any, what: str, timeout: float = 90.0, *, quiet: bool = False) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except (OSError, ValueError):
+            pass  # the state file is being replaced
+        time.sleep(0.2)
+    if not quiet:
+        raise RuntimeError(f"bench_attribution: timed out waiting for {what}")
 
 
 def _clock(engine: AttributionEngine, host_id: str) -> dict[str, float] | None:
@@ -230,6 +315,9 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--think-ms", type=float, default=20.0, help="server's delay before it answers (0: at once)")
     parser.add_argument("--clock-skew", type=float, default=1.0, help="EngineConfig.clock_skew (s)")
+    parser.add_argument(
+        "--pipeline", action="store_true", help="through real agentd and collectord (answers from its saved state)"
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("bench_attribution: needs root (kernel audit, AF_PACKET capture, setpriv)", file=sys.stderr)
@@ -238,7 +326,7 @@ def main() -> int:
         if tool is None:
             print(f"bench_attribution: {what} is not installed", file=sys.stderr)
             return 2
-    result = asyncio.run(run(args))
+    result = run_pipeline(args) if args.pipeline else asyncio.run(run(args))
     result["args"] = vars(args)
     print(json.dumps(result, indent=2))
     return 0
