@@ -127,3 +127,38 @@ def test_responder_waits_for_the_hosts_rows_then_answers() -> None:
         responder.ask(first, now=300.0)
     assert (len(responder), responder.dropped, responder.asked) == (3, 2, 7)
     assert len(responder.due(301.0)) == 3 and responder.answered == 5
+
+
+async def test_questions_from_links_are_answered_on_the_link_that_asked() -> None:
+    from collector.attribution.zeekanswers import ZeekQuestions
+
+    class Link:
+        def __init__(self) -> None:
+            self.events: list[bj.Event] = []
+
+        def send_event(self, event: bj.Event) -> None:
+            self.events.append(event)
+
+    now = [100.0]
+    questions = ZeekQuestions(Responder(engine(), delay=1.0), clock=lambda: now[0])
+    a, b = Link(), Link()
+    assert not questions.received(a, bj.Event("osquery::zeek_hello_v1", ()))  # not ours: left to the link
+    assert questions.received(a, request_event(zeek_id="zeek_a"))
+    assert questions.received(b, request_event(zeek_id="zeek_b", final=True))
+    assert questions.received(b, bj.Event(ATTRIBUTE_EVENT, ("short",)))  # ours, malformed: counted
+    assert questions.send_due() == 1 and len(b.events) == 1 and not a.events  # the final one at once
+    now[0] = 101.0
+    assert questions.send_due() == 1 and a.events[0].name == ATTRIBUTION_EVENT
+    questions.received(a, request_event(zeek_id="zeek_a"))
+    questions.forget(a)  # the link went away before the answer was due
+    now[0] = 103.0
+    assert questions.send_due() == 0
+    assert questions.status() == {
+        "asked": 3,
+        "answered": 3,
+        "pending": 0,
+        "dropped": 0,
+        "sent": 2,
+        "unsent": 1,
+        "bad_requests": 1,
+    }
