@@ -16,16 +16,11 @@ from collector.zeek import protocol as p
 from collector.zeek.client import ZeekEndpoint, ZeekLink
 from collector.zeek.columns import Action, EventSignature, RowEncoder
 from collector.zeek.link import Delivered, LinkState, Synced, ZeekBatch
+from tests.zeek_double import README_EXAMPLE
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "zeek" / "scripts"
 ZEEK_FILES = sorted(SCRIPTS.rglob("*.zeek"))
-README_EXAMPLE = """
-event host_server_apps(resultInfo: osquery::ResultInfo, username: string, name: string, port_number: int)
-  { print fmt("[Host %s] User '%s' is running server application '%s' on port %d", resultInfo$host, username, name, port_number); }
-event zeek_init()
-  { osquery::subscribe([$ev=host_server_apps, $query="SELECT u.username, p.name, l.port from listening_ports l, users u, processes p WHERE l.pid=p.pid AND p.uid=u.uid and l.address NOT IN ('127.0.0.1', '::1')"]); }
-"""
 
 
 def zeek_binary():
