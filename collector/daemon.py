@@ -32,8 +32,10 @@ from protocol.operator import ComponentInfo, Counter
 
 from .attribution.engine import AttributionEngine, EngineConfig
 from .attribution.persist import state_path
+from .attribution.responder import Responder
 from .attribution.sink import OWNER as ATTRIBUTION_OWNER
 from .attribution.sink import AttributionSink, fleet_subscriptions
+from .attribution.zeekanswers import ZeekQuestions
 from .config import (
     CollectorConfig,
     ConfigError,
@@ -97,6 +99,7 @@ class Collectord:
         self.logs: ZeekLogSink | None = None
         self.listener: Listener | None = None
         self.attribution: AttributionSink | None = None
+        self.questions: ZeekQuestions | None = None  # Zeek's attribution questions (with attribution on)
         self.enroll_secret = ""
         self.operator_token = ""
         self._stop = asyncio.Event()
@@ -173,6 +176,10 @@ class Collectord:
         if config.attribution.enabled:
             self.attribution = attribution_sink(config)
             sinks.append(self.attribution)
+            # Zeek's questions (@load osquery/attribution) come on its endpoints' links, answers go back there
+            self.questions = ZeekQuestions(Responder(self.attribution.engine, delay=config.attribution.answer_delay))
+            for endpoint in self.zeek:
+                self.questions.attach(endpoint)
         sinks.extend(self.extra_sinks)
         self.committer = Committer(store, delay=config.limits.ack_delay)
         self.sinks = Sinks(sinks, store, committer=self.committer)
@@ -201,6 +208,8 @@ class Collectord:
                 self._fail(f"cannot start the local agent: {exc.strerror or exc}")
                 return
         self._spawn(self._lease_loop(), "leases")
+        if self.questions is not None and self.zeek:
+            self._spawn(self.questions.run(), "attribution-answers")
         if self.sd_watchdog:
             self._spawn(self._sd_watchdog_loop(self.sd_watchdog), "sd-watchdog")
         url = self.listener.url()
@@ -249,7 +258,33 @@ class Collectord:
             counters = {"records_written": logs.records_written, "errors": logs.errors}
             detail = f"{logs.directory} ({logs.format.value}, rotation {logs.rotation:g} s)"
             out.append(ComponentInfo("logs", "logs", "writing", detail, _counters(counters)))
+        if self.attribution is not None:
+            out.append(self._attribution_info(self.attribution))
         return out
+
+    def _attribution_info(self, sink: AttributionSink) -> ComponentInfo:
+        stats = sink.engine.stats()
+        counters = {
+            "hosts": stats.hosts,
+            "socket_events": stats.events,
+            "processes": stats.processes,
+            "batches_learned": sink.batches,
+            "user_connections_written": sink.user_connections_written,
+        }
+        if self.questions is not None:
+            q = self.questions.stats()
+            counters |= {
+                "zeek_questions": q.asked,
+                "zeek_answers_sent": q.sent,
+                "zeek_answers_unsent": q.unsent,
+                "zeek_questions_pending": q.pending,
+                "zeek_questions_dropped": q.dropped,
+                "zeek_bad_requests": q.bad_requests,
+            }
+        detail = str(sink.state_file)
+        if sink.user_connections is not None:
+            detail += f"; {sink.user_connections.live_path}"
+        return ComponentInfo("attribution", "attribution", "on", detail, _counters(counters))
 
     def _local_agent_exited(self, code: int) -> None:
         self.exit_code = EXIT_FAILURE
@@ -381,8 +416,9 @@ def attribution_sink(config: CollectorConfig) -> AttributionSink:
         lambda: AttributionEngine(engine_config),
         save_interval=settings.save_interval,
     )
-    if settings.log_dir is not None:
-        sink.open_user_connections_log(Path(settings.log_dir))
+    log_dir = settings.log_dir if settings.log_dir is not None else config.logs.dir
+    if log_dir is not None:
+        sink.open_user_connections_log(Path(log_dir), config.logs.format, rotation=config.logs.rotation)
     stats = sink.engine.stats()
     log.info(
         "attribution on: %d hosts, %d socket events, %d processes from %s",

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import websockets
@@ -25,11 +26,14 @@ from collector.attribution import Action, Connection, EngineConfig, Table
 from collector.attribution.connlog import read_conn_log
 from collector.attribution.engine import AttributionEngine
 from collector.attribution.offline import main as attribute_main
-from collector.attribution.persist import save_engine, state_path
+from collector.attribution.persist import load_engine, save_engine, state_path
+from collector.attribution.queries import SUBSCRIPTIONS
 from collector.attribution.responder import Answer, Responder
 from collector.attribution.zeekproto import ATTRIBUTE_EVENT, AttributionRequest, parse_request
 from collector.zeek import brokerjson as bj
+from protocol import operator as op
 from tests import _attribution_lab as lab
+from tests._collector import Agentd, Collectord, Operator
 from tests.test_attribution_live import (
     BASH,
     PYTHON,
@@ -43,6 +47,8 @@ from tests.test_attribution_live import (
     run_client,
 )
 from tests.test_attribution_offline import read_zeek_ascii
+from tests.test_attribution_pipeline import wait_for
+from tests.test_zeek_package import free_port
 
 pytestmark = pytest.mark.audit
 
@@ -340,3 +346,127 @@ async def test_zeek_attribution_script_on_a_veth_pair(audit_state, tmp_path) -> 
             ).community_id
         )
         assert row["orig_cmdline"].startswith(lab.BASH + " --norc")
+
+
+def _component(server: Collectord, kind: str) -> tuple[str, dict[str, int]]:
+    """A part of collectord as an operator sees it (``get_status``): its state and counters."""
+
+    async def status() -> tuple[str, dict[str, int]]:
+        async with Operator(server.url, server.operator_token) as operator:
+            (reply,) = await operator.request(op.GetStatus(operator.session.next_req()))
+            (part,) = [c for c in reply.components if c.kind == kind]
+            return part.state, {c.name: c.value for c in part.counters}
+
+    return asyncio.run(status())
+
+
+def test_live_attribution_through_collectord_into_zeeks_conn_log(audit_state, tmp_path) -> None:
+    """The live path, every part real: Zeek (capturing lo, ``@load osquery/attribution``) asks
+    collectord about each connection; collectord answers from what a real agentd streamed
+    (kernel audit, attribution on by default) over the Zeek endpoint's link.  conn.log gets
+    both ends' pid, path, user and host id; osq-attribution.log has every connection by uid."""
+    zeek = zeek_binary()
+    _require_tools()
+    env = zeek_script_env(zeek)
+    for d in ("zeek", "c", "a"):
+        (tmp_path / d).mkdir()
+    ws_port = free_port()
+    started: list[Any] = []
+    clients: list[tuple[int, int, lab.Accepted]] = []
+    zeek_proc = None
+    try:
+        tcp_server = lab.Server(["127.0.0.11", "::1"], uid=SERVER_UID, think_ms=300)
+        started.append(tcp_server)
+        bpf = " or ".join(f"tcp port {p}" for p in tcp_server.ports.values())
+        (tmp_path / "zeek" / "local.zeek").write_text(
+            "@load osquery/attribution\n"
+            f"redef osquery::websocket_port = {ws_port}/tcp;\n"
+            "redef tcp_close_delay = 3 secs;\n"
+        )
+        zeek_proc = subprocess.Popen(
+            [zeek, "-b", "-C", "-i", "lo", "-f", bpf, "local.zeek"],
+            cwd=tmp_path / "zeek",
+            env=env,
+            stdout=open(tmp_path / "zeek" / "stdout", "w"),
+            stderr=open(tmp_path / "zeek" / "stderr", "w"),
+        )
+        server = Collectord(
+            tmp_path / "c",
+            "[attribution]\nanswer_delay = 1.0\nsave_interval = 0.5\n",
+            attribution=True,
+            extra_args=["--zeek", f"ws://127.0.0.1:{ws_port}"],
+        )
+        started.append(server)
+        server.start()
+        agent = Agentd(
+            tmp_path / "a",
+            {
+                "options": {
+                    "audit_allow_sockets": True,
+                    "schedule_splay_percent": 0,
+                    "watchdog_level": -1,
+                    "disable_hardware_events": True,
+                },
+                "collector": {"urls": [server.url], "enroll_secret_file": str(server.state / "enroll-secret")},
+            },
+        )
+        started.append(agent)
+        agent.start()
+        wait_for(lambda: agent.status().uplink.subscriptions == len(SUBSCRIPTIONS), "the attribution subscriptions")
+
+        def ready() -> bool:
+            path = state_path(server.state)
+            return path.exists() and bool(load_engine(path).owners("127.0.0.11", time.time()))
+
+        wait_for(ready, "the host's addresses at collectord")
+        wait_for(lambda: "listening on" in (tmp_path / "zeek" / "stderr").read_text(), "Zeek capturing on lo")
+        wait_for(lambda: _component(server, "zeek")[0] == "ready", "collectord's link to Zeek")
+        for uid in (1, 65534, 12345):
+            for address in ("127.0.0.11", "::1"):
+                proc = subprocess.Popen(lab.client_argv(uid, address, tcp_server.ports[address]))
+                accepted = tcp_server.next_accepted()
+                assert proc.wait(30) == 0 and accepted.client_pid == proc.pid
+                clients.append((proc.pid, uid, accepted))
+        # each connection: a question when established, one when removed; both answered
+        wait_for(lambda: _component(server, "attribution")[1]["zeek_answers_sent"] >= 2 * len(clients), "the answers")
+        counters = _component(server, "attribution")[1]
+        log = tmp_path / "zeek" / "osq-attribution.log"
+        wait_for(lambda: log.exists() and len(read_zeek_ascii(log)) >= len(clients), "osq-attribution.log")
+        server_pid = tcp_server.pid
+    finally:
+        if zeek_proc is not None and zeek_proc.poll() is None:
+            os.kill(zeek_proc.pid, signal.SIGTERM)
+            try:
+                zeek_proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.kill(zeek_proc.pid, signal.SIGKILL)
+                zeek_proc.wait()
+        for part in reversed(started):
+            if isinstance(part, Agentd) and part.process is not None and part.process.poll() is None:
+                part.stop()  # SIGTERM: it gives kernel audit back
+            part.close()
+    conn_rows = [r for r in read_zeek_ascii(tmp_path / "zeek" / "conn.log") if r["proto"] == "tcp"]
+    attributions = {r["uid"]: r for r in read_zeek_ascii(tmp_path / "zeek" / "osq-attribution.log")}
+    assert len(conn_rows) == len(clients) == len(attributions), (conn_rows, counters)
+    by_port = {int(r["id.orig_p"]): r for r in conn_rows}
+    host_ids = set()
+    for pid, uid, accepted in clients:
+        conn = by_port[accepted.peer[1]]
+        user = USERS[uid] or "-"
+        assert (conn["orig_pid"], conn["orig_path"], conn["orig_user"]) == (str(pid), BASH, user), conn
+        assert (conn["resp_pid"], conn["resp_path"], conn["resp_user"]) == (str(server_pid), PYTHON, "www-data")
+        host_ids |= {conn["orig_host_id"], conn["resp_host_id"]}
+        row = attributions[conn["uid"]]
+        assert (row["orig_pid"], row["orig_user_id"], row["orig_match"]) == (str(pid), str(uid), "socket_event")
+        assert (row["resp_pid"], row["resp_match"], row["resp_user"]) == (str(server_pid), "socket_event", "www-data")
+        assert row["community_id"] == conn_community_id(conn)
+        assert row["orig_cmdline"].startswith(lab.BASH + " --norc")
+    (host_id,) = host_ids  # one agent: both ends are its host
+    assert host_id not in ("-", "")
+    assert "Traceback" not in server.log(), server.log()
+
+
+def conn_community_id(conn: dict[str, str]) -> str:
+    return Connection(
+        0, "x", conn["id.orig_h"], int(conn["id.orig_p"]), conn["id.resp_h"], int(conn["id.resp_p"]), 6
+    ).community_id

@@ -129,36 +129,49 @@ def test_responder_waits_for_the_hosts_rows_then_answers() -> None:
     assert len(responder.due(301.0)) == 3 and responder.answered == 5
 
 
-async def test_questions_from_links_are_answered_on_the_link_that_asked() -> None:
-    from collector.attribution.zeekanswers import ZeekQuestions
+async def test_questions_from_endpoints_are_answered_on_the_endpoint_that_asked() -> None:
+    from collector.attribution.zeekanswers import QuestionStats, ZeekQuestions, event_json
 
-    class Link:
+    class Endpoint:  # ZeekSink's two members that answering uses
         def __init__(self) -> None:
-            self.events: list[bj.Event] = []
+            self.event_handlers: list = []
+            self.sent: list[str] = []
+            self.connected = True
 
-        def send_event(self, event: bj.Event) -> None:
-            self.events.append(event)
+        def send_event(self, event_json: str) -> bool:
+            if self.connected:
+                self.sent.append(event_json)
+            return self.connected
+
+        def events(self) -> list[bj.Event]:
+            out = []
+            for text in self.sent:
+                event = bj.event_from_value(bj.decode(bj.loads(text)))
+                assert event is not None
+                out.append(event)
+            return out
 
     now = [100.0]
     questions = ZeekQuestions(Responder(engine(), delay=1.0), clock=lambda: now[0])
-    a, b = Link(), Link()
+    a, b = Endpoint(), Endpoint()
+    questions.attach(a)
+    questions.attach(b)
+    (handle_a,), (handle_b,) = a.event_handlers, b.event_handlers
     assert not questions.received(a, bj.Event("osquery::zeek_hello_v1", ()))  # not ours: left to the link
-    assert questions.received(a, request_event(zeek_id="zeek_a"))
-    assert questions.received(b, request_event(zeek_id="zeek_b", final=True))
-    assert questions.received(b, bj.Event(ATTRIBUTE_EVENT, ("short",)))  # ours, malformed: counted
-    assert questions.send_due() == 1 and len(b.events) == 1 and not a.events  # the final one at once
+    handle_a(request_event(zeek_id="zeek_a"))
+    handle_b(request_event(zeek_id="zeek_b", final=True))
+    handle_b(bj.Event(ATTRIBUTE_EVENT, ("short",)))  # ours, malformed: counted
+    assert questions.send_due() == 1 and len(b.sent) == 1 and not a.sent  # the final one at once
     now[0] = 101.0
-    assert questions.send_due() == 1 and a.events[0].name == ATTRIBUTION_EVENT
-    questions.received(a, request_event(zeek_id="zeek_a"))
-    questions.forget(a)  # the link went away before the answer was due
+    assert questions.send_due() == 1
+    (answer,) = a.events()
+    assert answer.name == ATTRIBUTION_EVENT and answer.args[0] == "CAbc" and answer.args[1] is False
+    # what goes out is the answer's Broker JSON, as bj encodes the event
+    assert a.sent[0] == event_json(answer)
+    handle_a(request_event(zeek_id="zeek_a"))
+    a.connected = False  # Zeek went away before the answer was due: counted, not sent
     now[0] = 103.0
     assert questions.send_due() == 0
-    assert questions.status() == {
-        "asked": 3,
-        "answered": 3,
-        "pending": 0,
-        "dropped": 0,
-        "sent": 2,
-        "unsent": 1,
-        "bad_requests": 1,
-    }
+    assert questions.stats() == QuestionStats(
+        asked=3, answered=3, pending=0, dropped=0, sent=2, unsent=1, bad_requests=1
+    )

@@ -7,14 +7,19 @@ saves the engine's state with the outbox position it reflects.  The cursor is co
 only after the state is on disk; after a crash the sink resumes after the later of the
 two, so each batch is learned once.
 
-With ``[attribution] log_dir`` it also writes osq-user_connections.log: each connect a host
-reports, with its process and user, as it arrives.
+It also writes osq-user_connections.log (into ``[attribution] log_dir``, else collectord's
+``[logs] dir``): each connect a host reports, with its process and user, as it arrives.  The
+log is exactly once like collectord's other logs: the state file records how far the log was
+written and fsynced; a restart cuts the live file back to that size (a live file the state
+does not describe is set aside, never deleted) and writes again what followed.  The file is
+rotated only right after a save, so a rotation never separates records from their mark.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -22,14 +27,14 @@ from typing import Any
 
 from collector.model import HostEvent, HostEventKind, HostQuery, OutboxItem, ResultBatch, Targets
 from collector.outbox import SinkFeed
-from collector.zeeklog.writer import ZeekLogWriter
+from collector.zeeklog.writer import LogFormat, ZeekLogWriter, opened_stamp
 from protocol.messages import Mode
 
 from .engine import AttributionEngine, StateError
 from .hoststate import HostState
 from .logs import user_connection_record, user_connections_writer
 from .model import Action, Table
-from .persist import load_state, write_state
+from .persist import LogMark, load_saved, write_state
 from .queries import SUBSCRIPTIONS, subscription_for
 from .records import RowRefused, SockKind, socket_event
 
@@ -89,6 +94,9 @@ class AttributionSink:
         self.batches = 0
         self.host_events = 0
         self.user_connections: ZeekLogWriter | None = None  # osq-user_connections.log, when configured
+        self.user_connections_written = 0
+        self.log_mark: LogMark | None = None  # of the saved state
+        self._log_now = 0.0  # the time writes see: the last save's, so a write never rotates the file
 
     @classmethod
     def restore(
@@ -96,21 +104,44 @@ class AttributionSink:
     ) -> AttributionSink:
         """The sink with the engine collectord saved before (a fresh one when there is none,
         or when the file cannot be read: it is kept aside, and the error logged)."""
-        engine, position = engine_factory(), None
+        engine, position, mark = engine_factory(), None, None
         if Path(state_file).exists():
             try:
-                engine, position = load_state(state_file, engine.config)
+                saved = load_saved(state_file, engine.config)
+                engine, position, mark = saved.engine, saved.position, saved.log_mark
             except StateError as exc:
                 aside = Path(f"{state_file}.unreadable-{int(time.time())}")
                 log.error("attribution: %s; kept as %s, starting with an empty state", exc, aside)
                 Path(state_file).replace(aside)
         sink = cls(engine, state_file, **options)
         sink.position = sink.saved_position = position
+        sink.log_mark = mark
         return sink
 
-    def open_user_connections_log(self, directory: Path) -> None:
-        """Write osq-user_connections.log (the "user connections" view) into ``directory``."""
-        self.user_connections = user_connections_writer(directory)
+    def open_user_connections_log(
+        self, directory: Path, fmt: LogFormat = LogFormat.ASCII, *, rotation: float = 0.0
+    ) -> None:
+        """Write osq-user_connections.log (the "user connections" view) into ``directory``,
+        continuing the live file where the saved state says it was (else setting it aside)."""
+        writer = user_connections_writer(directory, fmt, rotation_interval=rotation, clock=self.clock)
+        live = writer.live_path
+        mark = self.log_mark
+        resumed = False
+        try:
+            inode = live.stat().st_ino
+        except FileNotFoundError:
+            inode = None
+        if inode is not None and mark is not None and inode == mark.inode:
+            resumed = writer.resume(mark.size, mark.opened)
+        if inode is not None and not resumed:
+            n, target = 0, live.with_name(f"{writer.path}.{opened_stamp(live)}.log")
+            while target.exists():
+                n += 1
+                target = live.with_name(f"{writer.path}.{opened_stamp(live)}-{n}.log")
+            os.replace(live, target)
+            log.warning("attribution: %s was not written up to the saved state: set aside as %s", live, target)
+        self.user_connections = writer
+        self._log_now = self.clock()
 
     def learn(self, item: OutboxItem) -> None:
         """One outbox item: an attribution result batch, or a host's coming."""
@@ -139,17 +170,34 @@ class AttributionSink:
             except RowRefused:
                 continue
             if sock.kind is SockKind.CONNECT:
-                self.user_connections.write(user_connection_record(self.engine.user_connection(host, sock)))
+                record = user_connection_record(self.engine.user_connection(host, sock))
+                self.user_connections.write(record, now=self._log_now)
+                self.user_connections_written += 1
+
+    def _sync_log(self) -> LogMark | None:
+        """Make the log durable; its mark (None: no log, or no file yet)."""
+        writer = self.user_connections
+        if writer is None or not writer.is_open:
+            return None
+        writer.sync()
+        return LogMark(writer.inode(), writer.size(), writer.opened)
+
+    def _after_save(self, now: float) -> None:
+        """Rotate the log now if it is due (right after a save: the next mark names the new file)."""
+        if self.user_connections is not None:
+            self.user_connections.rotate(now)
+        self._log_now = now
 
     async def save(self) -> None:
-        """The engine's state and position to disk (the state taken here, written on a thread)."""
-        if self.user_connections is not None:
-            self.user_connections.flush()
+        """The engine's state, its position and the log's mark to disk (the state taken here,
+        written on a thread)."""
         if self.position is None or self.position == self.saved_position:
             return
+        mark = await asyncio.to_thread(self._sync_log)
         state, position = self.engine.to_state(), self.position
-        await asyncio.to_thread(write_state, state, self.state_file, position=position)
-        self.saved_position = position
+        await asyncio.to_thread(write_state, state, self.state_file, position=position, log_mark=mark)
+        self.saved_position, self.log_mark = position, mark
+        self._after_save(self.clock())
 
     async def run(self, feed: SinkFeed) -> None:
         cursor = await feed.cursor()
@@ -174,11 +222,13 @@ class AttributionSink:
 
     def close(self) -> None:
         """Save what was learned since the last save (at shutdown; also when the sink fails)."""
-        if self.user_connections is not None:
-            self.user_connections.flush()
-        if self.position is not None and self.position != self.saved_position:
-            try:
-                write_state(self.engine.to_state(), self.state_file, position=self.position)
-                self.saved_position = self.position
-            except OSError as exc:
-                log.error("attribution: could not save the state to %s: %s", self.state_file, exc)
+        try:
+            if self.position is not None and self.position != self.saved_position:
+                mark = self._sync_log()
+                write_state(self.engine.to_state(), self.state_file, position=self.position, log_mark=mark)
+                self.saved_position, self.log_mark = self.position, mark
+        except OSError as exc:
+            log.error("attribution: could not save the state to %s: %s", self.state_file, exc)
+        finally:
+            if self.user_connections is not None:
+                self.user_connections.close()  # #close written; rotated when rotation is on, as Zeek does at exit

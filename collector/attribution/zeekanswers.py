@@ -1,10 +1,12 @@
-"""Zeek's attribution questions in collectord: from any Zeek link, answered on the same link.
+"""Zeek's attribution questions in collectord: from any Zeek endpoint, answered on the same one.
 
-The Zeek link hands on the events from Zeek that are not its own protocol's; those named
-``osquery::attribute_v1`` come here (:meth:`ZeekQuestions.received`).  Answers are due
-after the responder's delay (a connection that just started) or at once (a removed one);
-:meth:`run` sends each on the link that asked.  A link that went away meanwhile loses its
-answers (counted): Zeek asks again when the connection is removed.
+Each Zeek endpoint's sink (collector.zeek.sink.ZeekSink) hands on the events from Zeek that
+are not the collector protocol (``ZeekSink.event_handlers``); :meth:`ZeekQuestions.attach`
+registers there, and those named ``osquery::attribute_v1`` come to :meth:`received`.
+Answers are due after the responder's delay (a connection that just started: its hosts'
+rows are still in flight) or at once (a removed one); :meth:`run` sends each with
+``ZeekSink.send_event`` to the endpoint that asked.  An endpoint that is not connected when
+its answer is due loses it (counted): Zeek asks again when the connection is removed.
 """
 
 from __future__ import annotations
@@ -13,37 +15,66 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
-from collector.zeek.brokerjson import Event
+from collector.zeek import brokerjson as bj
 
 from .responder import Responder
 from .zeekproto import ATTRIBUTE_EVENT, BadRequest, parse_request
 
-__all__ = ["AnswerLink", "ZeekQuestions"]
+__all__ = ["AnswerLink", "QuestionStats", "ZeekQuestions", "event_json"]
 
 log = logging.getLogger(__name__)
 
 
 class AnswerLink(Protocol):
-    """What an answer needs of a Zeek link (collector.zeek.client.ZeekLink has it)."""
+    """What answering needs of a Zeek endpoint (collector.zeek.sink.ZeekSink has it)."""
 
-    def send_event(self, event: Event) -> Any: ...
+    event_handlers: list[Callable[[bj.Event], None]]
+
+    def send_event(self, event_json: str) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class QuestionStats:
+    """Counters for collectord's status (``agent-cli --collector URL status``)."""
+
+    asked: int
+    answered: int
+    pending: int
+    dropped: int  # questions the bounded queue had no room for
+    sent: int
+    unsent: int  # answers whose endpoint was not connected when they were due
+    bad_requests: int
+
+
+def event_json(event: bj.Event) -> str:
+    """An event's Broker JSON value (what ZeekSink.send_event publishes on the endpoint's topic)."""
+    return bj.encode_event_args(event.name, (bj.encode(a) for a in event.args))
 
 
 class ZeekQuestions:
-    """Attribution questions from Zeek links, and their answers."""
+    """Attribution questions from Zeek endpoints, and their answers."""
 
     def __init__(self, responder: Responder, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.responder = responder
         self.clock = clock
-        self._links: dict[str, AnswerLink] = {}  # zeek_id -> the link its questions came on
+        self._links: dict[str, AnswerLink] = {}  # zeek_id -> the endpoint its questions came from
         self._wake = asyncio.Event()
         self.bad_requests = 0
         self.sent = 0
         self.unsent = 0
 
-    def received(self, link: AnswerLink, event: Event) -> bool:
+    def attach(self, link: AnswerLink) -> None:
+        """Take the attribution questions among ``link``'s events from Zeek."""
+
+        def handler(event: bj.Event) -> None:
+            self.received(link, event)
+
+        link.event_handlers.append(handler)
+
+    def received(self, link: AnswerLink, event: bj.Event) -> bool:
         """Take ``event`` if it is an attribution question (True), else leave it (False)."""
         if event.name != ATTRIBUTE_EVENT:
             return False
@@ -63,23 +94,12 @@ class ZeekQuestions:
         sent = 0
         for answer in self.responder.due(self.clock()):
             link = self._links.get(answer.zeek_id)
-            if link is None:
+            if link is None or not link.send_event(event_json(answer.event())):
                 self.unsent += 1
-                continue
-            try:
-                link.send_event(answer.event())
-            except Exception as exc:  # noqa: BLE001 - one link's fault loses its answer, not the others'
-                self.unsent += 1
-                log.warning("attribution: cannot answer Zeek %s: %s", answer.zeek_id, exc)
                 continue
             sent += 1
         self.sent += sent
         return sent
-
-    def forget(self, link: AnswerLink) -> None:
-        """A link went away: its pending answers have nowhere to go."""
-        for zeek_id in [z for z, known in self._links.items() if known is link]:
-            del self._links[zeek_id]
 
     async def run(self) -> None:
         """Send answers as they fall due (until cancelled)."""
@@ -93,13 +113,6 @@ class ZeekQuestions:
             except TimeoutError:
                 pass
 
-    def status(self) -> dict[str, int]:
-        return {
-            "asked": self.responder.asked,
-            "answered": self.responder.answered,
-            "pending": len(self.responder),
-            "dropped": self.responder.dropped,
-            "sent": self.sent,
-            "unsent": self.unsent,
-            "bad_requests": self.bad_requests,
-        }
+    def stats(self) -> QuestionStats:
+        r = self.responder
+        return QuestionStats(r.asked, r.answered, len(r), r.dropped, self.sent, self.unsent, self.bad_requests)
