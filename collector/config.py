@@ -52,6 +52,7 @@ __all__ = [
 ]
 
 DEFAULT_PORT = 9440
+USER_CONNECTIONS_LOG = "osq-user_connections"  # attribution's log (collector.attribution.logs), in [logs] dir
 
 #: What collectord runs without --config (docs/install.md shows a full config).
 DEFAULT_CONFIG = f"""\
@@ -652,6 +653,12 @@ def parse_config(text: str, source: str = "<config>", *, base: str | None = None
         config = dataclasses.replace(config, logs=_parse_logs(document["logs"], base))
     if "attribution" in document:
         config = dataclasses.replace(config, attribution=_parse_attribution(document["attribution"], path))
+    if config.attribution.enabled and config.attribution.log_dir is None:
+        for i, sub in enumerate(config.subscriptions):
+            if sub.log == USER_CONNECTIONS_LOG:
+                raise ConfigError(
+                    f"subscriptions[{i}].log: {sub.log!r} is attribution's (set [attribution] log_dir, or another name)"
+                )
     if "shutdown_timeout" in document:
         config = dataclasses.replace(
             config, shutdown_timeout=_seconds(document["shutdown_timeout"], "shutdown_timeout")

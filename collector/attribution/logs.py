@@ -15,6 +15,7 @@ import ipaddress
 from collections.abc import Sequence
 from pathlib import Path
 
+from collector.config import USER_CONNECTIONS_LOG
 from collector.zeek.values import Enum, Port, Proto, Time
 from collector.zeek.ztypes import parse_type
 from collector.zeeklog.writer import LogField, LogFormat, ZeekLogWriter
@@ -33,7 +34,7 @@ __all__ = [
 ]
 
 ATTRIBUTION_PATH = "osq-attribution"
-USER_CONNECTIONS_PATH = "osq-user_connections"
+USER_CONNECTIONS_PATH = USER_CONNECTIONS_LOG  # named in collector.config, which refuses it for other logs
 
 _SIDE = (
     ("host_id", "string"),
