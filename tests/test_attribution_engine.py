@@ -688,3 +688,41 @@ def test_host_clock_is_learned_from_exact_matches() -> None:
     assert fresh.attribute(conn(ts=t, orig=("10.0.0.1", 41000))).orig.reason is Reason.AMBIGUOUS
     # the learned clock survives persistence
     assert AttributionEngine.from_state(eng.to_state()).hosts[A].clock_estimate() == eng.hosts[A].clock_estimate()
+
+
+def test_a_reused_four_tuple_never_names_the_earlier_process() -> None:
+    """Loopback reuses a TIME_WAIT 4-tuple at once: when the port matches only an earlier connect
+    and a connect whose port the host could not read fits the connection's time, both are
+    candidates (ambiguous), never the earlier process on its own."""
+    eng = engine(clock_skew=1.0)
+    feed(
+        eng,
+        A,
+        Table.PROCESS_EVENTS,
+        exec_row(501, T0 - 1, "/usr/bin/wget", "wget x", 1000),
+        exec_row(502, T0 - 1, "/usr/bin/curl", "curl y", 1001),
+    )
+    for i in range(8):  # exact matches teach the engine this host's clock (Zeek sees it 3 ms later)
+        local = ("10.0.0.1", 41000 + i)
+        feed(
+            eng,
+            A,
+            Table.SOCKET_EVENTS,
+            sock_row("connect", 501, T0 + i, "/usr/bin/wget", remote=("10.0.0.2", 80), local=local),
+        )
+        o = eng.attribute(conn(ts=T0 + i + 0.003, orig=local)).orig
+        assert (o.method, o.pid) == (Method.SOCKET_EVENT, 501)
+    remote = ("10.0.0.2", 80)
+    feed(
+        eng,
+        A,
+        Table.SOCKET_EVENTS,
+        sock_row("connect", 501, T0 + 10, "/usr/bin/wget", remote=remote, local=("10.0.0.1", 40000)),
+    )
+    feed(eng, A, Table.SOCKET_EVENTS, sock_row("connect", 502, T0 + 10.4, "/usr/bin/curl", remote=remote))
+    o = eng.attribute(conn(ts=T0 + 10.403, orig=("10.0.0.1", 40000))).orig
+    assert o.reason is Reason.AMBIGUOUS, o
+    assert set(o.candidates) == {"pid 501 (/usr/bin/wget)", "pid 502 (/usr/bin/curl)"}
+    # the earlier connection itself is still named exactly
+    o = eng.attribute(conn(ts=T0 + 10.003, orig=("10.0.0.1", 40000))).orig
+    assert (o.method, o.pid) == (Method.SOCKET_EVENT, 501)

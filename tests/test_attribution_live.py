@@ -259,6 +259,13 @@ async def test_concurrent_clients_from_an_osquery_agent_are_ambiguous(audit_stat
             accepted = [await asyncio.wait_for(asyncio.to_thread(server.next_accepted), 20) for _ in procs]
             for p in procs:
                 await agent.wait_for("socket_events", lambda r, p=p: r["pid"] == p.pid and r["family"] == 2)
+            for acc in accepted:  # and the server's accepts (they reach the agent on their own)
+                await agent.wait_for(
+                    "socket_events",
+                    lambda r, a=acc: (
+                        r["pid"] == server.pid and r["action"] == "accept" and r["remote_port"] == a.peer[1]
+                    ),
+                )
             for p in procs:
                 server.release(p.pid)
                 p.wait(20)

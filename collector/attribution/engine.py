@@ -467,15 +467,6 @@ class AttributionEngine:
         if not near:  # the connect came earlier (Zeek joined late, or a long connection): the latest one
             before = [s for s in exact if history <= s.t <= lo]
             near = before[-1:]
-        yield Method.SOCKET_EVENT, near
-        opened = [
-            s
-            for s in host.open_index.get((conn.orig_p, conn.resp_h, conn.resp_p), ())
-            if _compatible(s, proto) and self._alive(s, ts)
-        ]
-        if not opened and proto == PROTO_UDP:  # unconnected UDP sockets send from their bound port
-            opened = self._listening(host, conn.orig_p, conn.orig_h, proto, ts)
-        yield Method.OPEN_SOCKET, opened
         window, precise = (lo, hi), 0.0
         estimate = host.clock_estimate()
         if estimate is not None:  # the host's clock learned from exact matches: a tight window
@@ -488,6 +479,20 @@ class AttributionEngine:
             for s in iter_window(candidates, *window, precise=precise)
             if s.local_port is None and _compatible(s, proto)
         ]
+        if near and estimate is not None and unknown_port and not list(iter_window(near, *window, precise=precise)):
+            # The port matches an earlier connect only, and a connect whose port the host could not read
+            # fits the connection's time: a 4-tuple used again (loopback reuses TIME_WAIT ports at once)
+            # is as likely as a clock that drifted.  Both are candidates: never the older one on its own.
+            near = near + unknown_port
+        yield Method.SOCKET_EVENT, near
+        opened = [
+            s
+            for s in host.open_index.get((conn.orig_p, conn.resp_h, conn.resp_p), ())
+            if _compatible(s, proto) and self._alive(s, ts)
+        ]
+        if not opened and proto == PROTO_UDP:  # unconnected UDP sockets send from their bound port
+            opened = self._listening(host, conn.orig_p, conn.orig_h, proto, ts)
+        yield Method.OPEN_SOCKET, opened
         yield Method.SOCKET_EVENT_TIME, unknown_port
 
     def _resp_levels(self, host: HostState, conn: Connection) -> Iterator[tuple[Method, list[Sock]]]:
