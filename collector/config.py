@@ -34,6 +34,7 @@ from .zeeklog.writer import LogField, LogFormat
 __all__ = [
     "DEFAULT_CONFIG",
     "DEFAULT_PORT",
+    "AttributionConfig",
     "AuthConfig",
     "CollectorConfig",
     "ConfigError",
@@ -51,6 +52,7 @@ __all__ = [
 ]
 
 DEFAULT_PORT = 9440
+USER_CONNECTIONS_LOG = "osq-user_connections"  # attribution's log (collector.attribution.logs), in [logs] dir
 
 #: What collectord runs without --config (docs/install.md shows a full config).
 DEFAULT_CONFIG = f"""\
@@ -175,6 +177,18 @@ class ZeekConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AttributionConfig:
+    """``[attribution]``: which process and user is behind each Zeek connection (docs/attribution.md)."""
+
+    enabled: bool = True  # subscribe every host to the attribution queries and keep the state
+    max_age: float = 3600.0  # seconds of history kept
+    clock_skew: float = 1.0  # how far a host's clock and Zeek's may disagree (until it is learned)
+    answer_delay: float = 1.0  # a connection that just started is answered this much later (rows in flight)
+    save_interval: float = 5.0  # the state is saved at most this often (and at shutdown)
+    log_dir: str | None = None  # osq-user_connections.log goes here (None: no log)
+
+
+@dataclass(frozen=True, slots=True)
 class CollectorConfig:
     listen: ListenConfig = field(default_factory=ListenConfig)
     state_dir: str = "collector-state"
@@ -184,6 +198,7 @@ class CollectorConfig:
     subscriptions: tuple[SubscriptionConfig, ...] = ()
     zeek: tuple[ZeekConfig, ...] = ()
     logs: LogsConfig = field(default_factory=LogsConfig)
+    attribution: AttributionConfig = field(default_factory=AttributionConfig)
     shutdown_timeout: float = 5.0  # the whole ordered shutdown fits in this
     source: str = "<embedded default>"
 
@@ -541,6 +556,20 @@ def _parse_logs(raw: Any, base: str | None) -> LogsConfig:
     return LogsConfig(dir=_get(body, "dir", "logs", _path(base), None), format=fmt, rotation=rotation)
 
 
+def _parse_attribution(raw: Any, path: Callable[[Any, str], str | None]) -> AttributionConfig:
+    body = _table(raw, "attribution")
+    _known(body, "attribution", {f.name for f in dataclasses.fields(AttributionConfig)})
+    d = AttributionConfig()
+    return AttributionConfig(
+        enabled=_get(body, "enabled", "attribution", _bool, d.enabled),
+        max_age=_get(body, "max_age", "attribution", _seconds, d.max_age),
+        clock_skew=_get(body, "clock_skew", "attribution", _seconds, d.clock_skew),
+        answer_delay=_get(body, "answer_delay", "attribution", _seconds, d.answer_delay),
+        save_interval=_get(body, "save_interval", "attribution", _seconds, d.save_interval),
+        log_dir=_get(body, "log_dir", "attribution", path, d.log_dir),
+    )
+
+
 def parse_config(text: str, source: str = "<config>", *, base: str | None = None) -> CollectorConfig:
     """A :class:`CollectorConfig` from TOML ``text`` (``base``: the directory relative paths start from)."""
     try:
@@ -550,7 +579,18 @@ def parse_config(text: str, source: str = "<config>", *, base: str | None = None
     _known(
         document,
         "",
-        {"listen", "state", "auth", "limits", "results", "subscriptions", "zeek", "logs", "shutdown_timeout"},
+        {
+            "listen",
+            "state",
+            "auth",
+            "limits",
+            "results",
+            "subscriptions",
+            "zeek",
+            "logs",
+            "attribution",
+            "shutdown_timeout",
+        },
     )
     path = _path(base)
     config = CollectorConfig(source=source)
@@ -611,6 +651,14 @@ def parse_config(text: str, source: str = "<config>", *, base: str | None = None
         config = dataclasses.replace(config, zeek=tuple(zeeks))
     if "logs" in document:
         config = dataclasses.replace(config, logs=_parse_logs(document["logs"], base))
+    if "attribution" in document:
+        config = dataclasses.replace(config, attribution=_parse_attribution(document["attribution"], path))
+    if config.attribution.enabled and config.attribution.log_dir is None:
+        for i, sub in enumerate(config.subscriptions):
+            if sub.log == USER_CONNECTIONS_LOG:
+                raise ConfigError(
+                    f"subscriptions[{i}].log: {sub.log!r} is attribution's (set [attribution] log_dir, or another name)"
+                )
     if "shutdown_timeout" in document:
         config = dataclasses.replace(
             config, shutdown_timeout=_seconds(document["shutdown_timeout"], "shutdown_timeout")

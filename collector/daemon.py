@@ -24,11 +24,18 @@ import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from protocol import OPERATOR_PATH
 from protocol.operator import ComponentInfo, Counter
 
+from .attribution.engine import AttributionEngine, EngineConfig
+from .attribution.persist import state_path
+from .attribution.responder import Responder
+from .attribution.sink import OWNER as ATTRIBUTION_OWNER
+from .attribution.sink import AttributionSink, fleet_subscriptions
+from .attribution.zeekanswers import ZeekQuestions
 from .config import (
     CollectorConfig,
     ConfigError,
@@ -91,6 +98,8 @@ class Collectord:
         self.zeek: list[ZeekSink] = []
         self.logs: ZeekLogSink | None = None
         self.listener: Listener | None = None
+        self.attribution: AttributionSink | None = None
+        self.questions: ZeekQuestions | None = None  # Zeek's attribution questions (with attribution on)
         self.enroll_secret = ""
         self.operator_token = ""
         self._stop = asyncio.Event()
@@ -149,6 +158,7 @@ class Collectord:
                 for s in config.subscriptions
             ],
         )
+        await fleet.sync_owner(ATTRIBUTION_OWNER, fleet_subscriptions() if config.attribution.enabled else [])
         sinks: list[Sink] = []
         if config.results.file is not None:
             sinks.append(JsonLinesSink(config.results.file, fsync=config.results.fsync))
@@ -163,6 +173,13 @@ class Collectord:
         self.zeek = [ZeekSink(zeek, fleet) for zeek in config.zeek]
         sinks.extend(self.zeek)
         await self._forget_zeek_endpoints(fleet)
+        if config.attribution.enabled:
+            self.attribution = attribution_sink(config)
+            sinks.append(self.attribution)
+            # Zeek's questions (@load osquery/attribution) come on its endpoints' links, answers go back there
+            self.questions = ZeekQuestions(Responder(self.attribution.engine, delay=config.attribution.answer_delay))
+            for endpoint in self.zeek:
+                self.questions.attach(endpoint)
         sinks.extend(self.extra_sinks)
         self.committer = Committer(store, delay=config.limits.ack_delay)
         self.sinks = Sinks(sinks, store, committer=self.committer)
@@ -191,6 +208,8 @@ class Collectord:
                 self._fail(f"cannot start the local agent: {exc.strerror or exc}")
                 return
         self._spawn(self._lease_loop(), "leases")
+        if self.questions is not None and self.zeek:
+            self._spawn(self.questions.run(), "attribution-answers")
         if self.sd_watchdog:
             self._spawn(self._sd_watchdog_loop(self.sd_watchdog), "sd-watchdog")
         url = self.listener.url()
@@ -239,7 +258,33 @@ class Collectord:
             counters = {"records_written": logs.records_written, "errors": logs.errors}
             detail = f"{logs.directory} ({logs.format.value}, rotation {logs.rotation:g} s)"
             out.append(ComponentInfo("logs", "logs", "writing", detail, _counters(counters)))
+        if self.attribution is not None:
+            out.append(self._attribution_info(self.attribution))
         return out
+
+    def _attribution_info(self, sink: AttributionSink) -> ComponentInfo:
+        stats = sink.engine.stats()
+        counters = {
+            "hosts": stats.hosts,
+            "socket_events": stats.events,
+            "processes": stats.processes,
+            "batches_learned": sink.batches,
+            "user_connections_written": sink.user_connections_written,
+        }
+        if self.questions is not None:
+            q = self.questions.stats()
+            counters |= {
+                "zeek_questions": q.asked,
+                "zeek_answers_sent": q.sent,
+                "zeek_answers_unsent": q.unsent,
+                "zeek_questions_pending": q.pending,
+                "zeek_questions_dropped": q.dropped,
+                "zeek_bad_requests": q.bad_requests,
+            }
+        detail = str(sink.state_file)
+        if sink.user_connections is not None:
+            detail += f"; {sink.user_connections.live_path}"
+        return ComponentInfo("attribution", "attribution", "on", detail, _counters(counters))
 
     def _local_agent_exited(self, code: int) -> None:
         self.exit_code = EXIT_FAILURE
@@ -362,6 +407,29 @@ def _counters(values: dict[str, int]) -> tuple[Counter, ...]:
     return tuple(Counter(name, max(0, int(value))) for name, value in values.items())
 
 
+def attribution_sink(config: CollectorConfig) -> AttributionSink:
+    """The attribution state (restored from the state directory) and the sink that feeds it."""
+    settings = config.attribution
+    engine_config = EngineConfig(max_age=settings.max_age, clock_skew=settings.clock_skew)
+    sink = AttributionSink.restore(
+        state_path(config.state_dir),
+        lambda: AttributionEngine(engine_config),
+        save_interval=settings.save_interval,
+    )
+    log_dir = settings.log_dir if settings.log_dir is not None else config.logs.dir
+    if log_dir is not None:
+        sink.open_user_connections_log(Path(log_dir), config.logs.format, rotation=config.logs.rotation)
+    stats = sink.engine.stats()
+    log.info(
+        "attribution on: %d hosts, %d socket events, %d processes from %s",
+        stats.hosts,
+        stats.events,
+        stats.processes,
+        sink.state_file,
+    )
+    return sink
+
+
 def _left(deadline: float, cap: float) -> float:
     return max(0.05, min(cap, deadline - time.monotonic()))
 
@@ -376,6 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="collectord",
         description="The collector next to Zeek: agents push results over WebSocket; operators query the fleet.",
+        epilog="collectord attribute CONN_LOG [-o OUT] [--state-dir DIR]: attribute a Zeek conn.log's connections "
+        "to processes and users from the persisted attribution state (collectord attribute --help).",
     )
     p.add_argument(
         "--config", metavar="FILE", help="TOML config (default: the embedded config, plaintext on 127.0.0.1)"
@@ -453,8 +523,13 @@ def config_check_main(path: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The ``collectord`` console script."""
-    args = build_parser().parse_args(argv)
+    """The ``collectord`` console script (``collectord attribute ...``: the offline attribution)."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["attribute"]:
+        from .attribution.offline import main as attribute_main
+
+        return attribute_main(arguments[1:])
+    args = build_parser().parse_args(arguments)
     if args.config_check:
         return config_check_main(args.config_check)
     logging.basicConfig(

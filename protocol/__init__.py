@@ -5,7 +5,9 @@
 - :mod:`protocol.codec` — msgpack frames <-> messages, strictly checked;
 - :mod:`protocol.session` — sans-I/O sessions of the agent and the collector;
 - :mod:`protocol.opsession` — sans-I/O sessions of the operator path;
-- :mod:`protocol.errors` — :class:`ProtocolError` and its codes.
+- :mod:`protocol.errors` — :class:`ProtocolError` and its codes;
+- :mod:`protocol.community_id` — the Community ID v1 flow hash (the agent's rows, the SQL
+  function and the collector's attributions).
 
 agent/ and collector/ share only this package.  docs/protocol.md is its reference.
 """

@@ -1,8 +1,10 @@
 """osquery's extra SQL functions (split, regex_match, sha256, community_id_v1, ...).
 
 osquery registers these on every connection (osquery/sql/sqlite_*.cpp); packs and
-users' queries rely on them.  SQLite already brings concat, concat_ws and the math
-functions.  Each function is pure and returns NULL on bad input, as osquery does.
+users' queries rely on them.  ``community_id_v1`` is protocol.community_id's, the one
+implementation the agent's rows and the collector's attributions share.  SQLite already
+brings concat, concat_ws and the math functions.  Each function is pure and returns NULL
+on bad input, as osquery does.
 """
 
 from __future__ import annotations
@@ -11,12 +13,13 @@ import base64
 import hashlib
 import ipaddress
 import re
-import struct
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
 import apsw
+
+from protocol.community_id import community_id_v1
 
 __all__ = ["community_id_v1", "register_functions"]
 
@@ -111,22 +114,6 @@ def _in_cidr_block(cidr: Any, address: Any) -> int | None:
         return int(ipaddress.ip_address(str(address)) in network)
     except ValueError:
         return None
-
-
-def community_id_v1(src: Any, dst: Any, sport: Any, dport: Any, proto: Any, seed: Any = 0) -> str | None:
-    """The Community ID v1 flow hash (as Zeek's community-id), e.g. ``1:LQU9qZlK+B5F3KDmev6m5PMibrg=``."""
-    try:
-        a, b = ipaddress.ip_address(str(src)), ipaddress.ip_address(str(dst))
-        sp, dp, pr, sd = int(sport), int(dport), int(proto), int(seed or 0)
-    except (TypeError, ValueError):
-        return None
-    if a.version != b.version or not (0 <= sp < 65536 and 0 <= dp < 65536 and 0 <= pr < 256):
-        return None
-    ab, bb = a.packed, b.packed
-    if (bb, dp) < (ab, sp):  # order the endpoints so both directions hash alike
-        ab, bb, sp, dp = bb, ab, dp, sp
-    data = struct.pack("!H", sd & 0xFFFF) + ab + bb + struct.pack("!BBHH", pr, 0, sp, dp)
-    return "1:" + base64.b64encode(hashlib.sha1(data).digest()).decode()
 
 
 _FUNCTIONS: dict[str, tuple[Callable[..., Any], int]] = {

@@ -39,6 +39,7 @@ SPEC = event_table(
         ),
         Column("parent", "BIGINT", "Parent process id, -1 when unknown"),
         Column("time", "BIGINT", "Time of the exec, UNIX time", additional=True),
+        Column("timestamp", "DOUBLE", "Time of the exec, UNIX time with audit's millisecond precision", hidden=True),
         Column("uptime", "BIGINT", "Time of the exec, seconds since boot"),
         Column("eid", "TEXT", "Event id", hidden=True),
         Column("status", "BIGINT", "OpenBSM return code on macOS; 0 here (only successful execs are recorded)"),

@@ -17,10 +17,17 @@ SPEC = event_table(
         Column("fd", "TEXT", "The socket's file descriptor"),
         Column("auid", "BIGINT", "Audit (login) user id"),
         Column("family", "INTEGER", "Address family (2 AF_INET, 10 AF_INET6, 1 AF_UNIX)"),
-        Column("protocol", "INTEGER", "Protocol id (audit does not record it: 0)", hidden=True),
-        Column("local_address", "TEXT", "Local address (bind)"),
+        Column(
+            "protocol",
+            "INTEGER",
+            "Protocol id (6 TCP, 17 UDP) when the agent could read the socket at event time; else 0 (audit lacks it)",
+            hidden=True,
+        ),
+        Column(
+            "local_address", "TEXT", "Local address (bind; connect and accept when the agent could read the socket)"
+        ),
         Column("remote_address", "TEXT", "Remote address (connect, accept)"),
-        Column("local_port", "INTEGER", "Local port (bind)"),
+        Column("local_port", "INTEGER", "Local port (bind; connect and accept when the agent could read the socket)"),
         Column("remote_port", "INTEGER", "Remote port (connect, accept)"),
         Column("socket", "TEXT", "Path of a UNIX domain socket ('@name' when abstract)", hidden=True),
         Column(
@@ -30,6 +37,7 @@ SPEC = event_table(
             hidden=True,
         ),
         Column("time", "BIGINT", "Time of the call, UNIX time", additional=True),
+        Column("timestamp", "DOUBLE", "Time of the call, UNIX time with audit's millisecond precision", hidden=True),
         Column("uptime", "BIGINT", "Time of the call, seconds since boot"),
         Column("eid", "TEXT", "Event id", hidden=True),
         Column(
@@ -40,8 +48,25 @@ SPEC = event_table(
             "TEXT",
             "succeeded, failed, in_progress (non-blocking connect) or no_client (empty non-blocking accept)",
         ),
+        Column("uid", "BIGINT", "The caller's user id (from the audit record)", hidden=True),
+        Column("euid", "BIGINT", "The caller's effective user id (from the audit record)", hidden=True),
+        Column("gid", "BIGINT", "The caller's group id (from the audit record)", hidden=True),
+        Column(
+            "parent", "BIGINT", "The caller's parent process id (from the audit record), -1 when unknown", hidden=True
+        ),
+        Column(
+            "process_start_time",
+            "BIGINT",
+            "The caller's start time as processes.start_time gives it (read at event time; NULL when gone)",
+            hidden=True,
+        ),
         Column("cgroup_path", "TEXT", "The process's cgroup path, read at event time"),
         Column("container_id", "TEXT", "Container id from the cgroup path, read at event time"),
+        Column(
+            "community_id",
+            "TEXT",
+            "Community ID v1 of the TCP/UDP flow (as Zeek's conn.log), when the agent could read both ends",
+        ),
     ),
     examples=(
         "SELECT pid, path, remote_address, remote_port, status FROM socket_events WHERE action = 'connect'",

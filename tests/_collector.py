@@ -39,9 +39,15 @@ _LISTENING = re.compile(r"listening on (wss?)://([^ ]+?)/agent")
 class Collectord:
     """A collectord process in ``directory`` (its config written there)."""
 
-    def __init__(self, directory: Path, config: str = "", *, extra_args: Sequence[str] = ()) -> None:
+    def __init__(
+        self, directory: Path, config: str = "", *, extra_args: Sequence[str] = (), attribution: bool = False
+    ) -> None:
         self.directory = directory
         self.config_path = directory / "collectord.toml"
+        if not attribution and "[attribution]" not in config:
+            # attribution (on by default) subscribes every host to its own queries: tests of the
+            # core see only the subscriptions they make
+            config += "\n[attribution]\nenabled = false\n"
         self.config_path.write_text(config)
         self.extra_args = list(extra_args)
         self.process: subprocess.Popen[str] | None = None

@@ -343,6 +343,7 @@ def test_process_row_columns() -> None:
         "path": "/usr/bin/true",
         "auid": 1000,
         "time": 1700000000,
+        "timestamp": 1700000000.123,
         "uptime": 1000,
         "uid": 1001,
         "gid": 1002,
@@ -449,6 +450,11 @@ def test_socket_rows() -> None:
         ("connect", 1, None, None, "/run/x.sock", None, "/run/x.sock", "succeeded", 1, "26"),
     ]
     assert all(t == "socket_events" and r["path"] == "/usr/bin/curl" and r["pid"] == 4242 for t, r in rows)
+    # the caller's ids and parent come from the SYSCALL record; the source adds what /proc knows
+    first = rows[0][1]
+    assert (first["uid"], first["euid"], first["gid"], first["parent"]) == (1001, 1003, 1002, 4000)
+    assert first["timestamp"] == 1700000000.123 and first["time"] == 1700000000
+    assert first["process_start_time"] is None and first["community_id"] is None
 
 
 def test_i386_socketcall_rows_take_fd_from_the_socketcall_record() -> None:

@@ -24,6 +24,9 @@ from eventsources.audit.netlink import AuditNetlink, open_audit_socket
 from eventsources.audit.rules import DEFAULT_KEY, agent_rules, build_rule, native_abis, parse_rule
 from eventsources.audit.source import AuditSource
 from eventsources.base import SourceUnavailable
+from eventsources.socketinfo import process_start_time
+from protocol.community_id import community_id
+from tables.procfs import boot_time
 
 pytestmark = pytest.mark.audit
 
@@ -160,8 +163,9 @@ SOCKET_CHILD = textwrap.dedent(
     srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(); out["srv"] = srv.getsockname()[1]
     cli = socket.socket(); cli.connect(("127.0.0.1", out["srv"])); out["cli"] = cli.getsockname()[1]
     conn, peer = srv.accept(); out["peer"] = peer[1]
+    print(json.dumps(out), flush=True)
+    sys.stdin.readline()  # the sockets stay open until the test has its rows
     conn.close(); cli.close(); srv.close()
-    print(json.dumps(out))
     """
 )
 
@@ -175,17 +179,23 @@ async def test_socket_events_owner_mode(audit_state, tmp_path) -> None:
     try:
         path = str(tmp_path / "agent-test.sock")
         port4, port6 = closed_port(), closed_port(socket.AF_INET6, "::1")
-        out = subprocess.run(
+        child = subprocess.Popen(
             [sys.executable, "-c", SOCKET_CHILD, str(port4), str(port6), path],
-            capture_output=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
             text=True,
-            check=True,
         )
-        info = json.loads(out.stdout)
-        pid = info["pid"]
-        rows = await sink.wait_for("socket_events", lambda r: r["pid"] == pid, 8)
+        try:
+            info = json.loads(child.stdout.readline())
+            pid = info["pid"]
+            rows = await sink.wait_for("socket_events", lambda r: r["pid"] == pid, 8)
+            start = process_start_time(pid, boot_time("/proc"))
+        finally:
+            child.communicate("\n", timeout=30)
+        lookups = source.status().extra["socket_lookups"]
     finally:
         await source.stop()
+    assert child.returncode == 0
     assert info["c4"] != 0 and info["c6"] != 0 and info["abs"] != 0
     got = [
         (
@@ -207,12 +217,19 @@ async def test_socket_events_owner_mode(audit_state, tmp_path) -> None:
             ("bind", 1, path, None, None, None, "succeeded"),
             ("connect", 1, None, None, path, None, "succeeded"),
             ("connect", 1, None, None, "@zeek-agent-test-abstract", None, "failed"),
-            ("bind", 2, "127.0.0.1", 0, None, None, "succeeded"),
-            ("connect", 2, None, None, "127.0.0.1", info["srv"], "succeeded"),
-            ("accept", 2, None, None, "127.0.0.1", info["cli"], "succeeded"),
+            # the process held these sockets when the agent read the events: their local ends are known
+            ("bind", 2, "127.0.0.1", info["srv"], None, None, "succeeded"),
+            ("connect", 2, "127.0.0.1", info["cli"], "127.0.0.1", info["srv"], "succeeded"),
+            ("accept", 2, "127.0.0.1", info["srv"], "127.0.0.1", info["cli"], "succeeded"),
         ][: len(got)]
     )
     assert len(got) == 8
+    assert [r["protocol"] for r in rows[5:]] == [6, 6, 6] and rows[0]["protocol"] == 0  # a failed call: not read
+    flow = community_id(6, "127.0.0.1", "127.0.0.1", info["cli"], info["srv"])
+    assert [r["community_id"] for r in rows] == [None] * 6 + [flow, flow]
+    assert {r["process_start_time"] for r in rows} == {start} and start is not None
+    assert {(r["uid"], r["parent"]) for r in rows} == {(os.getuid(), os.getpid())}
+    assert lookups["found"] >= 3  # other processes on this machine make socket calls too
     assert rows[0]["fd"] == str(info["c4fd"]) and rows[0]["path"] == os.path.realpath(sys.executable)
     assert rows[2]["socket"] == path and rows[4]["socket"] == "@zeek-agent-test-abstract"
     assert all(r["auid"] is not None and r["time"] > 0 for r in rows)

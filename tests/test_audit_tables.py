@@ -34,6 +34,7 @@ PROCESS_COLUMNS = [
     ("overflows", "TEXT"),
     ("parent", "BIGINT"),
     ("time", "BIGINT"),
+    ("timestamp", "DOUBLE"),
     ("uptime", "BIGINT"),
     ("eid", "TEXT"),
     ("status", "BIGINT"),
@@ -60,12 +61,19 @@ SOCKET_COLUMNS = [
     ("socket", "TEXT"),
     ("overflows", "TEXT"),
     ("time", "BIGINT"),
+    ("timestamp", "DOUBLE"),
     ("uptime", "BIGINT"),
     ("eid", "TEXT"),
     ("success", "INTEGER"),
     ("status", "TEXT"),
+    ("uid", "BIGINT"),
+    ("euid", "BIGINT"),
+    ("gid", "BIGINT"),
+    ("parent", "BIGINT"),
+    ("process_start_time", "BIGINT"),
     ("cgroup_path", "TEXT"),
     ("container_id", "TEXT"),
+    ("community_id", "TEXT"),
 ]
 
 
@@ -86,8 +94,23 @@ def test_columns_match_osquery() -> None:
         "env_size",
         "overflows",
         "eid",
+        "timestamp",
     }
-    assert {c.name for c in sock.columns if c.hidden} == {"protocol", "socket", "overflows", "eid", "success"}
+    # the agent's additions are hidden (SELECT * is osquery's), but for the cgroup, container and
+    # Community ID columns at the end
+    assert {c.name for c in sock.columns if c.hidden} == {
+        "protocol",
+        "socket",
+        "overflows",
+        "eid",
+        "success",
+        "timestamp",
+        "uid",
+        "euid",
+        "gid",
+        "parent",
+        "process_start_time",
+    }
     assert [c.name for c in proc.columns if c.additional] == ["time"] == [c.name for c in sock.columns if c.additional]
     assert proc.event and sock.event
 

@@ -344,3 +344,13 @@ def test_refusal_to_listen_without_tls_on_a_public_address(tmp_path):
     assert done.returncode == 1
     assert "config error: --listen: refusing to listen on 0.0.0.0 without TLS" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_attributions_log_name_is_refused_for_a_subscription_while_it_writes_there():
+    from collector.config import parse_config
+
+    sub = '[[subscriptions]]\nname = "x"\nsql = "SELECT 1"\ninterval = 10\nall = true\nlog = "osq-user_connections"\n'
+    with pytest.raises(ConfigError, match=r"subscriptions\[0\]\.log: 'osq-user_connections' is attribution's"):
+        parse_config(sub)
+    assert parse_config(sub + '[attribution]\nlog_dir = "elsewhere"\n').subscriptions[0].log == "osq-user_connections"
+    assert parse_config(sub + "[attribution]\nenabled = false\n").attribution.enabled is False

@@ -5,8 +5,9 @@ Columns follow osquery's audit subscribers: process rows from execve/execveat
 (SYSCALL + SOCKADDR; for socketcall(2) -- i386, ppc, s390 -- the call is its a0 and the
 real arguments are in the SOCKETCALL record).  Syscall numbers are looked up per
 architecture (syscalls.py).  Failed execs are dropped (nothing ran); socket calls are
-kept with their status.  What needs the host (file times, cgroup) is added by the
-caller at event time.
+kept with their status, and with the caller's uid, euid, gid and parent from the SYSCALL
+record (as osquery's bpf_socket_events has them).  What needs the host (file times,
+cgroup, the socket's local end) is added by the caller at event time.
 
 Every event either makes a row or is counted in ``skipped`` by reason (with details:
 which architecture, which syscall).  A damaged record (see records.Damage) is counted
@@ -202,6 +203,7 @@ class RowBuilder:
             "path": exe,
             "auid": _int(f.get("auid")),
             "time": int(ts),
+            "timestamp": ts,
             "uptime": int(ts - self.boot_time) if self.boot_time is not None else None,
         }
         if name in EXEC_NAMES:
@@ -293,9 +295,16 @@ class RowBuilder:
             status = "no_client"
         else:
             status = "failed"
+        parent = _int(f.get("ppid"))
         row.update(
             action=action,
             fd=str(fd) if fd is not None else None,
+            uid=_int(f.get("uid")),
+            euid=_int(f.get("euid")),
+            gid=_int(f.get("gid")),
+            parent=parent if parent is not None else -1,
+            process_start_time=None,  # read from /proc by the source, at event time
+            community_id=None,  # the source's, once it knows the local end and the protocol
             family=None,
             protocol=0,  # not in audit records (osquery reports 0 as well)
             local_address=None,

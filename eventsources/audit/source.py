@@ -16,6 +16,10 @@ Control requests go over their own socket; the event socket is read on the event
 loop (``add_reader``) in a tight non-blocking loop, then left alone for ``LINGER``
 (10 ms) once emptied so records are read in batches rather than one wake-up per
 exec; records are parsed lazily and only for the types rows are built from.
+
+A socket_events row is completed at event time from /proc (eventsources/socketinfo.py):
+the caller's start time and, while the process still holds the socket, its local end,
+protocol and Community ID.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from tables.procfs import CgroupReader, boot_time
 
 from .._netlink import NetlinkReader
 from ..base import EventSource, Sink, SourceMode, SourceStatus, SourceUnavailable
+from ..socketinfo import SocketEnricher
 from .netlink import AUDIT_NLGRP_READLOG, AuditNetlink, AuditStatus, NetlinkError, open_audit_socket
 from .reassemble import AuditEvent, Reassembler
 from .records import CWD, EOE, EXECVE, PATH, SOCKADDR, SOCKETCALL, SYSCALL, Record, RecordError, parse_message
@@ -133,6 +138,7 @@ class AuditSource(EventSource):
         self._reasm = Reassembler(timeout=reorder_timeout)
         self._builder = RowBuilder(own_pid=self.own_pid, socket_events=socket_events)
         self._cgroup_of = CgroupReader()  # the one cgroup reader of the event sources (tables.procfs)
+        self._sockets = SocketEnricher(proc_root=proc_root)
         # counters
         self.records = 0
         self.ignored_records = 0
@@ -150,7 +156,7 @@ class AuditSource(EventSource):
         if self._events is not None:
             return
         self._loop = asyncio.get_running_loop()
-        self._builder.boot_time = boot_time(self.proc_root)
+        self._builder.boot_time = self._sockets.boot_time = boot_time(self.proc_root)
         setup = asyncio.ensure_future(asyncio.to_thread(self._setup))
         try:
             await asyncio.shield(setup)
@@ -212,6 +218,7 @@ class AuditSource(EventSource):
                 "kernel_lost_total": self._lost_now,
                 "kernel_backlog": self._backlog,
                 "sink_errors": self.sink_errors,
+                "socket_lookups": dict(self._sockets.counts),
                 "parse_error_examples": (self.parse_examples + self._builder.examples)[:MAX_EXAMPLES],
                 "state_path": self.state_path,
                 "crash_recovered": self.crash_recovered is not None,
@@ -485,6 +492,14 @@ class AuditSource(EventSource):
         row["cgroup_path"], row["container_id"] = self._cgroup_of(row["pid"], self.proc_root)
         if table == "process_events":
             _file_times(row)
+        else:
+            syscall = event.first(SYSCALL)
+            exit_code = syscall.fields.get("exit") if syscall is not None else None
+            try:
+                code = int(exit_code) if exit_code is not None else None
+            except ValueError:
+                code = None
+            self._sockets.enrich(row, code, self._now)
         self.events_seen += 1
         try:
             self.sink(table, row)
