@@ -723,7 +723,7 @@ LAYOUT_BODIES = {
         KERNEL_SYSCALL.replace(" success=yes exit=0", ""),  # no return value (a record written on entry)
         KERNEL_SYSCALL.replace("syscall=59", "syscall=59 per=400000"),  # a personality
         KERNEL_SYSCALL.replace(' key="zeek-agent"', ' subj=unconfined key="zeek-agent"'),  # an LSM
-        KERNEL_SYSCALL.replace(' key="zeek-agent"', ' subj=system_u:system_r:unconfined_t:s0 key=(null)'),
+        KERNEL_SYSCALL.replace(' key="zeek-agent"', " subj=system_u:system_r:unconfined_t:s0 key=(null)"),
         KERNEL_SYSCALL + " newfield=1 other=x",  # a newer kernel's fields at the end
         KERNEL_SYSCALL + " pid=7",  # two records run together: pid twice
         KERNEL_SYSCALL + " newfield=1 newfield=2",
@@ -802,7 +802,7 @@ EXECVE_BODIES = [
     'argc=2 a0="ls" a1="x',
     "argc=x a0=1",
     'argc=²  a0="x"',
-    'argc=12 ' + " ".join(f'a{i}="x{i}"' for i in range(12)),
+    "argc=12 " + " ".join(f'a{i}="x{i}"' for i in range(12)),
     "argc=100 " + " ".join(f'a{i}="{i}"' for i in range(100)),  # more than a layout is made for
     'argc=2 a0="ls" a1_len=4 a1[0]=6162 a1[1]=6364',
     "argc=0",
@@ -818,3 +818,50 @@ def test_execve_whole_record_reads_like_the_field_reader(body: str) -> None:
         damage=[(whole, d) for _, d in _read_execve([by_field]).damage]
     )
     assert whole.damage == by_field.damage
+
+
+def test_source_keeps_to_a_cpu_budget_lean_rows_then_shed_events(tmp_path) -> None:
+    """Under a budget the source makes rows without /proc reads, then drops new events unread; all counted.
+
+    The source's clocks are the test's: each read (tick, datagrams, tock) costs what the test says.
+    """
+    from eventsources.audit.source import AuditSource
+
+    (tmp_path / "4242").mkdir()
+    (tmp_path / "4242" / "cgroup").write_text(f"0::/system.slice/docker-{'ab' * 32}.scope\n")
+    now, cpu = [0.0], [0.0]
+    rows: list[dict] = []
+    source = AuditSource(
+        lambda t, r: rows.append(r), proc_root=str(tmp_path), clock=lambda: now[0], cpu_clock=lambda: cpu[0]
+    )
+
+    def read(datagrams: list[bytes], cost: float) -> None:
+        source._tick()
+        source._feed_many(datagrams)
+        cpu[0] += cost
+        source._tock()
+
+    def event(serial: int) -> list[bytes]:
+        return [datagram(rtype, text) for rtype, text in exec_event(serial, f'argc=1 a0="e{serial}"')]
+
+    read(event(1), 0.001)  # no budget: the whole row
+    assert rows[-1]["cmdline"] == "e1" and rows[-1]["container_id"] == "ab" * 32
+    source.set_cpu_budget(0.01)  # 1 % of a core: the bucket starts with 0.01 s
+    read(event(2), 0.02)  # still whole (the bucket held time), and 0.01 s in debt after it
+    assert rows[-1]["cmdline"] == "e2" and rows[-1]["cgroup_path"] is not None
+    c, d = event(3), event(4)
+    read(c[:3] + d, 0.0001)  # 0.01 s in debt: new events are dropped unread, even one split over two reads
+    now[0] += 0.7  # 0.007 s back: out of the shedding debt, still lean
+    read(c[3:] + event(5), 0.0001)
+    assert [r["cmdline"] for r in rows] == ["e1", "e2", "e5"]
+    lean = rows[-1]
+    assert (lean["cgroup_path"], lean["container_id"], lean["atime"], lean["mtime"], lean["ctime"]) == (None,) * 5
+    assert list(lean) == list(rows[0])  # the same columns in the same order, NULL
+    status = source.status()
+    assert (status.shed, status.degraded, status.events_seen) == (2, 1, 3)
+    assert status.extra["cpu_budget"] == 0.01 and "CPU budget 1.0% of a core" in status.detail
+    assert status.cpu_seconds == pytest.approx(0.0212)
+    source.set_cpu_budget(None)
+    read(event(6), 0.1)
+    assert rows[-1]["cmdline"] == "e6" and rows[-1]["cgroup_path"] is not None
+    assert source.status().extra["cpu_budget"] is None and len(source._dropping) == 0

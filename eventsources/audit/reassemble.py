@@ -119,6 +119,14 @@ class Reassembler:
                 return self._complete(key)
         return None
 
+    def end(self, event: AuditEvent) -> AuditEvent:
+        """End ``event``, which is open (``current``), as its EOE record would."""
+        key: int | EventKey = event.serial
+        entry = self._pending.get(key)
+        if entry is None or entry[1] is not event:
+            key = (event.node, event.serial, event.ts)
+        return self._complete(key)
+
     def _complete(self, key: int | EventKey) -> AuditEvent:
         self.current = None
         event = self._pop(key)

@@ -14,7 +14,7 @@ shows what the crashed run set).  A corrupt file is logged and ignored.
 
 Control requests go over their own socket; the event socket is read on the event
 loop (``add_reader``) in a tight non-blocking loop, then left alone for ``LINGER``
-(10 ms) once emptied so records are read in batches rather than one wake-up per
+(50 ms) once emptied so records are read in batches rather than one wake-up per
 exec; records are parsed lazily and only for the types rows are built from.
 
 Each batch's cost is measured (the event loop thread's CPU time).  Under a CPU budget
@@ -35,6 +35,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 from tables.procfs import CgroupReader, boot_time
 
@@ -57,7 +58,7 @@ MODES = ("auto", "owner", "read-only")
 RCVBUF = 32 << 20  # kauditd must never wait on us: 32 MiB of records
 LIVE_TYPES = frozenset({SYSCALL, PATH, SOCKADDR, SOCKETCALL, CWD, EXECVE, EOE})  # PROCTITLE is not needed live
 BATCH = 1024  # datagrams per readable callback before yielding to the loop
-LINGER = 0.01  # s between reads of a socket that was emptied: ~8 records/exec read in batches, not one by one
+LINGER = 0.05  # s between reads of a socket that was emptied: an exec's ~8 records read in batches, not one by one
 MAX_EXAMPLES = 5
 MAX_DROPPING = 4096  # events being dropped at once (their remaining records are dropped as they come)
 
@@ -111,6 +112,8 @@ class AuditSource(EventSource):
         reorder_timeout: float = 2.0,
         status_interval: float = 5.0,
         state_path: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        cpu_clock: Callable[[], float] = time.thread_time,
     ) -> None:
         super().__init__(sink)
         if mode not in MODES:
@@ -146,7 +149,9 @@ class AuditSource(EventSource):
             linger=LINGER,
             many=True,
         )
-        self._now = time.monotonic()  # the reader's clock, read once per batch
+        self._clock = clock  # the reader's clock (monotonic seconds), read once per batch
+        self._cpu_clock = cpu_clock  # this thread's CPU seconds: what a batch cost
+        self._now = clock()
         self._batch_cpu = 0.0  # the thread's CPU time when the batch began
         self._budget = CpuBudget()  # no budget until the watchdog sets one
         self._lean = False  # this batch: rows without the /proc reads
@@ -165,6 +170,7 @@ class AuditSource(EventSource):
         self.sink_errors = 0
         self.stale_rules_removed = 0
         self.cpu_seconds = 0.0  # CPU time spent reading and turning records into rows
+        self.batches = 0  # reads of the event socket
         self.events_shed = 0  # events dropped unread to keep within the CPU budget
         self.enrichment_skipped = 0  # rows made without the /proc reads, to keep within the CPU budget
         self._lost_start: int | None = None
@@ -218,7 +224,7 @@ class AuditSource(EventSource):
 
     def set_cpu_budget(self, budget: float | None) -> bool:
         """Keep the source's CPU within ``budget`` seconds a second (None: no budget), degrading as needed."""
-        self._budget.set_rate(budget, time.monotonic())
+        self._budget.set_rate(budget, self._clock())
         if budget is None:
             self._lean = self._shed = False
         return True
@@ -259,6 +265,7 @@ class AuditSource(EventSource):
                 "level": ("shed" if self._shed else "lean" if self._lean else "full") if budget is not None else None,
                 "enrichment_skipped": self.enrichment_skipped,
                 "cpu_s": round(self.cpu_seconds, 3),
+                "batches": self.batches,
                 "file_stats": self._file_times.stats,
             },
         )
@@ -481,8 +488,9 @@ class AuditSource(EventSource):
 
     def _tick(self) -> None:
         """Before a batch: read the clocks once; what the budget allows this batch."""
-        self._now = now = time.monotonic()
-        self._batch_cpu = time.thread_time()
+        self._now = now = self._clock()
+        self._batch_cpu = self._cpu_clock()
+        self.batches += 1
         if self._budget.rate is not None:
             level = self._budget.level(now)
             self._lean = level is not Level.FULL
@@ -490,7 +498,7 @@ class AuditSource(EventSource):
 
     def _tock(self) -> None:
         """After a batch: what it cost."""
-        spent = time.thread_time() - self._batch_cpu
+        spent = self._cpu_clock() - self._batch_cpu
         self.cpu_seconds += spent
         if self._budget.rate is not None:
             self._budget.charge(spent, self._now)
@@ -529,9 +537,14 @@ class AuditSource(EventSource):
                 ignored += 1  # only the executable's PATH record (item 0) is used
                 continue
             stamp = buf[22:close]
-            if event is not None and stamp == stamp_of_event and rtype != EOE and buf.startswith(b"audit(", 16):
-                body = buf[close + 2 :].decode("latin-1").strip(" \0\n")
-                event.records.append(Record(rtype, event.ts, event.serial, body))
+            if event is not None and stamp == stamp_of_event and buf.startswith(b"audit(", 16):
+                if rtype == EOE:
+                    ended = reasm.end(event)
+                    event = None
+                    self._emit(ended)
+                else:
+                    body = buf[close + 2 :].decode("latin-1").strip(" \0\n")
+                    event.records.append(Record(rtype, event.ts, event.serial, body))
                 continue
             if dropping and stamp in dropping:  # a record of an event being dropped
                 if rtype == EOE:
@@ -570,7 +583,7 @@ class AuditSource(EventSource):
         except RecordError as exc:
             self._parse_error(str(exc))
             return
-        event = self._reasm.push(record, time.monotonic())
+        event = self._reasm.push(record, self._clock())
         if event is not None:
             self._emit(event)
 
@@ -605,7 +618,7 @@ class AuditSource(EventSource):
         next_status = 0.0
         while True:
             await asyncio.sleep(0.25)
-            self._now = now = time.monotonic()
+            self._now = now = self._clock()
             for event in self._reasm.expire(now):
                 self._emit(event)
             if now >= next_status:
