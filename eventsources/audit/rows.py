@@ -94,6 +94,30 @@ class Problem:
         return where + self.text
 
 
+class _Ids(dict[str | None, int]):
+    """User and group ids as numbers, each distinct text converted once (a host has few; bounded all the same).
+
+    ``ids[text]`` raises ValueError or TypeError (None) as ``int(text)`` would.
+    """
+
+    def __missing__(self, text: str | None) -> int:
+        value = int(text)  # type: ignore[arg-type]  # None: TypeError, as int(None)
+        if len(self) >= 4096:
+            self.clear()
+        self[text] = value
+        return value
+
+
+_IDS = _Ids()
+
+
+def _id(text: str | None) -> int | None:
+    try:
+        return _IDS[text]
+    except (TypeError, ValueError):
+        return None
+
+
 def _int(value: str | None, base: int = 10) -> int | None:
     if value is None:
         return None
@@ -225,14 +249,14 @@ class RowBuilder:
             if success == "no":
                 self._skip("failed_exec")
                 return None
-            return "process_events", self._process(event, values, name, pid, exe, _int(auid), int(ts), uptime, found)
+            return "process_events", self._process(event, values, name, pid, exe, _id(auid), int(ts), uptime, found)
         if not self.socket_events:
             self._skip("socket_events_off")
             return None
         if via_socketcall:  # socketcall's own a0 is the call number; the call's arguments are in SOCKETCALL
             rec = event.first(SOCKETCALL)
             a0 = rec.fields.get("a0") if rec is not None else None
-        common: dict[str, Any] = {"pid": pid, "path": exe, "auid": _int(auid), "time": int(ts), "uptime": uptime}
+        common: dict[str, Any] = {"pid": pid, "path": exe, "auid": _id(auid), "time": int(ts), "uptime": uptime}
         row = self._socket(
             event, name, success, exit_text, common, fd=_int(a0, 16), big_endian=abi.big_endian, found=found
         )
@@ -279,16 +303,16 @@ class RowBuilder:
         mode = owner_uid = owner_gid = None
         if path0 is not None:
             _item, mode, ouid, ogid = PATH_LAYOUT.values(path0)
-            owner_uid, owner_gid = _int(ouid), _int(ogid)
+            owner_uid, owner_gid = _id(ouid), _id(ogid)
         # values[5]: ppid; values[8:16]: uid gid euid suid fsuid egid sgid fsgid, all numbers in the usual case
         ids: list[int | None]
-        try:
-            parent, *ids = map(int, (values[5], *values[8:16]))  # type: ignore[arg-type,assignment]  # None: TypeError
+        try:  # values[8:16]: uid gid euid suid fsuid egid sgid fsgid
+            ids = list(map(_IDS.__getitem__, values[8:16]))
         except (TypeError, ValueError):  # a field absent (None) or unreadable
-            ids = [_int(text) for text in values[8:16]]
-            ppid = _int(values[5])
-            parent = -1 if ppid is None else ppid
+            ids = [_id(text) for text in values[8:16]]
         uid, gid, euid, suid, fsuid, egid, sgid, fsgid = ids
+        ppid = _int(values[5])
+        parent = -1 if ppid is None else ppid
         # one literal, always in this key order (the event store keeps rows built alike compactly)
         return {
             "pid": pid,
