@@ -17,8 +17,10 @@ and ``/proc/self/statm`` and fed to :class:`ResourceWatch`, a pure decision mach
   2. when reading events uses more than the limit leaves it (the limit, less a tenth
      of headroom, less the rest), the event sources get a CPU budget of that share and
      keep to it by doing less, counted (:mod:`eventsources.budget`): rows without the
-     /proc reads first, then events dropped unread.  The budget is lifted once
-     ``release_after`` seconds pass without anything shed;
+     /proc reads first, then events dropped unread.  Sources that keep to their budget
+     (within a tolerance) while agentd is still over get a tenth less, when that alone
+     brings it back under.  The budget is lifted once ``release_after`` seconds pass
+     without anything shed;
   3. otherwise a running scheduled query is interrupted (and denylisted);
   4. otherwise, or when the sources could not keep to the budget they had, agentd
      exits: neither interrupting nor shedding can bring it back under the limit;
@@ -292,9 +294,15 @@ class ResourceWatch:
             return Verdict(WatchdogAction.INTERRUPT, reason)
         share = target - cpu.rest  # what reading events may use
         kept = self.budget is None or cpu.events <= self.budget * TOLERANCE + 0.5
-        tighter = self.budget is None or share < self.budget * TARGET  # a budget kept to is not set again
+        if self.budget is not None and kept and not query_running:
+            # kept to (within the tolerance), and over all the same: a tighter budget, if that alone brings
+            # agentd back under the limit (a budget is never set again as it was: it would change nothing)
+            share = min(share, self.budget * TARGET)
+            helps = cpu.total - cpu.events + share <= limits.utilization_limit
+        else:
+            helps = self.budget is None or share < self.budget * TARGET
         budget = share * limits.cores / 100.0  # in CPU seconds a second
-        if cpu.events > share and budget >= limits.min_budget and kept and tighter:
+        if cpu.events > share and budget >= limits.min_budget and kept and helps:
             self.budget = share
             self._degraded_at = last.time  # the release clock starts now
             return Verdict(WatchdogAction.SHED, reason, budget=budget)

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 NLMSGHDR = struct.Struct("=IHHII")  # nlmsg_len, nlmsg_type, nlmsg_flags, nlmsg_seq, nlmsg_pid (port id)
 RECV_SIZE = 65536  # larger than any datagram these families send
+MANY_CHUNK = 1024  # datagrams handed over at most per call, with ``many`` (a drain until EAGAIN is unbounded)
 
 
 def set_rcvbuf(sock: socket.socket, size: int) -> None:
@@ -159,6 +160,10 @@ class NetlinkReader:
                     log.warning("%s: reading the netlink socket failed: %s", self.what, exc)
                     break
                 handle(buf)
+                if len(bufs) >= MANY_CHUNK:  # a drain until EAGAIN hands its datagrams over in chunks
+                    chunk, bufs = bufs, []
+                    handle = bufs.append
+                    self.handle(chunk)
         finally:
             if bufs:
                 self.handle(bufs)
