@@ -11,11 +11,10 @@ $(BIN)/agent-cli: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	@touch $@
 
-## run: agentd in the foreground on its embedded default config; state and logs in ./state (Ctrl-C stops it)
+## run: the whole pipeline on this machine: collectord and a local agentd; Zeek-format osq-*.log in ./logs (Ctrl-C stops both)
 run: $(BIN)/agent-cli
-	$(BIN)/agent-cli query "SELECT pid, parent, uid, name FROM processes ORDER BY pid LIMIT 5"
-	@echo "agentd: results in state/log/results.log; try: $(BIN)/agent-cli --connect state/agentd.sock status"
-	$(BIN)/agentd --state-dir state --log-dir state/log
+	@echo "collectord + agentd: osq-*.log in ./logs; try: $(BIN)/agent-cli --collector ws://127.0.0.1:9440 status"
+	$(BIN)/collectord --with-local-agent
 
 ## test: the whole test suite (kernel audit tests run serially, as root)
 test: $(BIN)/agent-cli
@@ -28,6 +27,7 @@ bench: $(BIN)/agent-cli
 	$(BIN)/python bench/bench_audit.py
 	$(BIN)/python bench/bench_agentd.py
 	$(BIN)/python bench/bench_collector.py
+	$(BIN)/python bench/bench_pipeline.py
 
 ## lint: ruff (check and format --check) and mypy over the packages
 lint: $(BIN)/agent-cli
@@ -37,4 +37,4 @@ lint: $(BIN)/agent-cli
 	$(BIN)/mypy agent tables eventsources protocol collector
 
 clean:
-	rm -rf $(VENV) .pytest_cache state
+	rm -rf $(VENV) .pytest_cache state collector-state logs

@@ -201,8 +201,14 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    if args.collector:
+        from .fleet import cmd_collector_status
+
+        return cmd_collector_status(args)
     if not args.connect:
-        raise UserError("status needs a running agentd: agent-cli --connect SOCKET status")
+        raise UserError(
+            "status needs a running agentd (agent-cli --connect SOCKET status) or collectord (--collector URL)"
+        )
     from .control import ControlError, format_status, remote_status
 
     try:
@@ -423,7 +429,12 @@ def build_parser() -> argparse.ArgumentParser:
     sh = sub.add_parser("shell", help="an interactive SQL shell")
     sh.set_defaults(func=cmd_shell)
 
-    st = sub.add_parser("status", help="a running agentd's schedule, event sources and buffers (needs --connect)")
+    st = sub.add_parser(
+        "status",
+        help="a running agentd's schedule, event sources and buffers (--connect); with --collector, "
+        "collectord's hosts and links to Zeek",
+    )
+    st.add_argument("--json", action="store_true", help="with --collector: the status as JSON")
     st.set_defaults(func=cmd_status)
 
     try:

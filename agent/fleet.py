@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import ssl
 import sys
@@ -34,6 +35,7 @@ from .output import escape_controls, render
 __all__ = [
     "FleetClient",
     "QueryPrinter",
+    "cmd_collector_status",
     "cmd_hosts",
     "cmd_revoke",
     "cmd_subscribe",
@@ -247,6 +249,42 @@ def cmd_hosts(args: argparse.Namespace) -> int:
         for h in hosts
     ]
     sys.stdout.write(render(args.mode, HOST_COLUMNS, rows))
+    return 0
+
+
+def cmd_collector_status(args: argparse.Namespace) -> int:
+    """collectord's hosts online and each downstream part (Zeek links, logs) with its counters."""
+
+    async def run() -> op.CollectorStatus:
+        async with _client(args) as client:
+            (reply,) = await client.request(op.GetStatus(client.next_req()))
+            assert isinstance(reply, op.CollectorStatus)
+            return reply
+
+    status = asyncio.run(run())
+    if getattr(args, "json", False):
+        body = {
+            "collector_id": status.collector_id,
+            "hosts_online": status.hosts_online,
+            "hosts_enrolled": status.hosts_enrolled,
+            "components": [
+                {
+                    "name": c.name,
+                    "kind": c.kind,
+                    "state": c.state,
+                    "detail": c.detail,
+                    "counters": {k.name: k.value for k in c.counters},
+                }
+                for c in status.components
+            ],
+        }
+        print(json.dumps(body, indent=2))
+        return 0
+    print(f"collector {status.collector_id}: {status.hosts_online} of {status.hosts_enrolled} hosts online")
+    for c in status.components:
+        print(f"{c.name}: {c.state} - {escape_controls(c.detail)}")
+        if c.counters:
+            print("  " + ", ".join(f"{k.name} {k.value}" for k in c.counters))
     return 0
 
 

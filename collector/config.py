@@ -6,7 +6,8 @@ too (a typo must not silently fall back to a default).  Relative paths in a conf
 are relative to the file's directory; on the command line, to the working directory.
 
 Without ``--config`` collectord runs :data:`DEFAULT_CONFIG`: plaintext on 127.0.0.1 only,
-state in ./collector-state, the enroll secret and operator token generated there.
+state in ./collector-state, the enroll secret and operator token generated there, and the
+standard subscriptions (the Zeek package's table scripts) written as osq-<name>.log in ./logs.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import dataclasses
 import ipaddress
 import math
 import os
+import re
 import socket
 import tomllib
 from collections.abc import Callable, Mapping
@@ -22,6 +24,12 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from protocol.messages import MAX_INTERVAL, MAX_NAME, MAX_SQL, Mode
+
+from .zeek.client import EndpointError, ZeekEndpoint
+from .zeek.columns import SignatureError, converter_for
+from .zeek.ztypes import TypeSyntaxError, parse_type
+from .zeeklog.standard import standard_toml
+from .zeeklog.writer import LogField, LogFormat
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -31,8 +39,10 @@ __all__ = [
     "ConfigError",
     "Limits",
     "ListenConfig",
+    "LogsConfig",
     "ResultsConfig",
     "SubscriptionConfig",
+    "ZeekConfig",
     "check_listen_policy",
     "is_loopback_host",
     "load_config",
@@ -53,7 +63,15 @@ dir = "collector-state"
 
 [results]
 file = "collector-state/results.jsonl"
-"""
+
+# With no Zeek configured, collectord writes Zeek-format logs itself: osq-<name>.log of the
+# subscriptions that name a log (here: the standard ones, as the Zeek package's table scripts).
+[logs]
+dir = "logs"
+format = "ascii"
+rotation = 3600
+
+""" + standard_toml()
 
 
 class ConfigError(Exception):
@@ -102,7 +120,12 @@ class ResultsConfig:
 
 @dataclass(frozen=True, slots=True)
 class SubscriptionConfig:
-    """A subscription the config owns (owner ``config``): kept in the registry as the config says."""
+    """A subscription the config owns (owner ``config``): kept in the registry as the config says.
+
+    With ``log``, its rows are written to ``<log>.log`` in the log directory (``[logs]``), each
+    column as the Zeek type ``fields`` declares (by position; without fields: as strings under
+    the columns' own names).
+    """
 
     name: str
     sql: str
@@ -112,6 +135,43 @@ class SubscriptionConfig:
     hosts: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()
     all: bool = False
+    log: str | None = None
+    fields: tuple[LogField, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LogsConfig:
+    """collectord's own Zeek-format logs (osq-<name>.log, osquery.log); ``dir`` None: none."""
+
+    dir: str | None = None
+    format: LogFormat = LogFormat.ASCII
+    rotation: float = 3600.0  # seconds; 0: never rotate
+
+
+@dataclass(frozen=True, slots=True)
+class ZeekConfig:
+    """One Zeek endpoint (a Zeek, or a cluster's manager) running the package (zeek/)."""
+
+    url: str  # ws://HOST:PORT or wss://HOST:PORT (the API path is added)
+    name: str  # names the endpoint's sink cursor and its subscriptions' owner (zeek:<name>)
+    zeek_topic: str = "/osquery/zeek/"  # the package's osquery::zeek_topic: collectord publishes here
+    collector_topic: str = "/osquery/collector/"  # osquery::collector_topic: collectord subscribes to it
+    ca: str | None = None  # CA to pin for wss://
+    max_inflight: int = 64  # batches sent and not yet acknowledged
+    max_inflight_events: int = 5000  # events in those batches (Zeek closes a client whose backlog outlasts a ping)
+    batch_rows: int = 100  # rows per batch at most (a connection cut mid-batch repeats at most these)
+    ack_timeout: float = 10.0  # then Zeek's delivery marks are asked before anything goes again
+    max_backlog: int = 100_000  # result batches kept for Zeek while it is away; older ones are dropped (counted)
+    execute_timeout: float = 30.0  # how long a one-time query (osquery::execute) waits for hosts
+
+    @property
+    def owner(self) -> str:
+        return f"zeek:{self.name}"
+
+    def endpoint(self) -> ZeekEndpoint:
+        return ZeekEndpoint.parse(
+            self.url, subscribe_topics=(self.collector_topic,), publish_topic=self.zeek_topic, ca_file=self.ca
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +182,8 @@ class CollectorConfig:
     limits: Limits = field(default_factory=Limits)
     results: ResultsConfig = field(default_factory=ResultsConfig)
     subscriptions: tuple[SubscriptionConfig, ...] = ()
+    zeek: tuple[ZeekConfig, ...] = ()
+    logs: LogsConfig = field(default_factory=LogsConfig)
     shutdown_timeout: float = 5.0  # the whole ordered shutdown fits in this
     source: str = "<embedded default>"
 
@@ -302,7 +364,11 @@ def _parse_limits(raw: Any) -> Limits:
 
 def _parse_subscription(raw: Any, key: str) -> SubscriptionConfig:
     body = _table(raw, key)
-    _known(body, key, {"name", "sql", "query", "interval", "mode", "snapshot", "removed", "hosts", "groups", "all"})
+    _known(
+        body,
+        key,
+        {"name", "sql", "query", "interval", "mode", "snapshot", "removed", "hosts", "groups", "all", "log", "fields"},
+    )
     if "name" not in body:
         raise ConfigError(f"{key}.name: missing")
     name = _nonempty(body["name"], f"{key}.name")
@@ -339,10 +405,140 @@ def _parse_subscription(raw: Any, key: str) -> SubscriptionConfig:
         hosts=_get(body, "hosts", key, _names, ()),
         groups=_get(body, "groups", key, _names, ()),
         all=_get(body, "all", key, _bool, False),
+        log=_get(body, "log", key, _log_path, None),
+        fields=_get(body, "fields", key, _log_fields, None),
     )
     if not (sub.hosts or sub.groups or sub.all):
         raise ConfigError(f"{key}.all: a subscription needs targets: hosts, groups, or all = true")
+    if sub.fields is not None and sub.log is None:
+        raise ConfigError(f'{key}.fields: fields type the columns of a log; name the log too (log = "osq-...")')
     return sub
+
+
+_LOG_PATH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*\Z")
+_RESERVED_FIELDS = ("t", "host", "added")
+
+
+def _log_path(value: Any, key: str) -> str:
+    text = _str(value, key)
+    if not _LOG_PATH.match(text) or len(text) > 100:
+        raise ConfigError(
+            f"{key}: a log name is letters, digits, '_' and '-', without '.log' (e.g. \"osq-processes\"), got {text!r}"
+        )
+    return text
+
+
+def _log_fields(value: Any, key: str) -> tuple[LogField, ...]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f'{key}: must be a list of "name:type" strings, one per column, got {value!r}')
+    fields: list[LogField] = []
+    for i, item in enumerate(value):
+        where = f"{key}[{i}]"
+        text = _str(item, where)
+        name, sep, type_text = text.partition(":")
+        name, type_text = name.strip(), type_text.strip()
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ConfigError(f'{where}: expected "name:type" (e.g. "pid:int"), got {text!r}')
+        if name in _RESERVED_FIELDS or any(f.name == name for f in fields):
+            raise ConfigError(f"{where}: field {name!r} is used twice (t, host and added come first in every log)")
+        try:
+            zeek_type = parse_type(type_text)
+            converter_for(zeek_type)
+        except (TypeSyntaxError, SignatureError) as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        fields.append(LogField(name, zeek_type))
+    return tuple(fields)
+
+
+_ZEEK_NAME = re.compile(r"[A-Za-z0-9_.:\[\]-]{1,100}\Z")
+
+
+def _parse_zeek(raw: Any, key: str, base: str | None) -> ZeekConfig:
+    body = _table(raw, key)
+    names = {f.name for f in dataclasses.fields(ZeekConfig)}
+    _known(body, key, names)
+    if "url" not in body:
+        raise ConfigError(f"{key}.url: missing (ws://HOST:PORT of the Zeek running the osquery package)")
+    url = _nonempty(body["url"], f"{key}.url")
+    try:
+        endpoint = ZeekEndpoint.parse(url)
+    except EndpointError as exc:
+        raise ConfigError(f"{key}.url: {exc}") from None
+    d = ZeekConfig(url=endpoint.url, name=zeek_name(endpoint.url))
+    zeek = ZeekConfig(
+        url=endpoint.url,
+        name=_get(body, "name", key, _nonempty, d.name),
+        zeek_topic=_get(body, "zeek_topic", key, _nonempty, d.zeek_topic),
+        collector_topic=_get(body, "collector_topic", key, _nonempty, d.collector_topic),
+        ca=_get(body, "ca", key, _path(base), None),
+        max_inflight=_get(body, "max_inflight", key, _positive_int, d.max_inflight),
+        max_inflight_events=_get(body, "max_inflight_events", key, _positive_int, d.max_inflight_events),
+        batch_rows=_get(body, "batch_rows", key, _positive_int, d.batch_rows),
+        ack_timeout=_get(body, "ack_timeout", key, _seconds, d.ack_timeout),
+        max_backlog=_get(body, "max_backlog", key, _positive_int, d.max_backlog),
+        execute_timeout=_get(body, "execute_timeout", key, _seconds, d.execute_timeout),
+    )
+    if not _ZEEK_NAME.match(zeek.name):
+        raise ConfigError(f"{key}.name: letters, digits and . _ : - [ ] only, at most 100, got {zeek.name!r}")
+    if zeek.ca is not None and not zeek.url.startswith("wss://"):
+        raise ConfigError(f"{key}.ca: a CA is pinned for wss:// only")
+    if zeek.url.startswith("ws://") and not is_loopback_host(_url_host(zeek.url)):
+        raise ConfigError(
+            f"{key}.url: refusing plaintext ws:// to {_url_host(zeek.url)}: use wss:// (the package's "
+            "osquery::websocket_tls_cert) or a loopback address"
+        )
+    return zeek
+
+
+def _url_host(url: str) -> str:
+    hostport = url.partition("://")[2].split("/", 1)[0]
+    if hostport.startswith("["):
+        return hostport[1:].partition("]")[0]
+    return hostport.rpartition(":")[0] if ":" in hostport else hostport
+
+
+def zeek_name(url: str) -> str:
+    """The default name of a Zeek endpoint: its host and port."""
+    return url.partition("://")[2].split("/", 1)[0]
+
+
+def parse_zeek_urls(urls: list[str], key: str = "--zeek") -> tuple[ZeekConfig, ...]:
+    """``collectord --zeek URL`` (repeatable): endpoints with the default settings."""
+    out = []
+    for url in urls:
+        try:
+            out.append(_parse_zeek({"url": url}, key, None))
+        except ConfigError as exc:
+            raise ConfigError(str(exc).replace(f"{key}.url:", f"{key}:", 1)) from None
+    _unique_zeek_names(out, key)
+    return tuple(out)
+
+
+def _unique_zeek_names(zeeks: list[ZeekConfig], key: str) -> None:
+    seen: set[str] = set()
+    for zeek in zeeks:
+        if zeek.name in seen:
+            raise ConfigError(f"{key}: two Zeek endpoints named {zeek.name!r} (give each a name)")
+        seen.add(zeek.name)
+
+
+def _parse_logs(raw: Any, base: str | None) -> LogsConfig:
+    body = _table(raw, "logs")
+    _known(body, "logs", {"dir", "format", "rotation"})
+    fmt = LogFormat.ASCII
+    if "format" in body:
+        text = _str(body["format"], "logs.format")
+        try:
+            fmt = LogFormat(text)
+        except ValueError:
+            raise ConfigError(f"logs.format: must be ascii or json (Zeek's two log formats), got {text!r}") from None
+    rotation = 3600.0
+    if "rotation" in body:
+        value = body["rotation"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value >= 0 and math.isfinite(value)):
+            raise ConfigError(f"logs.rotation: seconds between rotations (0: never), got {value!r}")
+        rotation = float(value)
+    return LogsConfig(dir=_get(body, "dir", "logs", _path(base), None), format=fmt, rotation=rotation)
 
 
 def parse_config(text: str, source: str = "<config>", *, base: str | None = None) -> CollectorConfig:
@@ -351,7 +547,11 @@ def parse_config(text: str, source: str = "<config>", *, base: str | None = None
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: invalid TOML: {exc}") from None
-    _known(document, "", {"listen", "state", "auth", "limits", "results", "subscriptions", "shutdown_timeout"})
+    _known(
+        document,
+        "",
+        {"listen", "state", "auth", "limits", "results", "subscriptions", "zeek", "logs", "shutdown_timeout"},
+    )
     path = _path(base)
     config = CollectorConfig(source=source)
     if "listen" in document:
@@ -392,11 +592,25 @@ def parse_config(text: str, source: str = "<config>", *, base: str | None = None
             raise ConfigError("subscriptions: must be an array of tables ([[subscriptions]])")
         subs = tuple(_parse_subscription(item, f"subscriptions[{i}]") for i, item in enumerate(raw))
         seen: set[str] = set()
+        logs: set[str] = set()
         for i, sub in enumerate(subs):
             if sub.name in seen:
                 raise ConfigError(f"subscriptions[{i}].name: {sub.name!r} is used twice")
             seen.add(sub.name)
+            if sub.log is not None:
+                if sub.log in logs or sub.log == "osquery":
+                    raise ConfigError(f"subscriptions[{i}].log: {sub.log!r} is written by another subscription")
+                logs.add(sub.log)
         config = dataclasses.replace(config, subscriptions=subs)
+    if "zeek" in document:
+        raw = document["zeek"]
+        if not isinstance(raw, list):
+            raise ConfigError("zeek: must be an array of tables ([[zeek]], one per Zeek endpoint)")
+        zeeks = [_parse_zeek(item, f"zeek[{i}]", base) for i, item in enumerate(raw)]
+        _unique_zeek_names(zeeks, "zeek")
+        config = dataclasses.replace(config, zeek=tuple(zeeks))
+    if "logs" in document:
+        config = dataclasses.replace(config, logs=_parse_logs(document["logs"], base))
     if "shutdown_timeout" in document:
         config = dataclasses.replace(
             config, shutdown_timeout=_seconds(document["shutdown_timeout"], "shutdown_timeout")

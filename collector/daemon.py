@@ -27,25 +27,32 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 from protocol import OPERATOR_PATH
+from protocol.operator import ComponentInfo, Counter
 
 from .config import (
     CollectorConfig,
     ConfigError,
+    LogsConfig,
     ResultsConfig,
     check_listen_policy,
+    is_loopback_host,
     load_config,
     parse_listen,
+    parse_zeek_urls,
 )
 from .credentials import CredentialError, load_secret
 from .fleet import LEASE_TTL, Fleet
 from .jsonl import JsonLinesSink
 from .listener import Listener
+from .localagent import LocalAgent
 from .model import CONFIG_OWNER, HostQuery, Targets
 from .outbox import Sink, Sinks
 from .registry import Registry, RegistryError
 from .sdnotify import Notifier, watchdog_interval
 from .store import Committer, Store
 from .tls import server_context
+from .zeek.sink import ZeekSink
+from .zeeklog.sink import ZeekLogSink, log_subscriptions
 
 __all__ = ["Collectord", "apply_overrides", "build_parser", "main"]
 
@@ -65,8 +72,11 @@ class Collectord:
         notifier: Notifier | None = None,
         environ: dict[str, str] | None = None,
         extra_sinks: Sequence[Sink] = (),
+        local_agent: bool = False,
     ) -> None:
         self.config = config
+        self.with_local_agent = local_agent
+        self.local_agent: LocalAgent | None = None
         self.shutdown_trigger = shutdown_trigger
         env = dict(os.environ if environ is None else environ)
         self.notifier = notifier if notifier is not None else Notifier.from_environment(env)
@@ -78,6 +88,8 @@ class Collectord:
         self.fleet: Fleet | None = None
         self.committer: Committer | None = None
         self.sinks: Sinks | None = None
+        self.zeek: list[ZeekSink] = []
+        self.logs: ZeekLogSink | None = None
         self.listener: Listener | None = None
         self.enroll_secret = ""
         self.operator_token = ""
@@ -140,6 +152,17 @@ class Collectord:
         sinks: list[Sink] = []
         if config.results.file is not None:
             sinks.append(JsonLinesSink(config.results.file, fsync=config.results.fsync))
+        if config.logs.dir is not None:
+            self.logs = ZeekLogSink(
+                config.logs.dir,
+                log_subscriptions(config.subscriptions),
+                fmt=config.logs.format,
+                rotation=config.logs.rotation,
+            )
+            sinks.append(self.logs)
+        self.zeek = [ZeekSink(zeek, fleet) for zeek in config.zeek]
+        sinks.extend(self.zeek)
+        await self._forget_zeek_endpoints(fleet)
         sinks.extend(self.extra_sinks)
         self.committer = Committer(store, delay=config.limits.ack_delay)
         self.sinks = Sinks(sinks, store, committer=self.committer)
@@ -147,13 +170,26 @@ class Collectord:
         self.committer.start()
         self.sinks.start()
         self.listener = Listener(
-            config.listen, config.limits, fleet, self.committer, operator_token=self.operator_token
+            config.listen,
+            config.limits,
+            fleet,
+            self.committer,
+            operator_token=self.operator_token,
+            status=self.components,
         )
         try:
             await self.listener.start()
         except OSError as exc:
             self._fail(f"cannot listen on {config.listen.address}: {exc.strerror or exc}")
             return
+        if self.with_local_agent:
+            secret = config.auth.enroll_secret_file or os.path.join(config.state_dir, "enroll-secret")
+            self.local_agent = LocalAgent(self.listener.url(""), secret, on_exit=self._local_agent_exited)
+            try:
+                await self.local_agent.start()
+            except OSError as exc:
+                self._fail(f"cannot start the local agent: {exc.strerror or exc}")
+                return
         self._spawn(self._lease_loop(), "leases")
         if self.sd_watchdog:
             self._spawn(self._sd_watchdog_loop(self.sd_watchdog), "sd-watchdog")
@@ -166,7 +202,57 @@ class Collectord:
             config.state_dir,
             f"; results in {config.results.file}" if config.results.file else "",
         )
+        for zeek in config.zeek:
+            log.info("zeek %s: sending results to %s (the osquery package's listener)", zeek.name, zeek.url)
+        if config.logs.dir is not None:
+            logged = sum(1 for s in config.subscriptions if s.log is not None)
+            fmt = config.logs.format.value
+            log.info("Zeek-format logs of %d subscriptions in %s (%s)", logged, config.logs.dir, fmt)
         self.notifier.ready(f"listening on {url}")
+
+    def components(self) -> list[ComponentInfo]:
+        """The downstream parts as operators see them (``agent-cli --collector URL status``)."""
+        out: list[ComponentInfo] = []
+        for zeek in self.zeek:
+            st = zeek.status()
+            detail = st.url + (f" (Zeek {st.zeek_id})" if st.zeek_id else "")
+            if st.last_error:
+                detail += f"; last error: {st.last_error}"
+            counters = {
+                "subscriptions": st.subscriptions,
+                "delivered_batches": st.delivered_batches,
+                "delivered_rows": st.delivered_rows,
+                "unacknowledged": st.unacknowledged,
+                "buffered": st.buffered,
+                "resent_batches": st.resent_batches,
+                "partial_batches": st.partial_batches,
+                "dropped_batches": st.dropped_batches,
+                "dropped_rows": st.dropped_rows,
+                "conversion_errors": st.conversion_errors,
+                "refused_requests": st.refused_requests,
+                "zeek_errors": st.zeek_errors,
+                "connects": st.connects,
+            }
+            out.append(ComponentInfo(f"zeek:{st.name}", "zeek", st.state.value, detail, _counters(counters)))
+        if self.logs is not None:
+            logs = self.logs
+            counters = {"records_written": logs.records_written, "errors": logs.errors}
+            detail = f"{logs.directory} ({logs.format.value}, rotation {logs.rotation:g} s)"
+            out.append(ComponentInfo("logs", "logs", "writing", detail, _counters(counters)))
+        return out
+
+    def _local_agent_exited(self, code: int) -> None:
+        self.exit_code = EXIT_FAILURE
+        self.request_stop(f"the local agent exited with status {code}")
+
+    async def _forget_zeek_endpoints(self, fleet: Fleet) -> None:
+        """Subscriptions and subnet groups of Zeek endpoints no longer configured go (their hosts stop them)."""
+        configured = {z.owner for z in self.config.zeek}
+        stale = {s.owner for s in await fleet.subscriptions() if s.owner.startswith("zeek:")} - configured
+        for owner in sorted(stale):
+            log.info("%s is no longer configured: its subscriptions are removed", owner)
+            await fleet.sync_owner(owner, [])
+            await fleet.set_subnet_groups(owner, {})
 
     def _secret(self, path: str | None, default_name: str, what: str) -> str:
         generate = path is None
@@ -185,6 +271,8 @@ class Collectord:
         self.should_exit = True
         self._stop.set()
         self.notifier.stopping()
+        if self.local_agent is not None:
+            await self.local_agent.stop()  # first: its last results and its bye still reach us
         deadline = time.monotonic() + self.config.shutdown_timeout
         for task in list(self._tasks):
             task.cancel("collectord is shutting down")
@@ -192,6 +280,17 @@ class Collectord:
             await self.listener.close(_left(deadline, 3.0))
         if self.sinks is not None:
             await self.sinks.stop()  # what they have not delivered they get again at the next start
+        for zeek in self.zeek:
+            st = zeek.status()
+            log.info(
+                "zeek %s: %d batches (%d rows) delivered, %d resent, %d dropped, %d conversion errors",
+                st.name,
+                st.delivered_batches,
+                st.delivered_rows,
+                st.resent_batches,
+                st.dropped_batches,
+                st.conversion_errors,
+            )
         if self.committer is not None:
             try:
                 await asyncio.wait_for(self.committer.stop(), _left(deadline, 2.0))
@@ -259,6 +358,10 @@ class Collectord:
                 signal.signal(sig, handler)
 
 
+def _counters(values: dict[str, int]) -> tuple[Counter, ...]:
+    return tuple(Counter(name, max(0, int(value))) for name, value in values.items())
+
+
 def _left(deadline: float, cap: float) -> float:
     return max(0.05, min(cap, deadline - time.monotonic()))
 
@@ -283,6 +386,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", metavar="FILE", help="JSON-lines results file (overrides results.file; '' for none)")
     p.add_argument("--enroll-secret-file", metavar="FILE", help="agents' enroll secret (overrides auth.*)")
     p.add_argument("--operator-token-file", metavar="FILE", help="operators' token (overrides auth.*)")
+    p.add_argument(
+        "--zeek",
+        metavar="URL",
+        action="append",
+        help="a Zeek running the osquery package, ws://HOST:PORT (repeatable; overrides the [[zeek]] endpoints)",
+    )
+    p.add_argument(
+        "--logs", metavar="DIR", help="directory of collectord's own Zeek-format logs (overrides logs.dir; '' for none)"
+    )
+    p.add_argument(
+        "--with-local-agent",
+        action="store_true",
+        help="also run agentd on this machine (state in ./state), connected to this collectord; Ctrl-C stops both",
+    )
     p.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     return p
 
@@ -304,6 +421,16 @@ def apply_overrides(config: CollectorConfig, args: argparse.Namespace) -> Collec
             )
     if args.results is not None:
         config = dataclasses.replace(config, results=ResultsConfig(args.results or None, config.results.fsync))
+    if args.zeek:
+        config = dataclasses.replace(config, zeek=parse_zeek_urls(args.zeek))
+        if config.source == "<embedded default>" and args.logs is None:
+            # The embedded default's own logs and standard subscriptions stand in for a Zeek; with one,
+            # its scripts say what they want.
+            config = dataclasses.replace(
+                config, logs=LogsConfig(), subscriptions=tuple(s for s in config.subscriptions if s.log is None)
+            )
+    if args.logs is not None:
+        config = dataclasses.replace(config, logs=dataclasses.replace(config.logs, dir=args.logs or None))
     if args.enroll_secret_file is not None or args.operator_token_file is not None:
         auth = config.auth
         if args.enroll_secret_file is not None:
@@ -344,8 +471,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         log.error("config error: %s", exc)
         return EXIT_FAILURE
+    if args.with_local_agent and (config.listen.tls or not is_loopback_host(config.listen.host)):
+        log.error("config error: --with-local-agent needs a plaintext listener on a loopback address")
+        return EXIT_FAILURE
     _tune_gc()
-    return asyncio.run(Collectord(config).serve())
+    return asyncio.run(Collectord(config, local_agent=args.with_local_agent).serve())
 
 
 def _tune_gc() -> None:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import hmac
+import ipaddress
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -28,12 +29,32 @@ from .model import Host, HostFacts, HostQuery, Lease, Subscription
 from .registry import Registry, RegistryError
 from .store import Store
 
-__all__ = ["Fleet", "HostAnswer", "HostRows", "Link", "QueryRun", "Refusal"]
+__all__ = ["Fleet", "HostAnswer", "HostRows", "Link", "QueryRun", "Refusal", "SubnetGroups", "subnet_membership"]
 
 log = logging.getLogger(__name__)
 
 #: How long a lease lasts without renewal (connected hosts are renewed every third of it).
 LEASE_TTL = 90.0
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+#: group -> the address ranges whose hosts are in it (Zeek's ``osquery::join``).
+SubnetGroups = Mapping[str, tuple[Network, ...]]
+
+
+def subnet_membership(addresses: Iterable[str], groups: SubnetGroups) -> frozenset[str]:
+    """The groups whose ranges hold one of ``addresses`` (text as agents report it; a zone index is ignored)."""
+    parsed = []
+    for text in addresses:
+        try:
+            parsed.append(ipaddress.ip_address(text.split("%", 1)[0]))
+        except ValueError:
+            continue
+    return frozenset(
+        group
+        for group, ranges in groups.items()
+        if any(a in r for a in parsed for r in ranges if a.version == r.version)
+    )
 
 
 class Refusal(Exception):
@@ -170,6 +191,8 @@ class Fleet:
         self._runs: dict[str, QueryRun] = {}
         #: Called with a host id after its subscriptions changed (tests and the Zeek link may listen).
         self.on_change: list[Callable[[str], None]] = []
+        #: Subnet groups by source (e.g. a Zeek endpoint's joins), applied to every host now and at each hello.
+        self._subnet_groups: dict[str, SubnetGroups] = {}
 
     # -- admission --------------------------------------------------------------------------
 
@@ -195,6 +218,8 @@ class Fleet:
             except RegistryError as exc:
                 raise Refusal(ErrorCode.REVOKED, str(exc)) from None
             log.info("host %s (%s) enrolled", hello.host_id, hello.hostname)
+        if self._subnet_groups:  # before the lease: the connected event carries every group
+            await self.store.call(lambda r: self._apply_subnet_groups(r, [(hello.host_id, hello.addresses)]))
         try:
             lease = await self.store.call(
                 lambda r: r.acquire(
@@ -294,6 +319,38 @@ class Fleet:
 
         await self.store.call(sync)
         await self.reconcile()
+
+    async def set_subnet_groups(self, source: str, groups: SubnetGroups) -> None:
+        """Hosts with an address in a group's ranges are in that group on behalf of ``source``: every
+        enrolled host now (by its last known addresses), and each host again when it connects."""
+        self._subnet_groups[source] = {g: tuple(r) for g, r in groups.items() if r}
+        only = {source: self._subnet_groups[source]}
+
+        def apply(registry: Registry) -> list[str]:
+            hosts = [(h.host_id, h.addresses) for h in registry.hosts()]
+            return self._apply_subnet_groups(registry, hosts, only)
+
+        changed = await self.store.call(apply)
+        if changed:
+            log.info("%s: subnet groups changed the groups of %d hosts", source, len(changed))
+            await self.reconcile(changed)
+
+    def _apply_subnet_groups(
+        self,
+        registry: Registry,
+        hosts: Iterable[tuple[str, Iterable[str]]],
+        sources: Mapping[str, SubnetGroups] | None = None,
+    ) -> list[str]:
+        """On the registry thread: write the subnet groups of ``hosts`` that differ; the hosts changed."""
+        changed: list[str] = []
+        for source, groups in (self._subnet_groups if sources is None else sources).items():
+            current = registry.groups_by_source(source)
+            for host_id, addresses in hosts:
+                want = subnet_membership(addresses, groups)
+                if want != current.get(host_id, frozenset()):
+                    registry.set_groups(host_id, source, want)
+                    changed.append(host_id)
+        return changed
 
     async def set_groups(self, host_id: str, source: str, groups: Iterable[str]) -> None:
         """Put a host in groups on behalf of ``source`` (e.g. Zeek's subnet joins); pushes what changes."""

@@ -22,7 +22,7 @@ from protocol.messages import ByeReason
 from .agents import AgentLink
 from .config import Limits, ListenConfig
 from .fleet import Fleet
-from .operators import OperatorLink
+from .operators import OperatorLink, StatusProvider
 from .store import Committer
 from .tls import is_loopback_peer, server_context
 
@@ -42,7 +42,9 @@ class Listener:
         committer: Committer,
         *,
         operator_token: str,
+        status: StatusProvider | None = None,
     ) -> None:
+        self.status = status
         self.listen = listen
         self.limits = limits
         self.fleet = fleet
@@ -105,7 +107,9 @@ class Listener:
         peer = _peer(connection)
         path = connection.request.path if connection.request is not None else ""
         if path == OPERATOR_PATH:
-            operator = OperatorLink(connection, self.fleet, self.limits, token=self._operator_token, peer=peer)
+            operator = OperatorLink(
+                connection, self.fleet, self.limits, token=self._operator_token, peer=peer, status=self.status
+            )
             self.operator_links.add(operator)
             await self._run(operator.run(), peer, lambda: self.operator_links.discard(operator))
         else:

@@ -86,12 +86,19 @@ class Lease:
 
 @dataclass(frozen=True, slots=True)
 class HostQuery:
-    """A query as a host runs it; identical definitions wanted by several owners run once (seams item 4)."""
+    """A query as a host runs it; identical definitions wanted by several owners run once (seams item 4).
+
+    ``instance`` (non-empty) makes a query run on its own, apart from identical definitions:
+    a host runs a shared query once, so a subscriber that joins it later gets only the
+    differences from then on; a subscriber that needs its own first run (every current row
+    as ``added``, as osquery's first run gives it, e.g. a Zeek script) sets an instance.
+    """
 
     sql: str
     interval: int
     mode: Mode = Mode.DIFFERENTIAL
     removed: bool = True
+    instance: str = ""
 
     @property
     def id(self) -> str:
@@ -101,6 +108,8 @@ class HostQuery:
 def host_query_id(query: HostQuery) -> str:
     """The host-side subscription id: derived from the definition, so it is the same everywhere."""
     text = f"{query.sql}\0{query.interval}\0{query.mode.value}\0{int(query.removed)}"
+    if query.instance:
+        text += f"\0{query.instance}"
     return "q" + hashlib.sha256(text.encode()).hexdigest()[:24]
 
 

@@ -12,6 +12,7 @@ import contextlib
 import hmac
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from websockets.exceptions import ConnectionClosed
@@ -28,9 +29,12 @@ from .model import OPERATOR_OWNER, Host, HostQuery, Subscription
 from .ratelimit import TokenBucket
 from .registry import RegistryError
 
-__all__ = ["OperatorLink", "host_info", "subscription_info"]
+__all__ = ["OperatorLink", "StatusProvider", "host_info", "subscription_info"]
 
 log = logging.getLogger("collectord.operators")
+
+#: collectord's downstream parts (Zeek links, logs) as operators see them (``get_status``).
+StatusProvider = Callable[[], list[op.ComponentInfo]]
 
 
 def host_info(host: Host) -> op.HostInfo:
@@ -58,8 +62,11 @@ def subscription_info(sub: Subscription) -> op.SubscriptionInfo:
 class OperatorLink:
     """A connected operator client."""
 
-    def __init__(self, ws: Any, fleet: Fleet, limits: Limits, *, token: str, peer: str) -> None:
+    def __init__(
+        self, ws: Any, fleet: Fleet, limits: Limits, *, token: str, peer: str, status: StatusProvider | None = None
+    ) -> None:
         self.ws = ws
+        self.status = status
         self.fleet = fleet
         self.limits = limits
         self.peer = peer
@@ -149,6 +156,12 @@ class OperatorLink:
         hosts = await self.fleet.hosts()
         self._send(op.HostList(message.req, tuple(host_info(h) for h in hosts)))
 
+    async def _get_status(self, message: op.GetStatus) -> None:
+        hosts = await self.fleet.hosts()
+        components = tuple(self.status()) if self.status is not None else ()
+        online = sum(1 for h in hosts if h.host_id in self.fleet.links)
+        self._send(op.CollectorStatus(message.req, self.fleet.collector_id, online, len(hosts), components))
+
     async def _list_subscriptions(self, message: op.ListSubscriptions) -> None:
         subs = await self.fleet.subscriptions()
         self._send(op.SubscriptionList(message.req, tuple(subscription_info(s) for s in subs)))
@@ -227,6 +240,7 @@ class OperatorLink:
 
 _HANDLERS: dict[type[Message], Any] = {
     op.ListHosts: OperatorLink._list_hosts,
+    op.GetStatus: OperatorLink._get_status,
     op.ListSubscriptions: OperatorLink._list_subscriptions,
     op.AddSubscription: OperatorLink._add_subscription,
     op.RemoveSubscription: OperatorLink._remove_subscription,

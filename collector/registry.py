@@ -106,6 +106,7 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     all_hosts INTEGER NOT NULL,
     route TEXT NOT NULL,
     created REAL NOT NULL,
+    instance TEXT NOT NULL DEFAULT '',
     UNIQUE (owner, name)
 );
 CREATE TABLE IF NOT EXISTS outbox (
@@ -175,6 +176,9 @@ class Registry:
                 self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
             elif row[0] != str(SCHEMA_VERSION):
                 raise RegistryError(f"{path}: registry schema {row[0]}, this collectord reads {SCHEMA_VERSION}")
+            columns = {r[1] for r in self._db.execute("PRAGMA table_info(subscriptions)")}
+            if "instance" not in columns:  # registries made before HostQuery.instance existed
+                self._db.execute("ALTER TABLE subscriptions ADD COLUMN instance TEXT NOT NULL DEFAULT ''")
         except (OSError, sqlite3.Error) as exc:
             raise RegistryError(f"cannot open the registry {path}: {exc}") from exc
         self._subscriptions: list[Subscription] = self._load_subscriptions()
@@ -333,6 +337,13 @@ class Registry:
             rows = self._db.execute("SELECT DISTINCT grp FROM host_groups WHERE host_id = ?", (host_id,))
             cached = self._groups[host_id] = frozenset(r[0] for r in rows)
         return cached
+
+    def groups_by_source(self, source: str) -> dict[str, frozenset[str]]:
+        """host id -> the groups ``source`` put it in (hosts without any are left out)."""
+        out: dict[str, set[str]] = {}
+        for host_id, grp in self._db.execute("SELECT host_id, grp FROM host_groups WHERE source = ?", (source,)):
+            out.setdefault(host_id, set()).add(grp)
+        return {h: frozenset(g) for h, g in out.items()}
 
     # -- leases ----------------------------------------------------------------------------
 
@@ -525,7 +536,7 @@ class Registry:
 
     def _load_subscriptions(self) -> list[Subscription]:
         rows = self._db.execute(
-            "SELECT id, owner, name, sql, interval, mode, removed, hosts, groups, all_hosts, route "
+            "SELECT id, owner, name, sql, interval, mode, removed, hosts, groups, all_hosts, route, instance "
             "FROM subscriptions ORDER BY created, rowid"
         ).fetchall()
         return [
@@ -533,7 +544,7 @@ class Registry:
                 id=r[0],
                 owner=r[1],
                 name=r[2],
-                query=HostQuery(r[3], r[4], Mode(r[5]), bool(r[6])),
+                query=HostQuery(r[3], r[4], Mode(r[5]), bool(r[6]), r[11]),
                 targets=Targets(tuple(json.loads(r[7])), tuple(json.loads(r[8])), bool(r[9])),
                 route=r[10],
             )
@@ -561,7 +572,7 @@ class Registry:
         with self._transaction() as db:
             db.execute(
                 "INSERT OR REPLACE INTO subscriptions (id, owner, name, sql, interval, mode, removed, hosts, "
-                "groups, all_hosts, route, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "groups, all_hosts, route, created, instance) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     sub.id,
                     owner,
@@ -575,6 +586,7 @@ class Registry:
                     int(targets.all),
                     route,
                     self.clock(),
+                    query.instance,
                 ),
             )
         self._subscriptions = self._load_subscriptions()

@@ -61,6 +61,7 @@ FROM_OPERATOR: Vocabulary = _vocabulary(
     [
         op.Auth,
         op.ListHosts,
+        op.GetStatus,
         op.ListSubscriptions,
         op.AddSubscription,
         op.RemoveSubscription,
@@ -75,6 +76,7 @@ FROM_COLLECTOR_TO_OPERATOR: Vocabulary = _vocabulary(
     [
         op.Authorized,
         op.HostList,
+        op.CollectorStatus,
         op.SubscriptionList,
         op.Done,
         op.QueryStarted,

@@ -33,7 +33,11 @@ __all__ = [
     "AddSubscription",
     "Auth",
     "Authorized",
+    "CollectorStatus",
+    "ComponentInfo",
+    "Counter",
     "Done",
+    "GetStatus",
     "HostInfo",
     "HostList",
     "HostQueryStatus",
@@ -149,6 +153,33 @@ class SubscriptionInfo(Record):
     targets: Targets
 
 
+@dataclass(frozen=True, slots=True)
+class Counter(Record):
+    FIELDS: ClassVar[Fields] = {"name": text(MAX_NAME, min_len=1), "value": integer(0, INT64_MAX)}
+
+    name: str
+    value: int
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentInfo(Record):
+    """One part of collectord downstream of the agents (a Zeek link, the log writer, ...) and how it is."""
+
+    FIELDS: ClassVar[Fields] = {
+        "name": text(MAX_NAME, min_len=1),
+        "kind": text(64, min_len=1),
+        "state": text(64),
+        "detail": text(MAX_TEXT),
+        "counters": seq_of(record(Counter), 64),
+    }
+
+    name: str
+    kind: str  # zeek, logs, results
+    state: str  # e.g. ready, disconnected, writing
+    detail: str  # where it goes, the last error
+    counters: tuple[Counter, ...] = ()
+
+
 # -- operator -> collector ---------------------------------------------------
 
 
@@ -175,6 +206,16 @@ class Auth(Message):
 @dataclass(frozen=True, slots=True)
 class ListHosts(Message):
     TYPE: ClassVar[str] = "list_hosts"
+    FIELDS: ClassVar[Fields] = {"req": _REQ}
+
+    req: int
+
+
+@dataclass(frozen=True, slots=True)
+class GetStatus(Message):
+    """collectord's own status: hosts online, and each downstream part (Zeek links, logs)."""
+
+    TYPE: ClassVar[str] = "get_status"
     FIELDS: ClassVar[Fields] = {"req": _REQ}
 
     req: int
@@ -269,6 +310,24 @@ class HostList(Message):
 
     req: int
     hosts: tuple[HostInfo, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorStatus(Message):
+    TYPE: ClassVar[str] = "status"
+    FIELDS: ClassVar[Fields] = {
+        "req": _REQ,
+        "collector_id": _ID,
+        "hosts_online": integer(0, INT64_MAX),
+        "hosts_enrolled": integer(0, INT64_MAX),
+        "components": seq_of(record(ComponentInfo), 1024),
+    }
+
+    req: int
+    collector_id: str
+    hosts_online: int
+    hosts_enrolled: int
+    components: tuple[ComponentInfo, ...]
 
 
 @dataclass(frozen=True, slots=True)

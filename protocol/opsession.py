@@ -18,7 +18,9 @@ from .operator import (
     AddSubscription,
     Auth,
     Authorized,
+    CollectorStatus,
     Done,
+    GetStatus,
     HostList,
     ListHosts,
     ListSubscriptions,
@@ -38,10 +40,10 @@ __all__ = ["REQUESTS", "OperatorClientSession", "OperatorServerSession"]
 
 #: Operator requests (each carries ``req``).
 REQUESTS: frozenset[type[Message]] = frozenset(
-    {ListHosts, ListSubscriptions, AddSubscription, RemoveSubscription, RunQuery, Revoke}
+    {ListHosts, ListSubscriptions, AddSubscription, RemoveSubscription, RunQuery, Revoke, GetStatus}
 )
 #: Replies that finish a request (a run_query is finished by query_done).
-_FINAL = (HostList, SubscriptionList, Done, QueryDone)
+_FINAL = (HostList, SubscriptionList, Done, QueryDone, CollectorStatus)
 _QUERY_PARTS = (QueryStarted, QueryRows, QueryStatus)
 
 
@@ -53,7 +55,7 @@ class OperatorClientSession(Session):
         State.HANDSHAKE: frozenset({Authorized, OperatorError}),
         State.OPEN: frozenset(
             {HostList, SubscriptionList, Done, OperatorError, Ping, Pong, QueryStarted, QueryRows, QueryStatus}
-            | {QueryDone}
+            | {QueryDone, CollectorStatus}
         ),
     }
 

@@ -139,12 +139,13 @@ def hello(
     groups: Sequence[str] = (),
     subscriptions: Sequence[str] = (),
     hostname: str | None = None,
+    addresses: Sequence[str] = ("127.0.0.1",),
 ) -> Hello:
     return Hello(
         versions=(1,),
         host_id=host_id,
         hostname=hostname or host_id,
-        addresses=("127.0.0.1",),
+        addresses=tuple(addresses),
         platform="linux",
         agent_version="test",
         tables=("processes",),

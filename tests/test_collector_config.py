@@ -83,6 +83,9 @@ def test_a_full_config(tmp_path):
     assert not ports.removed
 
 
+SUB = "[[subscriptions]]\nname = 'a'\nsql = 'SELECT 1'\ninterval = 5\nall = true\n"
+
+
 @pytest.mark.parametrize(
     ("toml", "message"),
     [
@@ -142,12 +145,96 @@ def test_a_full_config(tmp_path):
         ),
         ("subscriptions = 1", "subscriptions: must be an array of tables"),
         ("[listen\naddress = 1", "invalid TOML"),
+        (f"{SUB}log = 'osq-a.log'", "subscriptions[0].log: a log name is letters, digits"),
+        (f"{SUB}log = '../x'", "subscriptions[0].log: a log name"),
+        (f"{SUB}fields = ['a:int']", "subscriptions[0].fields: fields type the columns of a log; name the log"),
+        (f"{SUB}log = 'l'\nfields = []", "subscriptions[0].fields: must be a list"),
+        (f"{SUB}log = 'l'\nfields = ['pid']", 'subscriptions[0].fields[0]: expected "name:type"'),
+        (f"{SUB}log = 'l'\nfields = ['pid:integer']", "subscriptions[0].fields[0]: type integer cannot take"),
+        (f"{SUB}log = 'l'\nfields = ['v:vector of string']", "subscriptions[0].fields[0]: type vector of string"),
+        (f"{SUB}log = 'l'\nfields = ['a:int', 'a:count']", "subscriptions[0].fields[1]: field 'a' is used twice"),
+        (f"{SUB}log = 'l'\nfields = ['host:string']", "subscriptions[0].fields[0]: field 'host' is used twice"),
+        (f"{SUB}log = 'osquery'", "subscriptions[0].log: 'osquery' is written by another subscription"),
+        (
+            f"{SUB}log = 'l'\n[[subscriptions]]\nname = 'b'\nsql = 'SELECT 1'\ninterval = 5\nall = true\nlog = 'l'",
+            "subscriptions[1].log: 'l' is written by another subscription",
+        ),
+        ("zeek = 1", "zeek: must be an array of tables ([[zeek]]"),
+        ("[[zeek]]\nname = 'z'", "zeek[0].url: missing"),
+        ("[[zeek]]\nurl = 'http://127.0.0.1:1'", "zeek[0].url: Zeek endpoint 'http://127.0.0.1:1': use ws://"),
+        ("[[zeek]]\nurl = 'ws://10.1.2.3:27759'", "zeek[0].url: refusing plaintext ws:// to 10.1.2.3"),
+        ("[[zeek]]\nurl = 'ws://127.0.0.1:1'\nca = 'ca.pem'", "zeek[0].ca: a CA is pinned for wss:// only"),
+        ("[[zeek]]\nurl = 'ws://127.0.0.1:1'\nname = 'a b'", "zeek[0].name: letters, digits"),
+        ("[[zeek]]\nurl = 'ws://127.0.0.1:1'\nmax_inflight = 0", "zeek[0].max_inflight: must be a positive integer"),
+        ("[[zeek]]\nurl = 'ws://127.0.0.1:1'\ntopic = 'x'", "zeek[0].topic: unknown key"),
+        ("[[zeek]]\nurl = 'ws://127.0.0.1:1'\n[[zeek]]\nurl = 'ws://127.0.0.1:1'", "zeek: two Zeek endpoints named"),
+        ("[logs]\nformat = 'tsv'", "logs.format: must be ascii or json"),
+        ("[logs]\nrotation = -1", "logs.rotation: seconds between rotations"),
+        ("[logs]\nkeep = 1", "logs.keep: unknown key"),
     ],
 )
 def test_errors_name_the_key(toml, message):
     with pytest.raises(ConfigError) as caught:
         parse_config(toml, "c.toml")
     assert message in str(caught.value)
+
+
+def test_zeek_endpoints_and_logs(tmp_path):
+    config = parse_config(
+        textwrap.dedent(
+            """
+            [[zeek]]
+            url = "ws://127.0.0.1:27759"
+            [[zeek]]
+            url = "wss://zeek.example:9999"
+            name = "cluster"
+            ca = "zeek-ca.pem"
+            zeek_topic = "/site/zeek/"
+            collector_topic = "/site/collector/"
+            max_backlog = 10
+            [logs]
+            dir = "zlogs"
+            format = "json"
+            rotation = 0
+            [[subscriptions]]
+            name = "ports"
+            sql = "SELECT pid, port FROM listening_ports"
+            interval = 10
+            all = true
+            log = "osq-ports"
+            fields = ["pid:int", "listening_port:count"]
+            """
+        ),
+        "c.toml",
+        base=str(tmp_path),
+    )
+    local, cluster = config.zeek
+    assert local.url == "ws://127.0.0.1:27759/v1/messages/json" and local.name == "127.0.0.1:27759"
+    assert local.owner == "zeek:127.0.0.1:27759" and local.zeek_topic == "/osquery/zeek/"
+    assert cluster.name == "cluster" and cluster.ca == str(tmp_path / "zeek-ca.pem") and cluster.max_backlog == 10
+    endpoint = cluster.endpoint()
+    assert endpoint.subscribe_topics == ("/site/collector/",) and endpoint.publish_topic == "/site/zeek/"
+    assert config.logs.dir == str(tmp_path / "zlogs") and config.logs.format.value == "json"
+    assert config.logs.rotation == 0
+    (sub,) = config.subscriptions
+    assert sub.log == "osq-ports" and [(f.name, str(f.type)) for f in sub.fields] == [
+        ("pid", "int"),
+        ("listening_port", "count"),
+    ]
+
+
+def test_zeek_and_logs_flags():
+    config = apply_overrides(load_config(None), args("--zeek", "ws://127.0.0.1:1", "--zeek", "ws://[::1]:2"))
+    assert [z.name for z in config.zeek] == ["127.0.0.1:1", "[::1]:2"]
+    # the embedded default's own logs and standard subscriptions stand in for a Zeek: with one they go
+    assert config.logs.dir is None and not config.subscriptions
+    kept = apply_overrides(load_config(None), args("--zeek", "ws://127.0.0.1:1", "--logs", "out"))
+    assert kept.logs.dir == "out" and len(kept.subscriptions) == 9
+    assert apply_overrides(load_config(None), args("--logs", "")).logs.dir is None
+    with pytest.raises(ConfigError, match=r"--zeek: refusing plaintext ws:// to 192\.0\.2\.1"):
+        apply_overrides(load_config(None), args("--zeek", "ws://192.0.2.1:27759"))
+    with pytest.raises(ConfigError, match="--zeek: two Zeek endpoints"):
+        apply_overrides(load_config(None), args("--zeek", "ws://127.0.0.1:1", "--zeek", "ws://127.0.0.1:1/"))
 
 
 def test_invalid_toml_says_where():

@@ -256,6 +256,51 @@ def test_host_query_ids_follow_the_definition():
     )
 
 
+def test_an_instance_runs_on_its_own_and_is_kept(tmp_path):
+    reg = Registry(str(tmp_path / "r.db"))
+    own = HostQuery(PROCS.sql, PROCS.interval, instance="zeek:main/z1")
+    assert own.id != PROCS.id and HostQuery(PROCS.sql, PROCS.interval, instance="zeek:b/z1").id != own.id
+    reg.put_subscription("operator", "procs", PROCS, Targets(all=True))
+    reg.put_subscription("zeek:main", "z1", own, Targets(all=True))
+    connect(reg)
+    assert set(reg.wanted("host-1")) == {PROCS.id, own.id}  # two host queries: each its own first run
+    reg.close()
+    again = Registry(str(tmp_path / "r.db"))
+    assert [s.query for s in again.subscriptions()] == [PROCS, own]
+    again.close()
+
+
+def test_a_registry_made_before_instances_gets_the_column(tmp_path):
+    path = str(tmp_path / "old.db")
+    Registry(path).close()
+    db = sqlite3.connect(path)
+    db.executescript(
+        "ALTER TABLE subscriptions RENAME TO s_new;"
+        "CREATE TABLE subscriptions (id TEXT PRIMARY KEY, owner TEXT NOT NULL, name TEXT NOT NULL, sql TEXT NOT NULL,"
+        " interval INTEGER NOT NULL, mode TEXT NOT NULL, removed INTEGER NOT NULL, hosts TEXT NOT NULL,"
+        " groups TEXT NOT NULL, all_hosts INTEGER NOT NULL, route TEXT NOT NULL, created REAL NOT NULL,"
+        " UNIQUE (owner, name)); DROP TABLE s_new;"
+        "INSERT INTO subscriptions VALUES ('s1', 'operator', 'procs', 'SELECT 1', 10, 'differential', 1, '[]', '[]', 1,"
+        " '', 1.0);"
+    )
+    db.commit()
+    db.close()
+    reg = Registry(path)
+    (sub,) = reg.subscriptions()
+    assert sub.query == HostQuery("SELECT 1", 10) and sub.query.instance == ""
+    reg.close()
+
+
+def test_groups_by_source(registry):
+    connect(registry)
+    connect(registry, DB1)
+    registry.set_groups("host-1", "zeek:a", ["lab", "dmz"])
+    registry.set_groups("host-2", "zeek:b", ["lab"])
+    assert registry.groups_by_source("zeek:a") == {"host-1": frozenset({"lab", "dmz"})}
+    assert registry.groups_by_source(AGENT_GROUP_SOURCE) == {"host-1": frozenset({"web"}), "host-2": frozenset({"db"})}
+    assert registry.groups_by_source("nobody") == {}
+
+
 def test_select_targets(registry):
     connect(registry)
     connect(registry, DB1)

@@ -113,8 +113,10 @@ def test_row_error_names_column_and_value():
         ColumnError, match=r"column port value 'abc' cannot be sent as port_number:int: text 'abc' is not an integer"
     ):
         enc.encode(info, ["u", "n", "abc"])
-    with pytest.raises(ColumnError, match=r"column name is NULL"):
-        enc.encode(info, ["u", None, 1])
+    with pytest.raises(ColumnError, match=r"column port is NULL, which cannot be sent as port_number:int"):
+        enc.encode(info, ["u", "n", None])
+    # osquery's text for a NULL is "": a string parameter gets it, as the original framework's scripts did
+    assert enc.encode(info, ["u", None, 1]) == enc.encode(info, ["u", "", 1])
 
 
 @pytest.mark.parametrize(

@@ -16,16 +16,11 @@ from collector.zeek import protocol as p
 from collector.zeek.client import ZeekEndpoint, ZeekLink
 from collector.zeek.columns import Action, EventSignature, RowEncoder
 from collector.zeek.link import Delivered, LinkState, Synced, ZeekBatch
+from tests.zeek_double import README_EXAMPLE
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "zeek" / "scripts"
 ZEEK_FILES = sorted(SCRIPTS.rglob("*.zeek"))
-README_EXAMPLE = """
-event host_server_apps(resultInfo: osquery::ResultInfo, username: string, name: string, port_number: int)
-  { print fmt("[Host %s] User '%s' is running server application '%s' on port %d", resultInfo$host, username, name, port_number); }
-event zeek_init()
-  { osquery::subscribe([$ev=host_server_apps, $query="SELECT u.username, p.name, l.port from listening_ports l, users u, processes p WHERE l.pid=p.pid AND p.uid=u.uid and l.address NOT IN ('127.0.0.1', '::1')"]); }
-"""
 
 
 def zeek_binary():
@@ -253,3 +248,24 @@ async def test_link_client_publishes_into_real_zeek(tmp_path):
         zk2.stop()
     assert "delivery marks of 1 hosts loaded" in zk2.text("osquery.log")
     assert "User 'again'" not in zk2.text("stdout") and "User 'new' is running" in zk2.text("stdout")
+
+
+def test_older_zeek_gets_one_clear_error(tmp_path):
+    """A Zeek older than 8.0 (simulated: the package's version gate raised past this Zeek's) loads the
+    API and the table scripts without parse errors and stops at start with one message saying why."""
+    zeek = zeek_binary()
+    scripts = tmp_path / "scripts"
+    shutil.copytree(SCRIPTS, scripts)
+    gate = scripts / "osquery" / "__load__.zeek"
+    text = gate.read_text()
+    assert "Version::number >= 80000" in text
+    gate.write_text(text.replace("Version::number >= 80000", "Version::number >= 99999999"))
+    env = zeek_env(zeek)
+    env["ZEEKPATH"] = env["ZEEKPATH"].replace(str(SCRIPTS), str(scripts))
+    proc = subprocess.run(
+        [zeek, "-b", "osquery/tables"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1, proc.stderr
+    assert "needs Zeek 8.0 or newer" in errors[0]

@@ -9,7 +9,10 @@ shows up here. Stricter than Zeek in one point: ``none`` for a mandatory record 
 (Zeek accepts it and leaves the field uninitialized).
 
 It also plays the framework's part of the collector protocol (v1): hello and replay, batch
-marks and acks, state queries. Rows it accepted are in ``delivered``.
+marks and acks, state queries. Rows it accepted are in ``delivered``. Its scripts' requests
+are ``requests`` (see :meth:`ZeekDouble.subscribe`; :func:`package_subscriptions` gives those of
+the package's table scripts), replayed after every hello as the framework does.
+:class:`DoubleThread` runs a double on its own event loop, for tests that drive real processes.
 """
 
 from __future__ import annotations
@@ -19,9 +22,13 @@ import contextlib
 import ipaddress
 import json
 import re
+import threading
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
@@ -31,6 +38,19 @@ from collector.zeek.values import Count, Enum, Interval, Port, Time
 from collector.zeek.ztypes import Field, Kind, ZeekType, parse_type
 
 PACKAGE = Path(__file__).resolve().parent.parent / "zeek" / "scripts"
+
+#: zeek-osquery's README example (``bro_init`` renamed ``zeek_init``): it must work unchanged.
+README_EXAMPLE_SQL = (
+    "SELECT u.username, p.name, l.port from listening_ports l, users u, processes p WHERE l.pid=p.pid "
+    "AND p.uid=u.uid and l.address NOT IN ('127.0.0.1', '::1')"
+)
+README_EXAMPLE = f"""
+event host_server_apps(resultInfo: osquery::ResultInfo, username: string, name: string, port_number: int)
+  {{ print fmt("[Host %s] User '%s' is running server application '%s' on port %d", resultInfo$host, username, name, port_number); }}
+event zeek_init()
+  {{ osquery::subscribe([$ev=host_server_apps, $query="{README_EXAMPLE_SQL}"]); }}
+"""
+README_EXAMPLE_TYPE = "event(resultInfo:osquery::ResultInfo, username:string, name:string, port_number:int)"
 
 
 def _strip_comments(text: str) -> str:
@@ -102,6 +122,10 @@ class Declarations:
                     pname, _, ptype = decl.partition(":")
                     params.append(Field(pname.strip(), self._type(_ATTR.sub("", ptype).strip(), module)))
                 self.events[full] = tuple(params)
+
+    def declare_event(self, name: str, type_text: str) -> None:
+        """An event a script declares by its handler alone, given as ``type_name()`` spells it."""
+        self.events[name] = parse_type(type_text).fields
 
     def _type(self, text: str, module: str) -> ZeekType:
         t = parse_type(" ".join(text.split()))
@@ -211,15 +235,63 @@ def check(value: object, t: ZeekType, decls: Declarations, where: str) -> None:
 
 @dataclass
 class DoubleState:
-    """What a restarted double keeps (the package's state_file): the delivery marks."""
+    """What a restarted double keeps (the package's state_file): the delivery marks; and, for tests,
+    the events of batches a closed connection cut off mid-way (the link's documented repeat)."""
 
     done: dict[str, int] = field(default_factory=dict)
+    open: dict[str, int] = field(default_factory=dict)
+    cut: list[tuple[str, int, list[bj.Event]]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ScriptRequest:
+    """A request a Zeek script made (osquery::subscribe, execute, join): replayed after each hello."""
+
+    name: str  # osquery::subscribe_v1, execute_v1, join_v1, ...
+    args: tuple[Any, ...]  # after zeek_id
+
+    def event(self, zeek_id: str) -> bj.Event:
+        return bj.Event(self.name, (zeek_id, *self.args))
+
+
+def event_type(decls: Declarations, ev_name: str) -> str:
+    """``type_name(q$ev)`` of a declared event, as Zeek spells it."""
+    return "event(" + ", ".join(f"{f.name}:{f.type}" for f in decls.events[ev_name]) + ")"
+
+
+def request_record(
+    decls: Declarations,
+    ev_name: str,
+    query: str,
+    utype: str = "ADD",
+    inter: int = 10,
+    cookie: str = "",
+    hosts: tuple[str, ...] = ("",),
+    groups: tuple[str, ...] = ("",),
+) -> list[Any]:
+    """An ``osquery::Request`` as the framework's make_request builds it."""
+    return [ev_name, event_type(decls, ev_name), query, utype, Count(inter), cookie, list(hosts), list(groups)]
+
+
+_TABLE_QUERY = re.compile(r'\$ev=(\w+),\s*\$query="([^"]*)",\s*\$utype=(\w+),\s*\$inter=QUERY_INTERVAL', re.S)
+
+
+def package_subscriptions(decls: Declarations, root: Path = PACKAGE) -> list[ScriptRequest]:
+    """The subscriptions the package's table scripts make (osquery/tables), as the framework sends them."""
+    out = []
+    for path in sorted((root / "osquery" / "tables").glob("*.zeek")):
+        for ev, query, utype in _TABLE_QUERY.findall(path.read_text()):
+            out.append(
+                ScriptRequest("osquery::subscribe_v1", (request_record(decls, f"osquery::{ev}", query, utype, 2),))
+            )
+    return out
 
 
 @dataclass
 class ZeekDouble:
     decls: Declarations
     subscriptions: list[bj.Event] = field(default_factory=list)  # replayed on collector_hello
+    requests: list[ScriptRequest] = field(default_factory=list)  # the scripts' requests, replayed too
     state: DoubleState = field(default_factory=DoubleState)
     zeek_topic: str = "/osquery/zeek/"
     collector_topic: str = "/osquery/collector/"
@@ -227,11 +299,14 @@ class ZeekDouble:
     port: int = 0
     zeek_id: str = field(default_factory=lambda: "zeek_" + uuid.uuid4().hex[:12])
     delivered: list[bj.Event] = field(default_factory=list)  # every accepted event on zeek_topic
+    arrived: list[float] = field(default_factory=list)  # when each of them was accepted (time.time())
     errors_sent: list[tuple[str, str]] = field(default_factory=list)
     repeated_batches: int = 0
-    open: dict[str, int] = field(default_factory=dict)
     clients: list[ServerConnection] = field(default_factory=list)
     _server: object = None
+    collector: ServerConnection | None = None  # the client that said collector_hello last
+    slow: float = 0.0  # seconds each message takes (a busy Zeek: batches stay in flight)
+    _batches: dict[int, tuple[str, int, list[bj.Event]]] = field(default_factory=dict)  # open batch per connection
     _n: int = 0
     _node: str = field(default_factory=lambda: str(uuid.uuid4()))
 
@@ -302,8 +377,13 @@ class ZeekDouble:
         finally:
             with contextlib.suppress(ValueError):
                 self.clients.remove(ws)
+            cut = self._batches.pop(id(ws), None)
+            if cut is not None:
+                self.state.cut.append(cut)
 
     async def _message(self, ws: ServerConnection, message: str | bytes) -> None:
+        if self.slow:
+            await asyncio.sleep(self.slow)
         try:
             obj = bj.loads(message)
             if not isinstance(obj, dict):
@@ -332,6 +412,10 @@ class ZeekDouble:
         if not topic.startswith(self.zeek_topic):
             return  # nobody subscribed: silently dropped, as Zeek does
         self.delivered.append(ev)
+        self.arrived.append(time.time())
+        current = self._batches.get(id(ws))
+        if current is not None and not ev.name.endswith("_v1"):
+            current[2].append(ev)
         await self._framework(ws, ev)
 
     async def _framework(self, ws: ServerConnection, ev: bj.Event) -> None:
@@ -343,27 +427,131 @@ class ZeekDouble:
                 self.zeek_id,
                 "1.0",
                 {h: Count(s) for h, s in self.state.done.items()},
-                {h: Count(s) for h, s in self.open.items()},
+                {h: Count(s) for h, s in self.state.open.items()},
             )
             for sub in self.subscriptions:
                 await ws.send(bj.encode_event(self.collector_topic, sub))
-            await self._publish(ws, "osquery::sync_done_v1", self.zeek_id, Count(len(self.subscriptions)))
+            for req in self.requests:
+                await ws.send(bj.encode_event(self.collector_topic, req.event(self.zeek_id)))
+            count = len(self.subscriptions) + len(self.requests)
+            await self._publish(ws, "osquery::sync_done_v1", self.zeek_id, Count(count))
+            self.collector = ws
         elif name == "osquery::state_query_v1":
             await self._publish(
                 ws,
                 "osquery::state_v1",
                 self.zeek_id,
                 {h: Count(s) for h, s in self.state.done.items()},
-                {h: Count(s) for h, s in self.open.items()},
+                {h: Count(s) for h, s in self.state.open.items()},
             )
         elif name == "osquery::batch_begin_v1":
             host, seq = args[0], int(args[1])  # type: ignore[call-overload]
             if seq <= self.state.done.get(host, 0):  # type: ignore[arg-type]
                 self.repeated_batches += 1
-            self.open[host] = seq  # type: ignore[index]
+            self.state.open[host] = seq  # type: ignore[index]
+            self._batches[id(ws)] = (host, seq, [])  # type: ignore[assignment]
         elif name == "osquery::batch_end_v1":
             host, seq = args[0], int(args[1])  # type: ignore[call-overload]
             self.state.done[host] = max(seq, self.state.done.get(host, 0))  # type: ignore[index, arg-type]
-            if self.open.get(host) == seq:  # type: ignore[call-overload]
-                del self.open[host]  # type: ignore[arg-type]
+            if self.state.open.get(host) == seq:  # type: ignore[call-overload]
+                del self.state.open[host]  # type: ignore[arg-type]
+            self._batches.pop(id(ws), None)
             await self._publish(ws, "osquery::batch_ack_v1", self.zeek_id, host, Count(seq))
+
+    async def request(self, req: ScriptRequest, *, keep: bool = True) -> None:
+        """A script's request made now: kept for replays (subscribe, join) and sent if a collector is there."""
+        if keep:
+            self.requests.append(req)
+        if self.collector is not None:
+            with contextlib.suppress(Exception):
+                await self.collector.send(bj.encode_event(self.collector_topic, req.event(self.zeek_id)))
+
+    async def unsubscribe(self, subscribe: ScriptRequest) -> None:
+        self.requests.remove(subscribe)
+        await self.request(ScriptRequest("osquery::unsubscribe_v1", subscribe.args), keep=False)
+
+    def row_events(self, name: str) -> list[bj.Event]:
+        return [e for e in self.delivered if e.name == name]
+
+
+class DoubleThread:
+    """A :class:`ZeekDouble` served by its own event loop in a thread; restartable on the same port."""
+
+    def __init__(self, decls: Declarations | None = None, **kwargs: Any) -> None:
+        if decls is None:
+            decls = Declarations()
+            decls.add_package()
+        self.decls = decls
+        self.kwargs = kwargs
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="zeek-double", daemon=True)
+        self.thread.start()
+        self.double: ZeekDouble | None = None
+        self.earlier: list[bj.Event] = []  # what the doubles before a restart accepted
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        """``fn()`` on the double's loop (awaited if it returns a coroutine); its result."""
+
+        async def run() -> Any:
+            result = fn()
+            if asyncio.iscoroutine(result):
+                result = await result
+            return result
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(30)
+
+    def start(self, **kwargs: Any) -> ZeekDouble:
+        double = ZeekDouble(self.decls, **{**self.kwargs, **kwargs})
+        self.call(double.start)
+        self.double = double
+        return double
+
+    def restart(self, *, abort: bool = False) -> ZeekDouble:
+        """Stop and start again on the same port, with the delivery marks and the scripts' requests.
+
+        ``abort``: the connections are reset at once (what Zeek had not read yet is lost), as when
+        Zeek dies; otherwise the double reads what was sent before it closes, as a graceful stop."""
+        old = self.double
+        assert old is not None
+        if abort:
+            self.call(lambda: _abort_all(old))
+        self.call(old.stop)
+        self.call(lambda: _close_all(old))
+        self.earlier.extend(old.delivered)
+        return self.start(port=old.port, state=old.state, requests=list(old.requests))
+
+    @property
+    def url(self) -> str:
+        assert self.double is not None
+        return self.double.url
+
+    def snapshot(self) -> list[bj.Event]:
+        """Every event the running double accepted so far (a copy)."""
+        assert self.double is not None
+        double = self.double
+        return self.call(lambda: list(double.delivered))
+
+    def everything(self) -> list[bj.Event]:
+        """Every event accepted by this double and the ones before its restarts."""
+        return self.earlier + self.snapshot()
+
+    def close(self) -> None:
+        if self.double is not None:
+            double = self.double
+            with contextlib.suppress(Exception):
+                self.call(double.stop)
+                self.call(lambda: _close_all(double))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+async def _abort_all(double: ZeekDouble) -> None:
+    for ws in list(double.clients):
+        ws.transport.abort()
+
+
+async def _close_all(double: ZeekDouble) -> None:
+    for ws in list(double.clients):
+        with contextlib.suppress(Exception):
+            await ws.close(1001, "Terminating")

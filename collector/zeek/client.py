@@ -53,7 +53,7 @@ class ZeekEndpoint:
         hostport, slash, path = rest.partition("/")
         if not hostport:
             raise EndpointError(f"Zeek endpoint {text!r}: no host")
-        if slash and "/" + path not in (WEBSOCKET_PATH, ""):
+        if slash and path and "/" + path != WEBSOCKET_PATH:
             raise EndpointError(f"Zeek endpoint {text!r}: Zeek serves its API at {WEBSOCKET_PATH} only")
         return cls(url=f"{scheme}://{hostport}{WEBSOCKET_PATH}", **kwargs)  # type: ignore[arg-type]
 
@@ -91,6 +91,7 @@ class ZeekLink:
         handler: Handler,
         *,
         max_inflight: int = 64,
+        max_inflight_events: int = 5000,
         max_buffer: int = 10_000,
         ack_timeout: float = 10.0,
         backoff_initial: float = 0.5,
@@ -104,6 +105,7 @@ class ZeekLink:
             publish_topic=endpoint.publish_topic,
             collector_id=collector_id,
             max_inflight=max_inflight,
+            max_inflight_events=max_inflight_events,
             max_buffer=max_buffer,
             ack_timeout=ack_timeout,
         )

@@ -5,8 +5,9 @@ c1:T1, ...)``. Each result row becomes one such event: ``resultInfo`` built from
 row's action and the cookie, then every column converted to the declared type. A value that
 cannot be converted exactly is an error naming the column, the value and the type, never a
 guess: osquery INTEGER columns become ``int`` or ``count`` as declared, a numeric TEXT declared
-``int``/``count`` is converted, a TEXT declared ``string`` stays text, NULL is refused (a Zeek
-event parameter cannot be unset).
+``int``/``count`` is converted, a TEXT declared ``string`` stays text. A NULL sent as ``string`` is
+``""``, osquery's text for it (osquery keeps every value as text; the original framework got
+``""``); as any other type it is refused (a Zeek event parameter cannot be unset).
 """
 
 from __future__ import annotations
@@ -275,6 +276,7 @@ class RowEncoder:
                 f"resultInfo ({declared})"
             )
         self._convs = tuple(converter_for(f.type) for f in signature.columns)
+        self._null = tuple(bj.enc_string("") if f.type.kind is Kind.STRING else None for f in signature.columns)
         self._name_json = bj.enc_string(signature.name)
 
     def result_info(self, host: str, action: Action, cookie: str) -> str:
@@ -291,6 +293,10 @@ class RowEncoder:
         parts = [info_json]
         for i, (conv, value) in enumerate(zip(self._convs, values, strict=True)):
             if value is None:
+                empty = self._null[i]
+                if empty is not None:
+                    parts.append(empty)
+                    continue
                 f = self.signature.columns[i]
                 raise ColumnError(
                     f"event {self.signature.name}: column {self.columns[i]} is NULL, which cannot be sent as "

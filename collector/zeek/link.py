@@ -106,7 +106,14 @@ class Dropped:
     events: int
 
 
-Notification = LinkUp | LinkDown | Synced | Request | Delivered | ZeekError | Dropped
+@dataclass(frozen=True, slots=True)
+class Received:
+    """An event from Zeek that is not part of the collector protocol (e.g. for attribution)."""
+
+    event: bj.Event
+
+
+Notification = LinkUp | LinkDown | Synced | Request | Delivered | ZeekError | Dropped | Received
 
 
 @dataclass(slots=True)
@@ -139,6 +146,7 @@ class LinkCore:
     max_inflight: int = 64
     max_buffer: int = 10_000
     ack_timeout: float = 10.0
+    max_inflight_events: int = 5000  # a batch bigger than this still goes, alone
     state: LinkState = LinkState.DISCONNECTED
     stats: LinkStats = field(default_factory=LinkStats)
     zeek_id: str = ""
@@ -146,6 +154,7 @@ class LinkCore:
     _notes: list[Notification] = field(default_factory=list)
     _pending: deque[ZeekBatch] = field(default_factory=deque)
     _inflight: OrderedDict[tuple[str, int], _InFlight] = field(default_factory=OrderedDict)
+    _inflight_events: int = 0
     _in_doubt: bool = False
     _awaiting_state: bool = False
     _sync: list[p.QueryRequest | p.GroupRequest] | None = None
@@ -202,6 +211,8 @@ class LinkCore:
             return
         if decoded is not None:
             self._on_protocol(decoded, now)
+        elif self.state is LinkState.READY:
+            self._notes.append(Received(msg.event))
 
     def submit(self, batch: ZeekBatch, now: float) -> None:
         """Queue a batch; when the buffer is full the oldest waiting batch is dropped (counted)."""
@@ -215,9 +226,20 @@ class LinkCore:
             self._notes.append(Dropped(1, len(old.events)))
         self._pump(now)
 
+    def discard_pending(self, limit: int) -> list[ZeekBatch]:
+        """Take up to ``limit`` of the oldest batches waiting to be sent (not those in flight) off the buffer."""
+        out: list[ZeekBatch] = []
+        while self._pending and len(out) < limit:
+            out.append(self._pending.popleft())
+        return out
+
     def resume(self, batch: ZeekBatch, now: float) -> None:
         """A batch a previous collectord may have sent: Zeek's marks decide before it goes again."""
+        old = self._inflight.get(batch.key)
+        if old is not None:
+            self._inflight_events -= len(old.batch.events)
         self._inflight[batch.key] = _InFlight(batch, now)
+        self._inflight_events += len(batch.events)
         self._in_doubt = True
         if self.state is LinkState.READY and not self._awaiting_state:
             self._awaiting_state = True
@@ -303,6 +325,7 @@ class LinkCore:
                 return
             entry = self._inflight.pop((msg.host_id, msg.seq), None)
             if entry is not None:
+                self._inflight_events -= len(entry.batch.events)
                 self.stats.delivered_batches += 1
                 self._notes.append(Delivered(((msg.host_id, msg.seq),)))
                 self._pump(now)
@@ -345,6 +368,7 @@ class LinkCore:
                 )
             again.append(entry.batch)
         self._inflight.clear()
+        self._inflight_events = 0
         if delivered:
             self.stats.delivered_batches += len(delivered)
             self._notes.append(Delivered(tuple(delivered)))
@@ -355,7 +379,11 @@ class LinkCore:
         if self.state is not LinkState.READY or self._awaiting_state:
             return
         while self._pending and len(self._inflight) < self.max_inflight:
+            size = len(self._pending[0].events)
+            if self._inflight and self._inflight_events + size > self.max_inflight_events:
+                break
             batch = self._pending.popleft()
+            self._inflight_events += size
             self._out.append(self._frame(p.batch_begin(batch.host_id, batch.seq, len(batch.events))))
             self._out.extend(self._frame(e) for e in batch.events)
             self._out.append(self._frame(p.batch_end(batch.host_id, batch.seq)))

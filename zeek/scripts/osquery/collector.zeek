@@ -196,6 +196,41 @@ event osquery::host_connected_v1(host_id: string, hostname: string,
 	event osquery::host_connected(host_id);
 	}
 
+# WebSocket clients that subscribed to collector_topic: collectord (one per collector).
+global collector_clients: set[string];
+
+event Cluster::websocket_client_added(endpoint: Cluster::EndpointInfo,
+    subscriptions: string_vec)
+	{
+	for ( _, s in subscriptions )
+		if ( starts_with(collector_topic, s) )
+			add collector_clients[endpoint$id];
+	}
+
+# The last collector gone: nobody reports for the hosts any more, they are disconnected (a
+# collector that comes back says host_connected again for those it serves).
+event Cluster::websocket_client_lost(endpoint: Cluster::EndpointInfo, code: count,
+    reason: string)
+	{
+	if ( endpoint$id !in collector_clients )
+		return;
+	delete collector_clients[endpoint$id];
+	if ( |collector_clients| > 0 )
+		return;
+	log_collector("warning", endpoint$id, fmt(
+	    "collector gone (%d %s): its %d hosts are taken as disconnected", code,
+	    reason, |hosts|));
+	local gone: vector of string = vector();
+	for ( h in hosts )
+		gone += h;
+	clear_table(hosts);
+	for ( _, h in gone )
+		{
+		log_osquery("info", h, "host disconnected (no collector)");
+		event osquery::host_disconnected(h);
+		}
+	}
+
 event osquery::host_disconnected_v1(host_id: string)
 	{
 	if ( host_id !in hosts )

@@ -1,6 +1,8 @@
 ##! Subscribes every host to osquery's ``socket_events`` table and writes osq-socket_events.log,
 ##! as zeek-osquery-queries' table script did: ``t``, ``host``, then the columns
 ##! (osquery INTEGER columns as int, TEXT as string). Raises ``osquery::socket_event_added``.
+##! osquery reported port 0 for the end a call does not name (connect's local port, bind's
+##! remote port); agentd reports NULL there, which no int can carry: the query asks for 0.
 
 @load osquery
 
@@ -74,7 +76,7 @@ event zeek_init()
 	    $columns=osquery::socket_events::Info, $path="osq-socket_events",
 	    $policy=osquery::socket_events::log_policy]);
 
-	local query = [$ev=table_socket_events, $query="SELECT action, pid, fd, path, family, protocol, local_address, remote_address, local_port, remote_port, time, success FROM socket_events WHERE family=2",
+	local query = [$ev=table_socket_events, $query="SELECT action, pid, fd, path, family, protocol, local_address, remote_address, IFNULL(local_port, 0) AS local_port, IFNULL(remote_port, 0) AS remote_port, time, success FROM socket_events WHERE family=2",
 	    $utype=ADD, $inter=QUERY_INTERVAL];
 	subscribe(query);
 	}
