@@ -50,6 +50,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from eventsources.budget import OVERSPEND
 from tables.procfs import CLK_TCK, PAGE_SIZE, STAT_STIME, STAT_UTIME
 from tables.procfs import parse_stat as _stat_fields
 
@@ -84,7 +85,8 @@ DENYLIST_SECONDS = 86_400
 
 #: The share of the CPU limit the watchdog aims for when it sets the event sources' budget.
 TARGET = 0.9
-#: A source may overspend its budget by this factor (plus half a percent) over a window and still be keeping to it.
+#: A source may overspend its budget by this factor (plus half a percent, plus the burst its bucket allows:
+#: eventsources.budget.OVERSPEND) over a window and still be keeping to it.
 TOLERANCE = 1.25
 
 #: osquery's watchdog profiles by --watchdog_level: (memory MB, CPU %, latency s).
@@ -293,7 +295,9 @@ class ResourceWatch:
         if query_running and cpu.threads > target:
             return Verdict(WatchdogAction.INTERRUPT, reason)
         share = target - cpu.rest  # what reading events may use
-        kept = self.budget is None or cpu.events <= self.budget * TOLERANCE + 0.5
+        # kept to: what the budget allows over this window, with the burst a source may spend beyond it
+        window = max(last.time - first.time, 1e-9)
+        kept = self.budget is None or cpu.events <= self.budget * (1 + OVERSPEND / window) * TOLERANCE + 0.5
         if self.budget is not None and kept and not query_running:
             # kept to (within the tolerance), and over all the same: a tighter budget, if that alone brings
             # agentd back under the limit (a budget is never set again as it was: it would change nothing)

@@ -21,7 +21,13 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["CpuBudget", "Level"]
+__all__ = ["BURST", "LEAN", "OVERSPEND", "CpuBudget", "Level"]
+
+BURST = 1.0  # seconds of budget a full bucket holds
+LEAN = 0.5  # seconds of budget in debt before new events are dropped
+#: Seconds of budget a source may spend beyond ``rate * elapsed`` over any stretch of time: the full
+#: bucket a new budget starts with, and the most debt it may end that stretch in (twice LEAN).
+OVERSPEND = BURST + 2 * LEAN
 
 
 class Level(enum.Enum):
@@ -35,7 +41,7 @@ class Level(enum.Enum):
 class CpuBudget:
     """A token bucket of CPU seconds; ``rate`` None: no budget (always :attr:`Level.FULL`)."""
 
-    def __init__(self, rate: float | None = None, *, burst: float = 1.0, lean: float = 0.5) -> None:
+    def __init__(self, rate: float | None = None, *, burst: float = BURST, lean: float = LEAN) -> None:
         self.burst = burst  # seconds of budget the bucket holds when full
         self.lean = lean  # seconds of budget in debt before new events are dropped
         self.rate: float | None = None
@@ -44,11 +50,22 @@ class CpuBudget:
         self.set_rate(rate)
 
     def set_rate(self, rate: float | None, now: float | None = None) -> None:
-        """A new budget (CPU seconds per second), or None for none; the bucket starts full."""
+        """A new budget (CPU seconds per second), or None for none.
+
+        A first budget starts with a full bucket; a changed one keeps what the bucket held (within the new
+        bounds), so that tightening a budget never hands out a fresh burst.
+        """
         if rate is not None and rate <= 0:
             raise ValueError(f"a CPU budget must be positive, not {rate!r}")
+        if now is not None:
+            self._refill(now)
+        if rate is None:
+            self.tokens = 0.0
+        elif self.rate is None:
+            self.tokens = rate * self.burst
+        else:
+            self.tokens = max(min(self.tokens, rate * self.burst), -2 * rate * self.lean)
         self.rate = rate
-        self.tokens = rate * self.burst if rate is not None else 0.0
         self._last = now
 
     def _refill(self, now: float) -> float:

@@ -66,3 +66,31 @@ def test_average_spending_stays_within_the_budget() -> None:
 def test_a_budget_must_be_positive() -> None:
     with pytest.raises(ValueError):
         CpuBudget(0.0)
+
+
+def test_a_changed_budget_keeps_what_the_bucket_held_no_new_burst() -> None:
+    budget = CpuBudget(burst=1.0, lean=0.5)
+    budget.set_rate(0.2, now=0.0)  # a first budget: a full bucket (0.2 s)
+    budget.charge(0.26, 0.0)  # 0.06 s in debt: lean
+    budget.set_rate(0.1, now=0.0)  # tightened: still in debt, not refilled
+    assert budget.tokens == pytest.approx(-0.06) and budget.level(0.0) is Level.SHED  # past 0.5 s of the new rate
+    budget.set_rate(0.1, now=10.0)  # refilled by the time it changes, up to the new bucket (0.1 s)
+    assert budget.tokens == pytest.approx(0.1)
+    budget.set_rate(None, now=10.0)
+    budget.set_rate(0.3, now=10.0)  # after none, a budget is a first one again
+    assert budget.tokens == pytest.approx(0.3)
+
+
+def test_overspend_bounds_what_a_source_spends_beyond_its_rate() -> None:
+    """Whatever the work costs, spending over any stretch stays within rate * elapsed + OVERSPEND * rate."""
+    from eventsources.budget import OVERSPEND
+
+    budget = CpuBudget(0.1)
+    cost = {Level.FULL: 0.02, Level.LEAN: 0.012, Level.SHED: 0.0}
+    spent = 0.0
+    for i in range(1000):  # 20 batches a second for 50 s
+        now = i / 20
+        level = budget.level(now)
+        spent += cost[level]
+        budget.charge(cost[level], now)
+        assert spent <= 0.1 * now + OVERSPEND * 0.1 + 0.02 + 1e-9  # + the batch just made

@@ -233,6 +233,20 @@ def test_a_budget_kept_within_its_tolerance_and_still_over_is_tightened_not_an_e
     assert run(watch, host, 30, events=0.144, rest=0.02, degraded=10) == []  # kept to: under the limit
 
 
+def test_a_short_window_allows_the_burst_a_new_budget_starts_with() -> None:
+    """latency_limit 1 s: a window of one 3 s interval, in which the sources may spend their bucket on top."""
+    limits = WatchdogLimits(memory_limit_mb=200, utilization_limit=5, latency_limit=1, delay=0, interval=3, cores=2)
+    watch, host = ResourceWatch(limits, started=0), Host()
+    verdict = until(watch, host, events=0.18, rest=0.004)  # 9 % of both cores, the limit 5 %
+    assert verdict.action is WatchdogAction.SHED and watch.budget == pytest.approx(4.3)
+    # the next 3 s: 8.6 % + the bucket's burst (2 s of budget: 0.17 s) = 0.43 s, 7.2 %: kept to, tightened
+    verdict = until(watch, host, events=0.144, rest=0.004, degraded=10)
+    assert verdict.action is WatchdogAction.SHED and watch.budget == pytest.approx(4.3 * 0.9)
+    # twice the budget and more is not keeping to it
+    verdict = until(watch, host, events=0.2, rest=0.004, degraded=10)
+    assert verdict.action is WatchdogAction.EXIT and "could not keep to their budget" in verdict.reason
+
+
 def test_without_a_measure_of_the_loop_everything_counts_as_its_own() -> None:
     """Samples that do not split the CPU (other callers of ResourceWatch) judge as osquery does."""
     watch = ResourceWatch(LIMITS, started=0)
