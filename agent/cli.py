@@ -20,20 +20,31 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, cast
+from functools import partial
+from typing import Any, Protocol
 
-from tables.registry import all_specs
 from tables.spec import TableSpec
 from tables.sqlite import DEFAULT_TIME_LIMIT, Database, QueryError
 
 from . import fleet_cli
-from .hostid import host_uuid
-from .options import Options
 from .output import MODES, render
-from .status_tables import AGENT_SERVICE, AgentInfo, flag_rows
-from .status_tables import SPECS as STATUS_SPECS
 
 __all__ = ["main"]
+
+# Start-up time is a feature here (osqueryi answers at once): a query imports only what it
+# names.  Table modules come from tables.registry's index when first used; the status
+# tables, host identity and the watch command are imported only when they are needed.
+
+#: agent-cli's own utility tables (agent/status_tables.py SPECS; a test keeps the two equal).
+STATUS_TABLES = (
+    "agent_info",
+    "agent_schedule",
+    "osquery_events",
+    "osquery_flags",
+    "osquery_info",
+    "osquery_packs",
+    "osquery_schedule",
+)
 
 PROMPT = "agent> "
 CONTINUATION = "  ...> "
@@ -62,33 +73,75 @@ class Engine(Protocol):
 class _ThisProcess:
     """The status tables' view of agent-cli itself, as osqueryi describes itself: no schedule."""
 
-    info: AgentInfo
+    info: Any
     queries: Mapping[str, Any] = field(default_factory=dict)
     packs: Sequence[Mapping[str, Any]] = ()
     flags: Sequence[Mapping[str, Any]] = ()
 
 
 def _this_process() -> _ThisProcess:
+    from .hostid import host_uuid
+    from .options import Options
+    from .status_tables import AgentInfo, flag_rows
+
     return _ThisProcess(AgentInfo(uuid=host_uuid() or ""), flags=flag_rows(Options()))
 
 
 def _specs() -> dict[str, TableSpec]:
     """Every table agent-cli offers in-process: the host's tables and osquery's utility tables."""
+    from tables.registry import all_specs
+
+    from .status_tables import SPECS as STATUS_SPECS
+
     return {s.name: s for s in (*all_specs(), *STATUS_SPECS)}
+
+
+def _table_names() -> list[str]:
+    """Every table name, without importing any table."""
+    from tables.registry import TABLE_MODULES
+
+    return sorted({*TABLE_MODULES, *STATUS_TABLES})
+
+
+def _spec(name: str) -> TableSpec | None:
+    """One table's spec, importing only its module."""
+    if name in STATUS_TABLES:
+        from .status_tables import SPECS as STATUS_SPECS
+
+        return next((s for s in STATUS_SPECS if s.name == name), None)
+    from tables.registry import TABLE_MODULES, load_spec
+
+    return load_spec(name) if name in TABLE_MODULES else None
 
 
 class LocalEngine:
     """The agent's tables in this process (event tables are empty here: no sources run).
 
     osquery's utility tables (osquery_info, osquery_flags, ...) describe this process, as in osqueryi.
+    Tables are registered on first use (tables.registry's catalog).
     """
 
     def __init__(self, time_limit: float) -> None:
-        self.db = Database(_specs().values(), time_limit=time_limit, services={AGENT_SERVICE: _this_process()})
+        from tables.registry import catalog
+
+        tables: dict[str, Callable[[], TableSpec]] = catalog()
+        for name in STATUS_TABLES:
+            tables[name] = partial(self._status_spec, name)
+        self.db = Database(time_limit=time_limit, catalog=tables)
+
+    def _status_spec(self, name: str) -> TableSpec:
+        """A status table, loaded on first use, and the view of this process it reads."""
+        from .status_tables import AGENT_SERVICE
+
+        self.db.services.setdefault(AGENT_SERVICE, _this_process())
+        spec = _spec(name)
+        if spec is None:
+            raise KeyError(f"no such table: {name}")
+        return spec
 
     def execute(self, sql: str) -> tuple[list[str], list[Sequence[Any]]]:
         result = self.db.execute(sql)
-        return result.columns, cast("list[Sequence[Any]]", result.rows)  # tuples are sequences
+        return result.columns, list(result.rows)
 
 
 class RemoteEngine:
@@ -185,7 +238,7 @@ def cmd_tables(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    spec = _specs().get(args.table)
+    spec = _spec(args.table)
     if spec is None:
         raise UserError(f"no such table: {args.table}")
     print(spec.create_sql() + ";")
@@ -311,7 +364,7 @@ class Shell:
         except OSError:
             pass
         readline.set_history_length(1000)
-        names = sorted(_specs())
+        names = _table_names()
         keywords = ["SELECT", "FROM", "WHERE", "JOIN", "ORDER BY", "GROUP BY", "LIMIT", "COUNT(*)"]
 
         def complete(text: str, state: int) -> str | None:
@@ -347,28 +400,29 @@ class Shell:
     def meta(self, line: str, lineno: int) -> None:
         command, _, rest = line.partition(" ")
         arg = rest.strip()
-        specs = _specs()
         if command in (".quit", ".exit", ".q"):
             self.done = True
         elif command == ".help":
             sys.stderr.write(HELP)
         elif command in (".tables", ".list"):
-            for name in sorted(specs):
+            for name in _table_names():
                 if name.startswith(arg):
                     print(f"  => {name}")
         elif command == ".schema":
-            chosen = [specs[arg]] if arg in specs else [s for n, s in sorted(specs.items()) if n.startswith(arg)]
-            if arg and not chosen:
+            names = [arg] if arg in _table_names() else [n for n in _table_names() if n.startswith(arg)]
+            if arg and not names:
                 self._fail(f"no such table: {arg}", lineno)
-            for spec in chosen:
-                print(spec.create_sql() + ";")
+            for name in names:
+                spec = _spec(name)
+                if spec is not None:
+                    print(spec.create_sql() + ";")
         elif command == ".mode":
             if arg not in MODES:
                 self._fail(f"mode should be one of: {' '.join(MODES)}", lineno)
             else:
                 self.mode = arg
         elif command == ".all":
-            if arg not in specs:
+            if arg not in _table_names():
                 self._fail(f"no such table: {arg}", lineno)
             else:
                 self.query(f"SELECT * FROM {arg}", lineno)
@@ -392,8 +446,32 @@ def _seconds(text: str) -> float:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _help_formatter(prog: str) -> argparse.HelpFormatter:
+    """argparse's formatter sized as shutil would size it, without importing shutil (start-up time)."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, OSError, ValueError):
+            columns = 0
+    return argparse.HelpFormatter(prog, width=(columns or 80) - 2)
+
+
+class _SubcommandParser(argparse.ArgumentParser):
+    """Every subcommand's parser (agent.fleet_cli's too): help sized by :func:`_help_formatter` (no shutil)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _help_formatter)
+        super().__init__(*args, **kwargs)
+
+
+def build_parser(*, with_watch: bool = True) -> argparse.ArgumentParser:
+    """agent-cli's parser; ``with_watch=False`` leaves the watch command's module (asyncio, sources) unimported."""
     parser = argparse.ArgumentParser(
+        formatter_class=_help_formatter,
         prog="agent-cli",
         description="Query the host as SQL tables (osquery-compatible), in-process or inside a running agentd.",
     )
@@ -406,10 +484,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help=f"interrupt a query running longer than this (default {DEFAULT_TIME_LIMIT:g}; 0: no limit)",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_SubcommandParser)
     sub.required = True
 
-    q = sub.add_parser("query", help="run one SQL statement and print the result")
+    q = sub.add_parser("query", help="run one SQL statement and print the result", formatter_class=_help_formatter)
     q.add_argument("sql", metavar="SQL")
     fmt = q.add_mutually_exclusive_group()
     fmt.set_defaults(mode="pretty")
@@ -418,38 +496,47 @@ def build_parser() -> argparse.ArgumentParser:
     fleet_cli.add_query_options(q)
     q.set_defaults(func=cmd_query)
 
-    t = sub.add_parser("tables", help="list the tables")
+    t = sub.add_parser("tables", help="list the tables", formatter_class=_help_formatter)
     t.add_argument("prefix", nargs="?", default="")
     t.set_defaults(func=cmd_tables)
 
-    s = sub.add_parser("schema", help="show a table's columns")
+    s = sub.add_parser("schema", help="show a table's columns", formatter_class=_help_formatter)
     s.add_argument("table")
     s.set_defaults(func=cmd_schema)
 
-    sh = sub.add_parser("shell", help="an interactive SQL shell")
+    sh = sub.add_parser("shell", help="an interactive SQL shell", formatter_class=_help_formatter)
     sh.set_defaults(func=cmd_shell)
 
     st = sub.add_parser(
         "status",
         help="a running agentd's schedule, event sources and buffers (--connect); with --collector, "
         "collectord's hosts and links to Zeek",
+        formatter_class=_help_formatter,
     )
     st.add_argument("--json", action="store_true", help="with --collector: the status as JSON")
     st.set_defaults(func=cmd_status)
 
-    try:
+    if with_watch:
         from . import watch
-    except ImportError:
-        watch = None  # type: ignore[assignment]
-    if watch is not None:
+
         watch.add_parser(sub)
+    else:  # a stand-in with the same name and help: main() parses again with the real one when it is chosen
+        w = sub.add_parser("watch", help=WATCH_HELP, add_help=False, formatter_class=_help_formatter)
+        w.add_argument("rest", nargs=argparse.REMAINDER)
+        w.set_defaults(func=None)
     fleet_cli.add_parsers(sub)
     return parser
 
 
+#: ``agent-cli watch``'s one-line help (agent/watch.py has the command itself).
+WATCH_HELP = "print rows of an event table as they arrive (like tail -f)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(with_watch="watch" in argv).parse_args(argv)
+    if args.func is None:  # the watch stand-in was chosen after all (e.g. an abbreviation)
+        args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except (QueryError, UserError, fleet_cli.FleetError) as exc:

@@ -40,7 +40,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tables.registry import all_specs
+from tables.registry import catalog
 from tables.spec import TableSpec
 from tables.sqlite import Database
 
@@ -325,7 +325,10 @@ class Agent:
             own_rss=own_rss,
         )
         database = Database(
-            _specs(events), time_limit=options.schedule_timeout, services={AGENT_SERVICE: status, **events.services}
+            _specs(events),
+            catalog=catalog(),  # tables/ are registered when a query first names them
+            time_limit=options.schedule_timeout,
+            services={AGENT_SERVICE: status, **events.services},
         )
         decorations = DecorationRunner(lambda sql: database.execute(sql).dicts(), config.decorators)
         runner = QueryRunner(
@@ -481,9 +484,9 @@ class Agent:
 
 
 def _specs(events: EventManager) -> list[TableSpec]:
-    """tables/ + status tables + the event manager's, each name once (tables/ wins)."""
+    """Status tables + the event manager's, each name once; tables/ load on first use (catalog())."""
     specs: dict[str, TableSpec] = {}
-    for spec in (*all_specs(), *STATUS_SPECS, *events.specs()):
+    for spec in (*STATUS_SPECS, *events.specs()):
         specs.setdefault(spec.name, spec)
     return list(specs.values())
 

@@ -365,7 +365,7 @@ class EventManager:
                     filtered_self=counters.filtered_self,
                     consumers=stats.consumers,
                     detail=detail,
-                    extra={"listener_errors": counters.listener_errors} if counters.listener_errors else {},
+                    extra=_buffer_extra(counters.listener_errors, stats.missed),
                 )
             )
         return EventsStatus(sources=tuple(sources), buffers=tuple(buffers))
@@ -412,6 +412,16 @@ class EventManager:
         if not parts:
             return None
         return "events lost since the last report: " + ", ".join(parts)
+
+
+def _buffer_extra(listener_errors: int, missed: dict[str, int]) -> dict[str, Any]:
+    """A buffer's further counters: broken viewers, rows each scheduled query missed (events_max)."""
+    extra: dict[str, Any] = {}
+    if listener_errors:
+        extra["listener_errors"] = listener_errors
+    if missed:
+        extra["missed"] = missed
+    return extra
 
 
 def source_row(entry: SourceEntry) -> dict[str, Any]:
@@ -482,7 +492,12 @@ EVENTS_STATUS_SPEC = TableSpec(
         Column("filtered_self", "BIGINT", "Table: the agent's own events, not stored"),
         Column("consumers", "INTEGER", "Table: scheduled queries reading it"),
         Column("detail", "TEXT", "Why this mode: the reason a source was chosen or refused"),
-        Column("extra", "TEXT", "Further counters, as a JSON object"),
+        Column(
+            "extra",
+            "TEXT",
+            "Further counters, as a JSON object (table: missed = rows each scheduled query never read, "
+            "pushed out by events_max first)",
+        ),
     ),
     generate=_generate_status,
     examples=(

@@ -28,7 +28,7 @@ from tables.sqlite import Database, QueryError
 
 from .config import ScheduledQuery
 from .lifecycle import StartupError
-from .results import ResultWriter, encode_lines
+from .results import ResultWriter
 from .runner import DecorationRunner, QueryRunner, RunOutcome
 from .state import StateError
 from .status import Activity
@@ -245,5 +245,4 @@ class QueryExecutor:
             log.exception("query %s: internal error", query.name)
             outcome = RunOutcome(name=query.name, error=f"internal error: {type(exc).__name__}: {exc}")
         user1, system1 = _thread_cpu_ms()
-        size = len(encode_lines(outcome.lines)) if outcome.lines else 0
-        return ScheduledRun(outcome, user1 - user0, system1 - system0, own_rss(), size)
+        return ScheduledRun(outcome, user1 - user0, system1 - system0, own_rss(), outcome.output_bytes)

@@ -1,4 +1,4 @@
-"""Run one scheduled query: SQL -> differential results -> result-log lines, exactly once.
+"""Run one scheduled query: SQL -> differential results -> result batches -> result log, exactly once.
 
 Semantics follow osquery's Query::addNewResults / addNewEvents:
 
@@ -9,43 +9,62 @@ Semantics follow osquery's Query::addNewResults / addNewEvents:
 * event-table queries read only events new to this query (``consumer=query.name``),
   log them as "added"; the counter restarts at 1 on a new epoch (not 0: not all records).
 
+Rows stream: from generate() through SQLite (:meth:`Database.stream`) into the diff
+(:class:`~agent.diff.StreamingDiff`, which holds only the previous rows' keys) and into
+the state database's outbox in batches (:mod:`agent.outbox`), so a query over a full
+event buffer never holds its result in memory; the log is written batch by batch.
+
+Values stay typed as SQLite gave them (int, float, str, None): in the outbox, in the
+stored previous results and on the way to the collector; only the result log prints
+them as osquery's strings (:func:`~agent.results.stringify`).  The diff compares rows
+as that text, as osquery does: a value whose type moved but prints the same (or previous
+results an older agentd stored as text) is no change.
+
+The uplink to the collector (:attr:`QueryRunner.uplink`, a hook) receives each run's
+batches typed, inside the run's commit transaction: a run is queued for the collector
+exactly when its new diff state is committed.
+
 Exactly once across kill -9 (no duplicate line, no missed change):
 
-1. :meth:`QueryRunner.run` queries and diffs; nothing is stored yet.
+1. :meth:`QueryRunner.run` queries, diffs and stages the run's batches in the state
+   database, invisible to readers; a failed query discards them.
 2. :meth:`QueryRunner.commit` writes, in ONE state transaction, the new previous-results,
-   counter, epoch *and* the encoded lines into the state's outbox.  A kill before this
-   leaves the old state: the next run diffs against it and reports the same change.
-3. :meth:`QueryRunner.deliver` records the log file and offset an outbox entry will go to,
-   appends and fsyncs it, then deletes the entry.  After a kill, the entry is delivered
-   again: if its bytes are already at the recorded offset it is only deleted; a torn
-   write is truncated and rewritten.  Call :meth:`deliver` at start-up before running.
+   counter, epoch, the flag that makes the staged batches visible and (with an uplink)
+   the run's rows in the uplink queue; then the event
+   stores move the query's read position.  A kill before this leaves the old state (the
+   staged batches are discarded when the state database opens; events are read again):
+   the next run reports the same change.
+3. :meth:`QueryRunner.deliver` records the log file and offset a batch's lines will go
+   to (for the one-line forms: the run's line), appends and fsyncs them, then deletes the
+   batch.  After a kill, it is delivered again: bytes already at the recorded offset are
+   kept, a torn write is cut and rewritten.  Call :meth:`deliver` at start-up before running.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
-from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import attrgetter
 from typing import Any
+
+import msgpack
 
 from tables.sqlite import Database, QueryError, QueryTimeout
 
 from .config import Decorators, ScheduledQuery
-from .diff import diff
+from .diff import StreamingDiff
 from .options import Options
-from .results import (
-    ResultWriter,
-    encode_lines,
-    format_batch,
-    format_event_lines,
-    format_snapshot,
-    format_snapshot_lines,
-)
-from .state import StateDB
+from .outbox import Action, LogForm, ResultBatch, ResultRun
+from .results import ResultWriter, encode_batch_lines, encode_run_line, stringify
+from .state import TEXT_ERRORS, QueryState, ResultsPacker, StateDB, iter_results, pack_rows
 
 __all__ = [
+    "BATCH_BYTES",
+    "BATCH_ROWS",
     "DecorationRunner",
     "PendingCommit",
     "QueryRunner",
@@ -53,45 +72,66 @@ __all__ = [
     "UplinkRun",
     "event_tables_in",
     "stringify",
+    "uplink_runs",
 ]
 
 log = logging.getLogger(__name__)
 
+#: A batch is staged once it holds this many rows or about this many bytes of values.
+BATCH_ROWS = 4096
+BATCH_BYTES = 1 << 20
+
 
 @dataclass(frozen=True, slots=True)
 class PendingCommit:
-    """What :meth:`QueryRunner.commit` stores for one run (with its lines, as an outbox entry)."""
+    """What :meth:`QueryRunner.commit` stores for a run."""
 
+    snapshot: bool  # a snapshot query keeps no diff state
     sql: str
     epoch: int
+    counter: int | None
+    results: bytes | None  # the new previous results (packed); None keeps the stored ones
     last_run: float
-    snapshot: bool = False  # snapshot queries keep no diff state: only the outbox entry is stored
-    counter: int | None = None
-    rows: list[dict[str, Any]] | None = None  # the new previous results (typed); None keeps the stored ones
+    run_id: int | None  # the staged run in the outbox
+    numeric_columns: frozenset[str] = frozenset()
+    consumer: str | None = None  # whose event reads to commit
 
 
 @dataclass(frozen=True, slots=True)
 class UplinkRun:
-    """A run's results for the collector: values typed as SQLite gave them, never stringified.
+    """A run's rows for the collector, of one column list: values typed as SQLite gave them, never stringified.
 
-    Rows are (action, values) in ``columns`` order: removed rows first, then added ones (or
-    every row with "snapshot"), as the result log orders them.
+    ``rows`` are (action, values) in ``columns`` order: removed rows first, then added ones
+    (or every row with "snapshot"), as the result log orders them.  They stream from the
+    run's outbox batches: read them once, inside the hook (the commit transaction).  A run
+    whose removed rows have other columns than its added ones (its SQL changed) comes as
+    one UplinkRun per column list.
     """
 
     name: str
     columns: tuple[str, ...]
-    rows: tuple[tuple[str, tuple[Any, ...]], ...]
+    rows: Iterable[tuple[str, tuple[Any, ...]]]
     counter: int
     epoch: int
     time: float
 
 
+def uplink_runs(run: ResultRun, batches: Iterable[ResultBatch]) -> Iterator[UplinkRun]:
+    """A committed run's batches as :class:`UplinkRun` parts, one per run of batches with the same columns."""
+    for columns, group in groupby(batches, key=attrgetter("columns")):
+        rows = ((batch.action.value, values) for batch in group for values in batch.rows)
+        yield UplinkRun(run.name, columns, rows, run.counter, run.epoch, run.unix_time)
+
+
+#: The uplink hook: called on the query thread, inside the run's commit transaction.
+UplinkHook = Callable[[sqlite3.Connection, UplinkRun], None]
+
+
 @dataclass(slots=True)
 class RunOutcome:
-    """What one run produced; ``lines`` are not durable until :meth:`QueryRunner.commit`."""
+    """What one run produced; its batches are not visible until :meth:`QueryRunner.commit`."""
 
     name: str
-    lines: list[dict[str, Any]] = field(default_factory=list)
     rows: int = 0
     wall_time: float = 0.0
     error: str | None = None
@@ -99,21 +139,11 @@ class RunOutcome:
     added: int = 0
     removed: int = 0
     counter: int | None = None
+    line_count: int = 0  # result-log lines the run writes
+    output_bytes: int = 0  # bytes the run wrote to the result log (once delivered)
     messages: list[str] = field(default_factory=list)  # e.g. "Scheduled query has been updated: x"
     committed: bool = False
-    uplink: UplinkRun | None = None  # the run's rows for the collector, when there is an uplink
-    _commit: PendingCommit | None = None
-
-
-def stringify(value: Any) -> str:
-    """A column value as osquery logs it: NULL -> "", numbers and text as strings."""
-    if value is None:
-        return ""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, float):
-        return repr(value) if not value.is_integer() else f"{value:.1f}"
-    return str(value)
+    pending: PendingCommit | None = None
 
 
 def event_tables_in(database: Database, sql: str) -> frozenset[str]:
@@ -125,70 +155,67 @@ def event_tables_in(database: Database, sql: str) -> frozenset[str]:
     return frozenset(t for t in read if (spec := database.specs.get(t)) is not None and spec.event)
 
 
-def _numeric_columns(raw_rows: Sequence[Mapping[str, Any]]) -> set[str]:
-    numeric: set[str] = set()
-    for row in raw_rows:
-        for key, value in row.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                numeric.add(key)
-    return numeric
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """One run before it starts: the query, whose event reads it makes, what the last run left."""
+
+    query: ScheduledQuery
+    consumer: str | None  # the query's name when it reads event tables
+    previous: QueryState | None
+    new_epoch: bool
+    epoch: int
+    form: LogForm
+    run_id: int  # the staged run in the outbox
 
 
-def _as_numbers(rows: Sequence[Mapping[str, str]], numeric: set[str]) -> list[dict[str, Any]]:
-    """``--logger_numerics``: values of numeric columns as JSON numbers."""
-    if not numeric:
-        return [dict(r) for r in rows]
-    out = []
-    for row in rows:
-        converted: dict[str, Any] = {}
-        for key, value in row.items():
-            if key in numeric and value != "":
-                try:
-                    converted[key] = int(value)
-                except ValueError:
-                    try:
-                        converted[key] = float(value)
-                    except ValueError:
-                        converted[key] = value
-            else:
-                converted[key] = value
-        out.append(converted)
-    return out
+@dataclass(slots=True)
+class _Streamed:
+    """What streaming a run's rows found."""
+
+    rows: int = 0
+    added: int = 0
+    removed: int = 0  # previous rows gone (state and counter move with them)
+    removed_logged: int = 0  # of those, logged (not with ``removed: false``)
+    changed: bool = False
+    staged: int = 0  # rows in the run's batches
+    numeric: set[str] = field(default_factory=set)  # columns with a number in some row
+    results: bytes | None = None  # the rows, packed to be the next run's previous results
 
 
-def _diff_as_text(
-    before: Sequence[Mapping[str, Any]], now: Sequence[Mapping[str, Any]], columns: Sequence[str]
-) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
-    """(added, removed) of typed rows, with osquery's rule that rows equal as text are no change.
+class _Stager:
+    """A run's rows into its outbox batches: one action and one column list per batch.
 
-    The rows are diffed typed (the common case, nothing changed, is one comparison); then an
-    added and a removed row that print the same (a value whose type moved, or previous results
-    an older agentd stored as text) cancel out.  The extra work is proportional to the changes.
+    Rows arrive packed (msgpack arrays of their typed values), so a row is packed once for
+    both its batch and the stored previous results.
     """
-    added, removed = diff(before, now)
-    if not (added and removed):
-        return added, removed
 
-    def text(row: Mapping[str, Any]) -> tuple[str, ...]:
-        return tuple(stringify(row.get(c)) for c in columns)
+    def __init__(self, state: StateDB, run_id: int, pack: Callable[[Any], bytes]) -> None:
+        self.state = state
+        self.run_id = run_id
+        self.pack = pack
+        self.staged = 0
+        self._action: Action | None = None
+        self._columns: tuple[str, ...] = ()
+        self._body = bytearray()
+        self._count = 0
 
-    removed_text = [text(r) for r in removed]
-    available = Counter(removed_text)
-    cancelled: Counter[tuple[str, ...]] = Counter()
-    kept_added = []
-    for row in added:
-        key = text(row)
-        if available[key] > cancelled[key]:
-            cancelled[key] += 1
-        else:
-            kept_added.append(row)
-    kept_removed = []
-    for row, key in zip(removed, removed_text, strict=True):
-        if cancelled[key]:
-            cancelled[key] -= 1
-        else:
-            kept_removed.append(row)
-    return kept_added, kept_removed
+    def add(self, action: Action, columns: tuple[str, ...], values: tuple[Any, ...]) -> None:
+        self.add_packed(action, columns, self.pack(values))
+
+    def add_packed(self, action: Action, columns: tuple[str, ...], data: bytes) -> None:
+        if action is not self._action or (columns is not self._columns and columns != self._columns):
+            self.flush()
+            self._action, self._columns = action, columns
+        self._body += data
+        self._count += 1
+        self.staged += 1
+        if self._count >= BATCH_ROWS or len(self._body) >= BATCH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._count and self._action is not None:
+            self.state.stage_packed(self.run_id, self._action, self._columns, self._count, bytes(self._body))
+        self._body, self._count = bytearray(), 0
 
 
 class DecorationRunner:
@@ -248,14 +275,14 @@ class QueryRunner:
         host_identifier: str,
         options: Options | None = None,
         decorations_provider: Callable[[float], Mapping[str, str]] | None = None,
-        uplink: Callable[[Any, UplinkRun], None] | None = None,
+        uplink: UplinkHook | None = None,
     ) -> None:
         self.database = database
         self.state = state
         self.host_identifier = host_identifier
         self.options = options or Options()
         self.decorations_provider = decorations_provider
-        #: Called in each run's commit transaction (with its connection) when the run has rows to send.
+        #: Called in each run's commit transaction, with its connection, when the run has rows to send.
         self.uplink = uplink
 
     # -- running -----------------------------------------------------------
@@ -263,165 +290,238 @@ class QueryRunner:
     def run(self, query: ScheduledQuery, now: float, writer: ResultWriter | None = None) -> RunOutcome:
         """Run ``query`` as due at ``now`` (unix seconds); with ``writer``, also commit and deliver."""
         outcome = RunOutcome(name=query.name)
-        is_event_query = bool(event_tables_in(self.database, query.query))
+        plan = self._plan(query, now, outcome.messages)
         start = time.monotonic()
         try:
-            result = self.database.execute(
-                query.query,
-                consumer=query.name if is_event_query else None,
-                time_limit=self.options.schedule_timeout,
-            )
-        except QueryTimeout as exc:
-            outcome.error, outcome.timed_out = str(exc), True
+            streamed = self._stream(plan)
         except QueryError as exc:
-            outcome.error = str(exc)
-        outcome.wall_time = time.monotonic() - start
-        if outcome.error is not None:
+            outcome.error, outcome.timed_out = str(exc), isinstance(exc, QueryTimeout)
+            self._abandon(plan.run_id, plan.consumer)
+            outcome.wall_time = time.monotonic() - start
             return outcome
-        columns = tuple(result.columns)
-        raw = result.dicts()  # typed: stored as previous results, sent to the collector
-        rows = [{k: stringify(v) for k, v in r.items()} for r in raw]  # osquery's strings: the result log
-        outcome.rows = len(rows)
-        numeric = _numeric_columns(raw) if self.options.logger_numerics else set()
-        decorations = dict(self.decorations_provider(now)) if self.decorations_provider else {}
-        common: dict[str, Any] = {
-            "numerics": self.options.logger_numerics,
-            "decorations": decorations,
-            "decorations_top_level": self.options.decorations_top_level,
-        }
-        epoch = self.options.schedule_epoch
+        except BaseException:
+            self._abandon(plan.run_id, plan.consumer)
+            raise
+        outcome.wall_time = time.monotonic() - start
+        outcome.rows, outcome.added, outcome.removed = streamed.rows, streamed.added, streamed.removed_logged
+        counter, results = self._next_state(plan, streamed)
+        outcome.counter = counter
+        if streamed.staged:
+            outcome.line_count = streamed.staged if plan.form.line_per_row else 1
+        outcome.pending = PendingCommit(
+            snapshot=query.snapshot,
+            sql=query.query,
+            epoch=plan.epoch,
+            counter=counter,
+            results=results,
+            last_run=now,
+            run_id=plan.run_id,
+            numeric_columns=frozenset(streamed.numeric),
+            consumer=plan.consumer,
+        )
+        return self._finish(outcome, writer)
 
-        if query.snapshot:
-            if raw and self.uplink is not None:
-                outcome.uplink = UplinkRun(
-                    query.name, columns, tuple(("snapshot", tuple(r.values())) for r in raw), 0, epoch, now
-                )
-            if rows:
-                shown = _as_numbers(rows, numeric) if numeric else rows
-                if self.options.logger_snapshot_event_type:
-                    outcome.lines = format_snapshot_lines(
-                        query.name, self.host_identifier, now, rows=shown, epoch=epoch, counter=0, **common
-                    )
-                else:
-                    outcome.lines = [
-                        format_snapshot(
-                            query.name, self.host_identifier, now, rows=shown, epoch=epoch, counter=0, **common
-                        )
-                    ]
-            outcome._commit = PendingCommit(sql=query.query, epoch=epoch, last_run=now, snapshot=True)
-            return self._finish(outcome, writer)
-
-        previous = self.state.get_query(query.name)
+    def _plan(self, query: ScheduledQuery, now: float, messages: list[str]) -> _Plan:
+        """What this run is (event, differential or snapshot; new epoch or not) and its staged outbox run."""
+        options = self.options
+        epoch = options.schedule_epoch
+        previous = None if query.snapshot else self.state.get_query(query.name)
         new_epoch = previous is None or previous.epoch != epoch
         if previous is not None and not new_epoch and previous.sql != query.query:
-            outcome.messages.append(f"Scheduled query has been updated: {query.name}")
-
-        added: Sequence[Mapping[str, Any]]
-        removed: Sequence[Mapping[str, Any]]
-        typed_added: Sequence[Mapping[str, Any]] = raw
-        typed_removed: Sequence[Mapping[str, Any]] = ()
-        if is_event_query:
-            added, removed = rows, []
-            store_rows: list[dict[str, Any]] | None = [] if new_epoch else None
-            counter = previous.counter if previous is not None and not new_epoch else None
-            if added:  # osquery: 1 after a reset, else stored + 1 (0 when none was stored)
-                counter = 1 if new_epoch else (counter + 1 if counter is not None else 0)
-        elif new_epoch:
-            added, removed = rows, []
-            store_rows, counter = raw, 0
+            messages.append(f"Scheduled query has been updated: {query.name}")
+        if query.snapshot:
+            form = LogForm.SNAPSHOT_EVENT if options.logger_snapshot_event_type else LogForm.SNAPSHOT
         else:
-            assert previous is not None
-            typed_added, typed_removed = _diff_as_text(previous.rows, raw, columns)
-            text = {id(t): s for t, s in zip(raw, rows, strict=True)}
-            added = [text[id(r)] for r in typed_added]
-            removed = [{k: stringify(v) for k, v in r.items()} for r in typed_removed]
-            changed = bool(added or removed)
-            store_rows = raw if changed else None
-            counter = (previous.counter or 0) + 1 if changed else previous.counter
-        if not query.removed:
-            removed, typed_removed = [], ()
-        if (typed_added or typed_removed) and self.uplink is not None and (added or removed):
-            outcome.uplink = UplinkRun(
-                query.name,
-                columns,
-                tuple(("removed", tuple(r.get(c) for c in columns)) for r in typed_removed)
-                + tuple(("added", tuple(r.values())) for r in typed_added),
-                counter or 0,
-                epoch,
-                now,
-            )
-        outcome.added, outcome.removed, outcome.counter = len(added), len(removed), counter
-        if added or removed:
-            if numeric:
-                added, removed = _as_numbers(added, numeric), _as_numbers(removed, numeric)
-            if self.options.logger_event_type:
-                outcome.lines = format_event_lines(
-                    query.name,
-                    self.host_identifier,
-                    now,
-                    epoch=epoch,
-                    counter=counter or 0,
-                    added=added,
-                    removed=removed,
-                    **common,
-                )
-            else:
-                outcome.lines = [
-                    format_batch(
-                        query.name,
-                        self.host_identifier,
-                        now,
-                        epoch=epoch,
-                        counter=counter or 0,
-                        added=added,
-                        removed=removed,
-                        **common,
+            form = LogForm.EVENT if options.logger_event_type else LogForm.BATCH
+        decorations = dict(self.decorations_provider(now)) if self.decorations_provider else {}
+        run_id = self.state.begin_run(
+            query.name,
+            form=form,
+            host_identifier=self.host_identifier,
+            unix_time=now,
+            epoch=epoch,
+            numerics=options.logger_numerics,
+            decorations=decorations,
+            decorations_top_level=options.decorations_top_level,
+        )
+        consumer = query.name if event_tables_in(self.database, query.query) else None
+        return _Plan(query, consumer, previous, new_epoch, epoch, form, run_id)
+
+    def _stream(self, plan: _Plan) -> _Streamed:
+        """Rows from SQLite, typed, through the diff into the run's batches (nothing held whole)."""
+        query, previous = plan.query, plan.previous
+        streamed = _Streamed()
+        pack = msgpack.Packer(use_bin_type=True, unicode_errors=TEXT_ERRORS).pack
+        stager = _Stager(self.state, plan.run_id, pack)
+        differ: StreamingDiff | None = None
+        packer: ResultsPacker | None = None
+        check_numeric = self.options.logger_numerics
+        numeric = streamed.numeric
+        with self.database.stream(
+            query.query, consumer=plan.consumer, time_limit=self.options.schedule_timeout
+        ) as result:
+            columns = tuple(result.columns)
+            action = Action.SNAPSHOT if query.snapshot else Action.ADDED
+            if not query.snapshot and plan.consumer is None:  # a differential query keeps its results
+                packer = ResultsPacker(columns)
+                if not plan.new_epoch and previous is not None:
+                    stored = previous.results
+                    differ = StreamingDiff(
+                        columns, iter_results(stored)[0], lambda: iter_results(stored)[1], text=stringify
                     )
-                ]
-        outcome._commit = PendingCommit(sql=query.query, epoch=epoch, last_run=now, counter=counter, rows=store_rows)
-        return self._finish(outcome, writer)
+            count = 0
+            for values in result:
+                count += 1
+                if check_numeric:
+                    numeric.update(c for c, v in zip(columns, values, strict=True) if _is_number(v))
+                data = pack(values)
+                if packer is not None:
+                    packer.add_packed(data)
+                if differ is None:
+                    stager.add_packed(action, columns, data)
+                else:
+                    for added in differ.push(values, data):  # in order; a row may wait for its text match
+                        stager.add_packed(action, columns, added)
+            if differ is not None:
+                for added in differ.finish():
+                    stager.add_packed(action, columns, added)
+        streamed.rows = count
+        streamed.added = count if differ is None else differ.added
+        if differ is not None and differ.changed:
+            streamed.changed = True
+            for old_columns, values in differ.removed():
+                streamed.removed += 1
+                if query.removed:
+                    stager.add(Action.REMOVED, old_columns, values)
+                    streamed.removed_logged += 1
+        stager.flush()
+        streamed.staged = stager.staged
+        streamed.results = packer.blob() if packer is not None else None
+        return streamed
+
+    @staticmethod
+    def _next_state(plan: _Plan, streamed: _Streamed) -> tuple[int | None, bytes | None]:
+        """(counter, results to store) after this run, as osquery moves them; results None keeps the stored."""
+        previous = plan.previous
+        if plan.query.snapshot:
+            return 0, None
+        if plan.consumer is not None:  # an event query: nothing kept for diffing
+            counter = previous.counter if previous is not None and not plan.new_epoch else None
+            if streamed.rows:  # osquery: 1 after a reset, else stored + 1 (0 when none was stored)
+                counter = 1 if plan.new_epoch else (counter + 1 if counter is not None else 0)
+            return counter, (pack_rows([]) if plan.new_epoch else None)
+        if plan.new_epoch or previous is None:  # every row added
+            return 0, streamed.results
+        if streamed.changed:
+            return (previous.counter or 0) + 1, streamed.results
+        return previous.counter, None
+
+    def _abandon(self, run_id: int, consumer: str | None) -> None:
+        """A failed run: its staged batches go, its event reads will be read again."""
+        try:
+            self.state.discard_run(run_id)
+        finally:
+            if consumer is not None:
+                self.database.discard_reads(consumer)
 
     def _finish(self, outcome: RunOutcome, writer: ResultWriter | None) -> RunOutcome:
         for message in outcome.messages:
             log.info("%s", message)
         if writer is not None:
             self.commit(outcome)
-            self.deliver(writer)
+            written = self._deliver(writer)
+            if outcome.pending is not None and outcome.pending.run_id is not None:
+                outcome.output_bytes = written.get(outcome.pending.run_id, 0)
         return outcome
 
     # -- persistence (see the module docstring) ------------------------------
 
     def commit(self, outcome: RunOutcome) -> None:
-        """Store the run's state and its lines (as an outbox entry) in one transaction."""
-        pending = outcome._commit
+        """Store the run's state, make its batches visible and queue them for the uplink, in one transaction."""
+        pending = outcome.pending
         if pending is None or outcome.committed:
             return
-        target = "snapshots" if pending.snapshot else "results"
-        uplink, run = self.uplink, outcome.uplink
-        self.state.commit_run(
-            outcome.name,
-            sql=pending.sql,
-            epoch=pending.epoch,
-            counter=None if pending.snapshot else pending.counter,
-            rows=None if pending.snapshot else pending.rows,
-            last_run=pending.last_run,
-            outbox=[(target, encode_lines(outcome.lines))],
-            update_query=not pending.snapshot,
-            extra=(lambda db: uplink(db, run)) if uplink is not None and run is not None else None,
-        )
+        uplink = self.uplink
+        extra: Callable[[sqlite3.Connection, ResultRun], None] | None = None
+        if uplink is not None:
+
+            def extra(db: sqlite3.Connection, run: ResultRun) -> None:
+                for part in uplink_runs(run, self.state.batches(run)):
+                    uplink(db, part)
+
+        try:
+            self.state.commit_run(
+                outcome.name,
+                sql=pending.sql,
+                epoch=pending.epoch,
+                counter=pending.counter,
+                results=pending.results,
+                last_run=pending.last_run,
+                run_id=pending.run_id,
+                numeric_columns=pending.numeric_columns,
+                update_query=not pending.snapshot,
+                extra=extra,
+            )
+        except BaseException:
+            if pending.run_id is not None:
+                self._abandon(pending.run_id, pending.consumer)
+            raise
+        if pending.consumer is not None:
+            self.database.commit_reads(pending.consumer)
         outcome.committed = True
 
     def deliver(self, writer: ResultWriter) -> int:
-        """Write every committed-but-unwritten outbox entry to its log; returns entries written."""
-        written = 0
-        for entry in self.state.pending():
+        """Write every committed-but-unwritten run to its log; returns the number of runs written."""
+        return len(self._deliver(writer))
+
+    def _deliver(self, writer: ResultWriter) -> dict[int, int]:
+        """Deliver the outbox in order; {run id: bytes written} (legacy entries under negative ids)."""
+        written: dict[int, int] = {}
+        for entry in self.state.legacy_pending():
             log_file = writer.log_for(entry.target)
             if entry.file_id is None or entry.file_offset is None:
                 file_id, offset = log_file.prepare(len(entry.data))
-                self.state.outbox_started(entry.id, file_id, offset)
+                self.state.legacy_started(entry.id, file_id, offset)
             else:
                 file_id, offset = entry.file_id, entry.file_offset
-            if log_file.write_at(entry.data, file_id, offset):
-                written += 1
-            self.state.outbox_done(entry.id)
+            log_file.write_at(entry.data, file_id, offset)
+            self.state.legacy_done(entry.id)
+            written[-entry.id] = len(entry.data)
+        for run in self.state.runs():
+            written[run.id] = self._deliver_run(writer, run)
         return written
+
+    def _deliver_run(self, writer: ResultWriter, run: ResultRun) -> int:
+        log_file = writer.log_for(run.form.target)
+        size = 0
+        if run.form.line_per_row:
+            for batch in self.state.batches(run):
+                data = encode_batch_lines(batch)
+                if batch.file_id is None or batch.file_offset is None:
+                    file_id, offset = log_file.prepare(len(data))
+                    self.state.outbox_started(batch.id, file_id, offset)
+                else:
+                    file_id, offset = batch.file_id, batch.file_offset
+                log_file.write_at(data, file_id, offset)
+                self.state.outbox_done((batch.id,))
+                size += len(data)
+            self.state.drop_run(run.id)  # the run is gone with its last batch; this covers a run without any
+            return size
+        ids = self.state.batch_ids(run)
+        first = next(self.state.batches(run), None)
+        if first is None:
+            self.state.drop_run(run.id)
+            return 0
+        size = sum(map(len, encode_run_line(run, self.state.batches(run))))  # one line: its size, then its bytes
+        if first.file_id is None or first.file_offset is None:
+            file_id, offset = log_file.prepare(size)
+            self.state.outbox_started(first.id, file_id, offset)
+        else:
+            file_id, offset = first.file_id, first.file_offset
+        log_file.write_chunks_at(encode_run_line(run, self.state.batches(run)), file_id, offset)
+        self.state.outbox_done(ids)
+        return size
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -258,7 +258,7 @@ class ScheduleLoop:
             system_ms=run.system_ms,
             memory=run.memory,
             rows=outcome.rows,
-            lines=len(outcome.lines),
+            lines=outcome.line_count,
             output_bytes=run.output_bytes,
             error=outcome.error or "",
         )

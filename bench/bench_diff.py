@@ -1,6 +1,6 @@
 """Cost of agent.diff.diff on 100,000 rows (run outside the test suite).
 
-PYTHONPATH=. /tmp/venv/bin/python bench/bench_diff.py
+PYTHONPATH=. .venv/bin/python bench/bench_diff.py
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Starts ``--extra`` sleeping processes (always cleaned up), then times each conte
 ``--runs`` times and prints medians and ratios; with ``--write`` the table replaces the
 "Tables" section of bench/RESULTS.md.
 
-    PYTHONPATH=. /tmp/venv/bin/python bench/bench_tables.py --write
+    PYTHONPATH=. .venv/bin/python bench/bench_tables.py --write
 """
 
 from __future__ import annotations

@@ -18,16 +18,19 @@ Constraint pushdown (habits of osquery's virtual_table.cpp):
 from __future__ import annotations
 
 import json
-import logging
+import re
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 import apsw
 
 from .functions import register_functions
-from .spec import HostPaths, QueryContext, QueryDeadline, Row, TableError, TableSpec
+from .rowsets import MISSING, TupleRows
+from .spec import HostPaths, QueryContext, QueryDeadline, TableError, TableSpec
 from .text import from_sql, to_sql
 
 __all__ = [
@@ -35,10 +38,9 @@ __all__ = [
     "MissingRequiredConstraint",
     "QueryError",
     "QueryResult",
+    "QueryStream",
     "QueryTimeout",
 ]
-
-log = logging.getLogger(__name__)
 
 DEFAULT_TIME_LIMIT = 10.0
 
@@ -57,6 +59,9 @@ _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 _READ_PRAGMAS = frozenset(
     {"table_info", "table_xinfo", "function_list", "collation_list", "module_list", "pragma_list", "table_list"}
 )
+#: PRAGMAs (and their pragma_* table functions) that list every table or module: a lazy catalog is loaded first.
+_LISTING_PRAGMAS = frozenset({"module_list", "table_list"})
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ALLOWED_ACTIONS = frozenset({apsw.SQLITE_SELECT, apsw.SQLITE_READ, apsw.SQLITE_FUNCTION, apsw.SQLITE_RECURSIVE})
 
 
@@ -81,6 +86,28 @@ class QueryResult:
 
     def dicts(self) -> list[dict[str, Any]]:
         return [dict(zip(self.columns, r, strict=False)) for r in self.rows]
+
+
+@dataclass(slots=True)
+class QueryStream:
+    """Column names in SELECT order; iterating gives the rows (tuples) as SQLite produces them."""
+
+    columns: list[str]
+    _rows: Iterator[tuple[Any, ...]]  # the APSW cursor: its errors are translated by __iter__ and fetch()
+    _limit: float
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        return _translating(self._rows, self._limit)
+
+    def fetch(self, max_rows: int | None = None) -> list[tuple[Any, ...]]:
+        """Every remaining row (collected by SQLite's cursor, no Python loop); at most ``max_rows``."""
+        with _translated(self._limit):
+            if max_rows is None:
+                return list(self._rows)
+            rows = list(islice(self._rows, max_rows + 1))
+        if len(rows) > max_rows:
+            raise QueryError(f"result too large: more than {max_rows:,} rows; narrow it with WHERE or LIMIT")
+        return rows
 
 
 @dataclass(slots=True)
@@ -174,13 +201,15 @@ class _Table:
 
 
 class _Cursor:
-    __slots__ = ("names", "row", "rowid", "rows", "run", "table")
+    __slots__ = ("names", "positions", "row", "rowid", "rows", "run", "source", "table")
 
     def __init__(self, table: _Table) -> None:
         self.table = table
         self.names = table.names
-        self.rows: Iterator[Row] = iter(())
-        self.row: Row | None = None
+        self.rows: Iterator[Any] = iter(())
+        self.source: Any = None  # what generate() returned, closed with the cursor
+        self.positions: list[int] | None = None  # TupleRows: the tuple index of each column
+        self.row: Any = None
         self.rowid = 0
         self.run = table.db._run
 
@@ -212,12 +241,21 @@ class _Cursor:
             ranges=ranges,
             deadline=self.run.deadline,
         )
-        self.rows = iter(spec.generate(context))
+        result = spec.generate(context)
+        self.source = result
+        if isinstance(result, TupleRows):  # rows as tuples: map the columns once, not per row
+            self.__class__ = _ReadyTupleCursor if result.sql_ready else _TupleCursor
+            self.positions = [*result.positions(self.names), MISSING]  # [-1] (the rowid) is MISSING too
+            self.rows = result.tuples()
+        else:
+            self.__class__ = _Cursor
+            self.positions = None
+            self.rows = iter(result)
         self.rowid = 0
         self.Next()
 
     def Next(self) -> None:
-        if time.monotonic() > self.run.deadline:
+        if not self.rowid & 63 and time.monotonic() > self.run.deadline:  # between rows, every 64 rows
             raise QueryTimeout(f"query exceeded the time limit of {self.run.time_limit:g} s and was interrupted")
         self.row = next(self.rows, None)
         self.rowid += 1
@@ -228,7 +266,7 @@ class _Cursor:
     def Column(self, which: int) -> Any:
         if which == -1:
             return self.rowid
-        value = self.row.get(self.names[which])  # type: ignore[union-attr]
+        value = self.row.get(self.names[which])
         if value.__class__ is str:
             # bytes that are not UTF-8 become \xHH escapes (tables.text); plain text is returned as it is
             return value if value.isascii() and "\\x" not in value else to_sql(value)
@@ -240,10 +278,41 @@ class _Cursor:
         return self.rowid
 
     def Close(self) -> None:
-        close = getattr(self.rows, "close", None)
-        if close is not None:
-            close()  # run the generator's finally blocks now (LIMIT, errors)
+        for it in (self.rows, self.source):
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()  # run the generator's finally blocks now (LIMIT, errors)
         self.rows = iter(())
+        self.source = None
+
+
+class _TupleCursor(_Cursor):
+    """A cursor over :class:`TupleRows` (Filter switches a cursor's class): a column is an index."""
+
+    __slots__ = ()
+
+    def Column(self, which: int) -> Any:
+        try:
+            value = self.row[self.positions[which]]  # type: ignore[index]
+        except IndexError:  # the rowid (-1), or a column the stored tuple does not have
+            return self.rowid if which == -1 else None
+        if value.__class__ is str:  # as _Cursor.Column
+            return value if value.isascii() and "\\x" not in value else to_sql(value)
+        if value.__class__ is int and (value > _INT64_MAX or value < _INT64_MIN):
+            return str(value)
+        return value
+
+
+class _ReadyTupleCursor(_Cursor):
+    """A cursor over :class:`TupleRows` whose values are converted already (``sql_ready``: the event stores)."""
+
+    __slots__ = ()
+
+    def Column(self, which: int) -> Any:
+        try:
+            return self.row[self.positions[which]]  # type: ignore[index]
+        except IndexError:  # the rowid (-1), or a column the stored tuple does not have
+            return self.rowid if which == -1 else None
 
 
 def _coerce(value: Any, sql_type: str) -> Any:
@@ -284,6 +353,10 @@ class Database:
         time_limit: seconds a query may run before it is interrupted.
         services: runtime objects generate() may need (event stores, agent status),
             handed to every QueryContext; tables/ never imports who provides them.
+        catalog: tables registered on first use: name -> a function returning its spec
+            (:func:`tables.registry.catalog`).  Before a statement is prepared, every word
+            of it that names a catalog table registers that table, so a query imports
+            only the table modules it needs.
     """
 
     def __init__(
@@ -293,8 +366,10 @@ class Database:
         paths: HostPaths | None = None,
         time_limit: float = DEFAULT_TIME_LIMIT,
         services: Mapping[str, Any] | None = None,
+        catalog: Mapping[str, Callable[[], TableSpec]] | None = None,
     ) -> None:
         self.paths = paths or HostPaths()
+        self._catalog = {name.lower(): load for name, load in (catalog or {}).items()}
         self.time_limit = time_limit
         self.services: dict[str, Any] = dict(services or {})
         self.specs: dict[str, TableSpec] = {}
@@ -312,6 +387,7 @@ class Database:
         """Make ``spec`` queryable by its name (eponymous: no CREATE VIRTUAL TABLE)."""
         if spec.name in self.specs:
             raise ValueError(f"table {spec.name} is registered twice")
+        self._catalog.pop(spec.name.lower(), None)
         self.specs[spec.name] = spec
         self.connection.create_module(
             spec.name,
@@ -323,7 +399,31 @@ class Database:
         )
 
     def tables(self) -> list[str]:
-        return sorted(self.specs)
+        """Every table name: registered, and in the catalog (not yet loaded)."""
+        return sorted({*self.specs, *self._catalog})
+
+    def load_tables(self, sql: str) -> None:
+        """Register the catalog's tables that ``sql`` may name.
+
+        Every word of the text is looked up (strings and comments too: a table loaded for
+        nothing costs only its import); PRAGMAs that list tables or modules load them all.
+        """
+        catalog = self._catalog
+        if not catalog:
+            return
+        words = {word.lower() for word in _WORD.findall(sql)}
+        listing = any(w.removeprefix("pragma_") in _LISTING_PRAGMAS for w in words)
+        names = list(catalog) if listing else [w for w in words if w in catalog]
+        for name in names:
+            load = catalog.pop(name, None)
+            if load is None:
+                continue
+            try:
+                spec = load()
+            except Exception as exc:  # noqa: BLE001 - a table module that cannot be imported here
+                raise QueryError(f"table {name} cannot be loaded: {type(exc).__name__}: {exc}") from None
+            if spec.name not in self.specs:
+                self.register(spec)
 
     def execute(
         self,
@@ -337,10 +437,39 @@ class Database:
         """Run one SQL statement and return every row; raise :class:`QueryError` with a clear message.
 
         ``consumer`` names the scheduled query asking, so event tables return only the
-        events it has not seen yet; ad-hoc queries pass None and see the whole buffer.
+        events it has not seen yet (and, once the statement completed, it has seen them);
+        ad-hoc queries pass None and see the whole buffer.
         ``max_rows`` bounds the result held in memory (ad-hoc queries from the network).
         Several statements in one call are refused: their rows would share one header.
         """
+        try:
+            with self.stream(sql, bindings, consumer=consumer, time_limit=time_limit) as result:
+                rows = result.fetch(max_rows)
+        except BaseException:
+            if consumer is not None:
+                self.discard_reads(consumer)
+            raise
+        if consumer is not None:
+            self.commit_reads(consumer)
+        return QueryResult(result.columns, rows)
+
+    @contextmanager
+    def stream(
+        self,
+        sql: str,
+        bindings: Sequence[Any] | Mapping[str, Any] = (),
+        *,
+        consumer: str | None = None,
+        time_limit: float | None = None,
+    ) -> Iterator[QueryStream]:
+        """Run one SQL statement; its rows are read as SQLite produces them, inside the ``with``.
+
+        Nothing is held beyond what SQLite itself needs (a sort, a GROUP BY): a scheduled
+        query over a full event buffer streams into its results.  The time limit covers the
+        whole ``with`` block.  ``consumer``'s event reads stay pending: the caller commits them
+        (:meth:`commit_reads`) once the results are stored, or discards them.
+        """
+        self.load_tables(sql)
         limit = self.time_limit if time_limit is None else time_limit
         self._run.time_limit = limit
         self._run.deadline = time.monotonic() + limit if limit and limit > 0 else float("inf")
@@ -358,34 +487,26 @@ class Database:
 
         cursor = self.connection.cursor()
         cursor.exec_trace = trace
-        rows: list[tuple[Any, ...]] = []
         try:
-            for row in cursor.execute(sql, bindings):
-                rows.append(row)
-                if max_rows is not None and len(rows) > max_rows:
-                    raise QueryError(f"result too large: more than {max_rows:,} rows; narrow it with WHERE or LIMIT")
-        except apsw.ExecTraceAbort:
-            raise QueryError("one SQL statement per query, please: this one has several") from None
-        except QueryError:
-            raise
-        except (QueryDeadline, apsw.InterruptError):
-            raise QueryTimeout(f"query exceeded the time limit of {limit:g} s and was interrupted") from None
-        except apsw.AuthError as exc:
-            raise QueryError(f"{_message(exc)} (queries are read-only)") from None
-        except apsw.SQLError as exc:
-            message = _message(exc)
-            if "may not be modified" in message:  # SQLite refuses writes to read-only tables before the authorizer
-                message = f"not authorized: {message} (queries are read-only)"
-            raise QueryError(message) from None
-        except (apsw.Error, TableError) as exc:
-            raise QueryError(_message(exc)) from None
-        except TypeError as exc:  # apsw: wrong number/type of bindings
-            raise QueryError(str(exc)) from None
+            with _translated(limit):
+                rows = cursor.execute(sql, bindings)
+            yield QueryStream(columns, rows, limit)
         finally:
             cursor.close(True)  # end an abandoned statement now: its generate() runs its cleanup
             self._run.deadline = float("inf")
             self._run.consumer = None
-        return QueryResult(columns, rows)
+
+    def commit_reads(self, consumer: str) -> None:
+        """``consumer``'s results are stored: event tables move its position past what it read."""
+        from .events import EVENT_STORES, commit_reads  # event tables are loaded on use
+
+        commit_reads(self.services.get(EVENT_STORES, {}), consumer)
+
+    def discard_reads(self, consumer: str) -> None:
+        """``consumer``'s run failed: event tables show it the same events next time."""
+        from .events import EVENT_STORES, discard_reads
+
+        discard_reads(self.services.get(EVENT_STORES, {}), consumer)
 
     def interrupt(self) -> None:
         """Abort the running query from another thread (the watchdog uses this)."""
@@ -407,6 +528,7 @@ class Database:
         """
         found = self._tables_read.get(sql)
         if found is None:
+            self.load_tables(sql)
             reads: set[str] = set()
             self._reads = reads
             try:
@@ -429,8 +551,39 @@ class Database:
             return apsw.SQLITE_OK
         if action == apsw.SQLITE_PRAGMA and p1 and p1.lower() in _READ_PRAGMAS:
             return apsw.SQLITE_OK
-        log.debug("authorizer refused action %d (%s, %s)", action, p1, p2)
+        import logging  # only here: agent-cli does not import logging to start
+
+        logging.getLogger(__name__).debug("authorizer refused action %d (%s, %s)", action, p1, p2)
         return apsw.SQLITE_DENY
+
+
+@contextmanager
+def _translated(limit: float) -> Iterator[None]:
+    """SQLite's and the tables' exceptions as :class:`QueryError` with a clear message."""
+    try:
+        yield
+    except apsw.ExecTraceAbort:
+        raise QueryError("one SQL statement per query, please: this one has several") from None
+    except QueryError:
+        raise
+    except (QueryDeadline, apsw.InterruptError):
+        raise QueryTimeout(f"query exceeded the time limit of {limit:g} s and was interrupted") from None
+    except apsw.AuthError as exc:
+        raise QueryError(f"{_message(exc)} (queries are read-only)") from None
+    except apsw.SQLError as exc:
+        message = _message(exc)
+        if "may not be modified" in message:  # SQLite refuses writes to read-only tables before the authorizer
+            message = f"not authorized: {message} (queries are read-only)"
+        raise QueryError(message) from None
+    except (apsw.Error, TableError) as exc:
+        raise QueryError(_message(exc)) from None
+    except TypeError as exc:  # apsw: wrong number/type of bindings
+        raise QueryError(str(exc)) from None
+
+
+def _translating(rows: Iterator[tuple[Any, ...]], limit: float) -> Iterator[tuple[Any, ...]]:
+    with _translated(limit):
+        yield from rows
 
 
 def _message(exc: BaseException) -> str:

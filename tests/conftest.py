@@ -4,13 +4,17 @@
 ``@pytest.mark.audit``).  It takes an exclusive lock so that parallel runs never
 overlap, snapshots the audit status and rule list, and afterwards restores that
 snapshot and asserts that it is identical.  When the kernel refuses audit the
-test is skipped with the reason.
+test is skipped with the reason.  The snapshot is also written to a journal file
+for as long as the test runs: a test run killed mid-test (a timeout, Ctrl-C twice,
+SIGKILL) cannot restore, so the next test that takes the lock restores the journal's
+state first instead of taking the leftovers as what it must keep.
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +22,8 @@ from dataclasses import dataclass
 import pytest
 
 AUDIT_LOCK = "/tmp/zeek-agent-audit-tests.lock"
+#: The state a running audit test must restore; present only while one runs (or after one was killed).
+AUDIT_JOURNAL = "/tmp/zeek-agent-audit-tests.journal"
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,27 @@ class AuditSnapshot:
 def _snapshot(ctl) -> AuditSnapshot:
     st = ctl.get_status()
     return AuditSnapshot(st.enabled, st.pid, st.backlog_limit, st.backlog_wait_time, tuple(ctl.list_rules()))
+
+
+def _write_journal(snapshot: AuditSnapshot) -> None:
+    data = {**snapshot.__dict__, "rules": [rule.hex() for rule in snapshot.rules]}
+    tmp = AUDIT_JOURNAL + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, AUDIT_JOURNAL)
+
+
+def _read_journal() -> AuditSnapshot | None:
+    try:
+        with open(AUDIT_JOURNAL) as f:
+            data = json.load(f)
+        return AuditSnapshot(**{**data, "rules": tuple(bytes.fromhex(rule) for rule in data["rules"])})
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise RuntimeError(f"{AUDIT_JOURNAL} is unreadable ({exc}): remove it after checking the audit state") from exc
 
 
 def _restore(ctl, want: AuditSnapshot) -> None:
@@ -82,11 +109,19 @@ def audit_state() -> Iterator[AuditSnapshot]:
                 pytest.skip(f"the kernel refuses audit control (AUDIT_GET): {exc}")
             if before.pid and before.pid != os.getpid() and os.path.exists(f"/proc/{before.pid}"):
                 pytest.skip(f"another process (pid {before.pid}) owns kernel audit; not touching it")
+            interrupted = _read_journal()
+            if interrupted is not None and interrupted != before:
+                # A test was killed before it could restore: what it found is what must be kept.
+                _restore(ctl, interrupted)
+                before = _snapshot(ctl)
+            _write_journal(before)
             try:
                 yield before
             finally:
                 _restore(ctl, before)
                 after = _snapshot(ctl)
+                if after == before:
+                    os.unlink(AUDIT_JOURNAL)
                 assert after == before, f"audit state changed by the test: before={before} after={after}"
         finally:
             ctl.close()

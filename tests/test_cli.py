@@ -252,3 +252,29 @@ def test_reader_closing_the_pipe_early_is_not_an_error(command: str) -> None:
     proc.stdout.close()
     assert proc.wait(timeout=60) == 0
     assert proc.stderr.read() == b""
+
+
+def test_the_status_table_names_agent_cli_knows_are_the_status_tables() -> None:
+    from agent.cli import STATUS_TABLES
+    from agent.status_tables import SPECS
+
+    assert set(STATUS_TABLES) == {s.name for s in SPECS}
+
+
+def test_every_table_is_listed_and_queryable_though_loaded_on_use() -> None:
+    from tables.registry import TABLE_MODULES
+
+    names = {line.split()[0] for line in cli("tables").stdout.splitlines()}
+    assert names >= set(TABLE_MODULES) | {"osquery_info", "agent_info"}
+    shell = cli("shell", stdin=".tables osquery_f\n.schema time\nSELECT count(*) AS n FROM time;\n.mode line\n")
+    assert shell.returncode == 0, shell.stderr
+    assert "  => osquery_flags" in shell.stdout and "CREATE TABLE time(" in shell.stdout
+    assert "n = 1" not in shell.stdout and "| 1 |" in shell.stdout
+
+
+def test_watch_is_offered_and_parsed_without_importing_it_for_other_commands() -> None:
+    assert "watch" in cli("--help").stdout
+    usage = cli("watch", "--help")
+    assert usage.returncode == 0 and "--audit-log FILE" in usage.stdout
+    bad = cli("watch")
+    assert bad.returncode == 2 and "the following arguments are required: table" in bad.stderr

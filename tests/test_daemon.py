@@ -84,7 +84,7 @@ async def test_schedule_with_a_stepped_clock(tmp_path):
         assert await agent.run_due() == []  # not due yet
         clock.advance(31)
         [second] = await agent.run_due()
-        assert second.error is None and second.lines == []  # nothing changed: nothing logged
+        assert second.error is None and second.line_count == 0  # nothing changed: nothing logged
         assert len(result_lines(tmp_path)) == 1
 
         _columns, rows = await agent.query("SELECT name, executions, last_executed, denylisted FROM osquery_schedule")

@@ -164,6 +164,7 @@ async def test_events_max_and_expiry_are_counted_in_agent_events_status() -> Non
             clock=clock,
         )
     )
+    seen = len(manager.stores["process_events"].select("sched"))  # a scheduled query that read everything so far
     try:
         pids = []
         for i in range(6):
@@ -178,6 +179,7 @@ async def test_events_max_and_expiry_are_counted_in_agent_events_status() -> Non
     assert row["buffered"] == 3
     assert row["dropped_overflow"] == row["added"] - 3 >= 3
     assert row["dropped_expired"] == 0
+    assert json.loads(row["extra"])["missed"] == {"sched": row["dropped_overflow"] - seen}, "it never read those"
     summary = manager.loss_summary()
     assert summary is not None and f"process_events dropped by events_max: {row['dropped_overflow']}" in summary
     assert manager.loss_summary() is None  # nothing new since the last call

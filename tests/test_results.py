@@ -7,15 +7,19 @@ import time
 
 import pytest
 
+from agent.outbox import Action, LogForm, ResultBatch, ResultRun
 from agent.results import (
     ResultLog,
     ResultWriter,
     calendar_time,
+    encode_batch_lines,
     encode_lines,
+    encode_run_line,
     format_batch,
     format_event_lines,
     format_snapshot,
     format_snapshot_lines,
+    stringify,
 )
 
 LEGACY = ["name", "hostIdentifier", "calendarTime", "unixTime", "epoch", "counter", "numerics"]
@@ -126,3 +130,168 @@ def test_writer_has_results_and_snapshots(tmp_path):
         writer.log_for("x")
     with pytest.raises(ValueError):
         ResultLog(str(tmp_path / "r"), max_bytes=0)
+
+
+# -- lines from outbox batches: the same bytes as the reference formatters ----------------------
+
+
+def _run(form: LogForm, **kw) -> ResultRun:
+    base = {"id": 1, "name": "pack_p_q", "form": form, "host_identifier": "host1", "unix_time": 1462227452.9}
+    return ResultRun(**{**base, "epoch": 3, "counter": 7, "numerics": False, **kw})
+
+
+def _batch(run: ResultRun, action: Action, rows, columns=("pid", "name", "size"), batch_id=1) -> ResultBatch:
+    return ResultBatch(batch_id, run, action, tuple(columns), tuple(tuple(r) for r in rows))
+
+
+# typed as SQLite gives them (the outbox keeps them so); text that looks like a number too
+ROWS = [(1, "init", 1.5), ("22", "bash ✓", None), (3, 'q"uote\\', "x7"), (-4, "\udcff", 2.0)]
+RUN_OPTIONS = [
+    {},
+    {"decorations": {"host_uuid": "U", "zone": "b"}},
+    {"decorations": {"name": "over", "zone": "b"}, "decorations_top_level": True},
+    {"decorations": {"columns": "clash", "action": "clash", "diffResults": "x", "snapshot": "y"},
+     "decorations_top_level": True},
+    {"numerics": True, "numeric_columns": frozenset({"pid", "size"})},
+]  # fmt: skip
+
+
+def _reference_common(run: ResultRun) -> dict:
+    return {
+        "epoch": run.epoch,
+        "counter": run.counter,
+        "numerics": run.numerics,
+        "decorations": run.decorations,
+        "decorations_top_level": run.decorations_top_level,
+    }
+
+
+def _maps(run: ResultRun, rows, columns=("pid", "name", "size")) -> list[dict]:
+    """The reference rows: osquery's strings (what the runner logged before the outbox kept values typed)."""
+    out = []
+    for values in rows:
+        row = {c: stringify(v) for c, v in zip(columns, values, strict=True)}
+        if run.numerics:
+            for c in run.numeric_columns:
+                v = row[c]
+                if v != "":
+                    try:
+                        row[c] = int(v)
+                    except ValueError:
+                        try:
+                            row[c] = float(v)
+                        except ValueError:
+                            pass
+        out.append(row)
+    return out
+
+
+@pytest.mark.parametrize("options", RUN_OPTIONS)
+def test_batch_lines_equal_the_event_format(options):
+    run = _run(LogForm.EVENT, **options)
+    removed, added = _batch(run, Action.REMOVED, ROWS[:1]), _batch(run, Action.ADDED, ROWS[1:])
+    expected = encode_lines(
+        format_event_lines(
+            run.name,
+            run.host_identifier,
+            run.unix_time,
+            added=_maps(run, ROWS[1:]),
+            removed=_maps(run, ROWS[:1]),
+            **_reference_common(run),
+        )
+    )
+    assert encode_batch_lines(removed) + encode_batch_lines(added) == expected
+    snap = _run(LogForm.SNAPSHOT_EVENT, **options)
+    expected = encode_lines(
+        format_snapshot_lines(
+            snap.name, snap.host_identifier, snap.unix_time, rows=_maps(snap, ROWS), **_reference_common(snap)
+        )
+    )
+    assert encode_batch_lines(_batch(snap, Action.SNAPSHOT, ROWS)) == expected
+
+
+@pytest.mark.parametrize("options", RUN_OPTIONS)
+@pytest.mark.parametrize(("n_removed", "n_added"), [(0, 4), (4, 0), (1, 3), (3, 1), (0, 0)])
+def test_run_line_in_pieces_equals_the_batch_format(options, n_removed, n_added):
+    run = _run(LogForm.BATCH, **options)
+    removed, added = ROWS[:n_removed], ROWS[len(ROWS) - n_added :]
+    batches = [_batch(run, Action.REMOVED, [r], batch_id=i) for i, r in enumerate(removed)]
+    batches += [_batch(run, Action.ADDED, added[:2], batch_id=10), _batch(run, Action.ADDED, added[2:], batch_id=11)]
+    reference = format_batch(
+        run.name,
+        run.host_identifier,
+        run.unix_time,
+        added=_maps(run, added),
+        removed=_maps(run, removed),
+        **_reference_common(run),
+    )
+    pieces = list(encode_run_line(run, batches))
+    assert b"".join(pieces) == encode_lines([reference])
+
+
+@pytest.mark.parametrize("options", RUN_OPTIONS)
+def test_run_line_in_pieces_equals_the_snapshot_format(options):
+    run = _run(LogForm.SNAPSHOT, **options)
+    batches = [_batch(run, Action.SNAPSHOT, ROWS[:3], batch_id=1), _batch(run, Action.SNAPSHOT, ROWS[3:], batch_id=2)]
+    reference = format_snapshot(
+        run.name, run.host_identifier, run.unix_time, rows=_maps(run, ROWS), **_reference_common(run)
+    )
+    assert b"".join(encode_run_line(run, batches)) == encode_lines([reference])
+
+
+def test_forms_are_checked():
+    with pytest.raises(ValueError, match="use encode_run_line"):
+        encode_batch_lines(_batch(_run(LogForm.BATCH), Action.ADDED, ROWS))
+    with pytest.raises(ValueError, match="use encode_batch_lines"):
+        list(encode_run_line(_run(LogForm.EVENT), []))
+
+
+def test_write_chunks_at_keeps_what_is_in_place_and_repairs_a_torn_piece(tmp_path):
+    log = ResultLog(str(tmp_path / "r.log"))
+    log.append(b"before\n")
+    chunks = [b'{"a":[', b"1,2", b",3", b"]}\n"]
+    file_id, offset = log.prepare(sum(map(len, chunks)))
+    with open(tmp_path / "r.log", "ab") as f:
+        f.write(b'{"a":[1,')  # torn inside the second piece
+    assert log.write_chunks_at(chunks, file_id, offset) is True
+    assert open(tmp_path / "r.log", "rb").read() == b'before\n{"a":[1,2,3]}\n'
+    assert log.write_chunks_at(chunks, file_id, offset) is False  # all in place: nothing written
+    os.rename(tmp_path / "r.log", tmp_path / "r.log.1")  # rotated away by someone else: appended to the new file
+    assert log.write_chunks_at([b"x\n"], file_id, offset) is True
+    assert open(tmp_path / "r.log", "rb").read() == b"x\n"
+
+
+def test_rows_with_a_repeated_column_name_or_odd_values_still_equal_json_dumps_of_the_dict():
+    run = _run(LogForm.EVENT)
+    twice = _batch(run, Action.ADDED, [("1", 2)], columns=("a", "a"))
+    odd = _batch(
+        run, Action.ADDED, [("1", None, 2.5, b"b\xffytes", 10**18, 1e-07)], columns=("a", "b", "c", "d", "e", "f")
+    )
+    for batch in (twice, odd):
+        rows = [{c: stringify(v) for c, v in zip(batch.columns, r, strict=True)} for r in batch.rows]
+        expected = encode_lines(
+            format_event_lines(run.name, run.host_identifier, run.unix_time, added=rows, epoch=3, counter=7)
+        )
+        assert encode_batch_lines(batch) == expected
+    (line,) = map(json.loads, encode_batch_lines(odd).splitlines())
+    assert line["columns"] == {
+        "a": "1",
+        "b": "",
+        "c": "2.5",
+        "d": "b\ufffdytes",
+        "e": "1000000000000000000",
+        "f": "1e-07",
+    }
+
+
+def test_stringify_prints_values_as_osquery_logs_them():
+    assert [stringify(v) for v in (None, 1, -7, 2.5, 3.0, "x", b"y", True)] == [
+        "",
+        "1",
+        "-7",
+        "2.5",
+        "3.0",
+        "x",
+        "y",
+        "True",
+    ]

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from tables.rowsets import TupleRows
 from tables.spec import Column, QueryContext, TableError, TableSpec
 from tables.sqlite import Database, QueryError, QueryTimeout
 
@@ -309,3 +310,59 @@ def test_constraints_arrive_as_the_host_text_they_stand_for() -> None:
     assert seen[-1] == frozenset({"bad\udcff%"})
     db.execute("SELECT t FROM pushed WHERE t = 'caf\\xC3\\xA9'")  # not what to_sql writes for "café": literal
     assert seen[-2] == frozenset({"caf\\xC3\\xA9"})
+
+
+# -- streaming and tuple rows -----------------------------------------------------------------
+
+
+def test_stream_reads_rows_as_sqlite_produces_them() -> None:
+    pulled: list[int] = []
+
+    def counting(context: QueryContext):
+        for n in range(100_000):
+            pulled.append(n)
+            yield {"x": n}
+
+    db = Database([TableSpec("counting", "Counts.", (Column("x", "INTEGER"),), counting)])
+    with db.stream("SELECT x FROM counting") as result:
+        assert result.columns == ["x"]
+        rows = iter(result)
+        assert [next(rows) for _ in range(3)] == [(0,), (1,), (2,)]
+        assert len(pulled) <= 4, "generate() is read lazily, not materialised"
+    assert len(pulled) <= 4, "leaving the with ends the scan"
+    assert db.execute("SELECT count(*) FROM counting").rows == [(100_000,)]
+
+
+def test_stream_errors_arrive_as_query_errors_while_iterating(db: Database) -> None:
+    with db.stream("SELECT x FROM vanishing") as result, pytest.raises(QueryError, match="the source disappeared"):
+        list(result)
+    with pytest.raises(QueryError, match="no such table"), db.stream("SELECT * FROM nope"):
+        pass
+    with db.stream("SELECT x FROM forever", time_limit=0.2) as result, pytest.raises(QueryTimeout):
+        for _ in result:  # the time limit covers what the caller does with the rows too
+            time.sleep(0.001)
+    assert db.execute("SELECT n FROM numbers WHERE n = 4").rows == [(4,)]
+
+
+def test_tuple_rows_map_columns_by_name_and_missing_values_are_null() -> None:
+    def tuples(context: QueryContext) -> TupleRows:
+        return TupleRows(("c", "a"), iter([("c1", "a1"), ("c2",)]))  # no "b"; the second row is short
+
+    spec = TableSpec("tuples", "Tuple rows.", (Column("a", "TEXT"), Column("b", "TEXT"), Column("c", "TEXT")), tuples)
+    db = Database([spec])
+    assert db.execute("SELECT a, b, c FROM tuples").rows == [("a1", None, "c1"), (None, None, "c2")]
+    assert db.execute("SELECT count(*) FROM tuples WHERE c = 'c2'").rows == [(1,)]
+    assert list(tuples(QueryContext(table="tuples"))) == [{"c": "c1", "a": "a1"}, {"c": "c2"}], "iterating gives dicts"
+
+
+def test_tuple_rows_carry_host_values_as_dict_rows_do() -> None:
+    """An event table's tuples get the same escapes and integer rule as dict rows (tables.text)."""
+
+    def tuples(context: QueryContext) -> TupleRows:
+        return TupleRows(("t", "n"), iter([("bad\udcffname", 2**64 - 1), ("a\\xFF", -(2**63))]))
+
+    spec = TableSpec("hostile_tuples", "Tuple rows.", (Column("t", "TEXT"), Column("n", "BIGINT")), tuples)
+    assert Database([spec]).execute("SELECT t, n FROM hostile_tuples").rows == [
+        ("bad\\xFFname", "18446744073709551615"),
+        ("a\\x5CxFF", -(2**63)),
+    ]

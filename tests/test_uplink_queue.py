@@ -135,3 +135,26 @@ def test_stored_batches_are_plain_msgpack(statedb):
     with statedb.transaction() as db:
         (data,) = db.execute("SELECT data FROM uplink_queue").fetchone()
     assert msgpack.unpackb(data)[:3] == [None, "q", ["n", "text", "f", "z", "b"]]
+
+
+def test_rows_stream_in_once_and_each_batch_is_plain_msgpack_of_its_part(statedb):
+    """The runner hands a run's rows as they stream from its outbox batches: a generator, read once."""
+    queue = UplinkQueue(statedb, max_rows=10**6, max_bytes=10**9, chunk_bytes=4096)
+    pulled = []
+
+    def rows():
+        for i in range(1000):
+            pulled.append(i)
+            yield ("removed" if i < 10 else "added", (i, f"row {i}", None))
+
+    item = UplinkRun("q", ("n", "text", "z"), rows(), 4, 1, 1700000000.5)
+    seqs = enqueue(queue, statedb, item)
+    assert pulled == list(range(1000)) and len(seqs) > 1
+    entries = queue.read(0, 1000)
+    assert [(a, v[0]) for e in entries for a, v in e.message.rows] == [
+        (Action.REMOVED if i < 10 else Action.ADDED, i) for i in range(1000)
+    ]
+    with statedb.transaction() as db:
+        stored = [msgpack.unpackb(d) for (d,) in db.execute("SELECT data FROM uplink_queue ORDER BY seq")]
+    assert all(s[:3] == [None, "q", ["n", "text", "z"]] and s[4:] == [4, 1, 1700000000.5] for s in stored)
+    assert sum(e.rows for e in entries) == queue.stats().queued_rows == 1000

@@ -104,7 +104,7 @@ class Uplink:
             addresses=_addresses(),
             platform=platform.system().lower() or "linux",
             agent_version=VERSION,
-            tables=tuple(sorted(database.specs))[:4096],
+            tables=tuple(database.tables())[:4096],  # loaded or not yet (tables load on first use)
             stream=parts.stores.instance_id,
         )
 

@@ -4,7 +4,9 @@ Each scheduled run that has rows for the collector is written here *in the run's
 commit transaction* (:meth:`UplinkQueue.enqueue` is the runner's ``uplink`` hook), with
 the next sequence number of this agent's stream; a run bigger than ``chunk_bytes`` is
 cut into several batches.  Nothing is lost across kill -9: a run is in the queue exactly
-when its new diff state is committed.
+when its new diff state is committed.  The run's rows stream in from its outbox batches
+(:func:`agent.runner.uplink_runs`): each is packed once, and only one batch's worth is
+held at a time.
 
 Bounded in rows and bytes: when a new batch takes the queue over a bound, the oldest
 batches that cannot be in flight are dropped and replaced by one *gap* entry that spans
@@ -19,10 +21,8 @@ offer them again, and the collector's welcome says to skip them.
 
 from __future__ import annotations
 
-import math
 import sqlite3
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -155,39 +155,45 @@ class UplinkQueue:
     def enqueue(self, db: sqlite3.Connection, run: UplinkRun) -> list[int]:
         """Queue a run's rows (inside the caller's transaction); the sequence numbers used.
 
-        Called on the query thread, in the run's commit transaction.
+        Called on the query thread, in the run's commit transaction.  ``run.rows`` is read
+        once, as it streams; a batch is cut once its rows pack to ``chunk_bytes``.
         """
         subscription = self.subscription_of(run.name)
         counters = self._counters(db)
-        seqs = []
-        for rows in self._chunks(run.rows):
-            body = [subscription, run.name, list(run.columns), [[a, list(v)] for a, v in rows], run.counter, run.epoch]
-            data = msgpack.packb([*body, run.time], use_bin_type=True)
+        packer = msgpack.Packer(use_bin_type=True)
+        pack = packer.pack
+        head = pack(subscription) + pack(run.name) + pack(list(run.columns))
+        tail = pack(run.counter) + pack(run.epoch) + pack(run.time)
+        seqs: list[int] = []
+        body: list[bytes] = []
+        size = 0
+
+        def flush() -> None:
+            # the stored entry is msgpack [subscription, name, columns, [[action, values], ...], counter, epoch, time]
+            data = b"".join((packer.pack_array_header(7), head, packer.pack_array_header(len(body)), *body, tail))
             seq = counters["next_seq"]
             db.execute(
                 "INSERT INTO uplink_queue VALUES (?, ?, ?, ?, ?, ?)",
-                (seq, seq, EntryKind.RESULTS, len(rows), len(data), data),
+                (seq, seq, EntryKind.RESULTS, len(body), len(data), data),
             )
             counters["next_seq"] = seq + 1
             counters["queued_batches"] += 1
-            counters["queued_rows"] += len(rows)
+            counters["queued_rows"] += len(body)
             counters["queued_bytes"] += len(data)
             seqs.append(seq)
+
+        for action, values in run.rows:
+            row = pack((action, values))
+            if body and size + len(row) > self.chunk_bytes:
+                flush()
+                body, size = [], 0
+            body.append(row)
+            size += len(row)
+        if body:
+            flush()
         self._bound(db, counters)
         self._save(db, counters)
         return seqs
-
-    def _chunks(self, rows: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Sequence[tuple[str, tuple[Any, ...]]]]:
-        """``rows`` cut so that each part packs to about ``chunk_bytes`` at most."""
-        size = len(msgpack.packb([[a, list(v)] for a, v in rows], use_bin_type=True))
-        if size <= self.chunk_bytes or len(rows) <= 1:
-            return [rows]
-        parts = math.ceil(size / self.chunk_bytes) + 1
-        step = math.ceil(len(rows) / parts)
-        out: list[Sequence[tuple[str, tuple[Any, ...]]]] = []
-        for start in range(0, len(rows), step):
-            out.extend(self._chunks(rows[start : start + step]))
-        return out
 
     def _bound(self, db: sqlite3.Connection, counters: dict[str, int]) -> None:
         """Drop the oldest batches that cannot be in flight until the queue is within its bounds."""
