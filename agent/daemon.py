@@ -394,6 +394,7 @@ class Agent:
                     deny=parts.denylist.deny_name,
                     request_stop=self.request_stop,
                     on_failure=self._part_failed,
+                    events=parts.events,
                 )
             )
         if self.sd_watchdog_interval:

@@ -338,6 +338,8 @@ class EventManager:
                     parse_errors=st.parse_errors,
                     detail=detail,
                     extra=dict(st.extra),
+                    shed=st.shed,
+                    degraded=st.degraded,
                 )
             )
         buffers: list[BufferEntry] = []
@@ -368,6 +370,20 @@ class EventManager:
             )
         return EventsStatus(sources=tuple(sources), buffers=tuple(buffers))
 
+    def ingest_load(self) -> tuple[float, int]:
+        """(CPU seconds the running sources spent reading events, events they shed or made lean), since start."""
+        cpu, degraded = 0.0, 0
+        for source in self._sources:
+            st = source.status()
+            cpu += st.cpu_seconds
+            degraded += st.shed + st.degraded
+        return cpu, degraded
+
+    def set_cpu_budget(self, budget: float | None) -> None:
+        """The watchdog's CPU budget for reading events (CPU seconds a second; None: none), to every source."""
+        for source in self._sources:
+            source.set_cpu_budget(budget)
+
     def status(self) -> list[dict[str, Any]]:
         """agent_events_status rows: one per source, one per event table (from :meth:`report`)."""
         report = self.report()
@@ -385,6 +401,8 @@ class EventManager:
         for st in self.source_statuses():
             now[f"{st.name} kernel lost"] = st.kernel_lost
             now[f"{st.name} parse errors"] = st.parse_errors
+            now[f"{st.name} shed (CPU budget)"] = st.shed
+            now[f"{st.name} rows without /proc columns (CPU budget)"] = st.degraded
         parts = []
         for key, value in now.items():
             delta = value - self._loss.values.get(key, 0)
@@ -417,6 +435,7 @@ def source_row(entry: SourceEntry) -> dict[str, Any]:
         "events_seen": entry.events_seen,
         "kernel_lost": entry.kernel_lost,
         "parse_errors": entry.parse_errors,
+        "shed": entry.shed,
         "detail": entry.detail,
         "extra": json.dumps(entry.extra, sort_keys=True, default=str) if entry.extra else None,
     }
@@ -465,6 +484,7 @@ EVENTS_STATUS_SPEC = TableSpec(
         Column("events_seen", "BIGINT", "Rows the source produced"),
         Column("kernel_lost", "BIGINT", "Source: the kernel's lost counter (audit) or socket overruns"),
         Column("parse_errors", "BIGINT", "Source: malformed records counted and skipped"),
+        Column("shed", "BIGINT", "Source: events dropped unread to keep within the watchdog's CPU budget"),
         Column("buffered", "BIGINT", "Table: rows in the buffer now"),
         Column("added", "BIGINT", "Table: rows added since start"),
         Column("dropped_expired", "BIGINT", "Table: rows dropped by events_expiry"),

@@ -34,11 +34,15 @@ from .state import StateError
 from .status import Activity
 from .watchdog import own_rss, parse_stat
 
-__all__ = ["QueryExecutor", "ScheduledRun", "Worker"]
+__all__ = ["QueryExecutor", "ScheduledRun", "Worker", "WorkerStopped"]
 
 log = logging.getLogger("agentd")
 
 T = TypeVar("T")
+
+
+class WorkerStopped(RuntimeError):
+    """A job was submitted to a :class:`Worker` that has stopped."""
 
 
 class Worker:
@@ -54,6 +58,7 @@ class Worker:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=thread_name, daemon=True)
         self.busy = False
+        self._stopped = False  # stop() was called: nothing submitted after it would ever run
 
     async def start(self) -> None:
         if not self._thread.is_alive() and self._thread.ident is None:
@@ -63,6 +68,9 @@ class Worker:
         """Run ``fn(*args)`` on the thread after what is queued; await the result."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
+        if self._stopped:  # the thread has ended or is ending: fail now rather than wait for ever
+            future.set_exception(WorkerStopped(f"the {self.name} has stopped (agentd is shutting down)"))
+            return future
         self._queue.put((fn, args, future, loop))
         return future
 
@@ -83,9 +91,12 @@ class Worker:
                 loop.call_soon_threadsafe(_settle, future, result, error)
 
     async def stop(self) -> None:
-        """Wait for the jobs queued so far (cancellable), then end the thread."""
+        """Wait for the jobs queued so far (cancellable), then end the thread; later submits fail at once."""
+        if self._stopped:
+            return
         if self._thread.is_alive():
             await self.submit(_nothing)
+        self._stopped = True
         self._queue.put(None)
 
 

@@ -183,6 +183,7 @@ class Activity:
     running: str | None = None  # the scheduled query running now
     cpu_percent: float = 0.0  # of all cores, over the last watchdog interval
     rss: int = 0  # bytes, at the last watchdog sample (0: not sampled yet)
+    event_cpu_budget: float | None = None  # CPU s/s the watchdog allows reading events (None: no budget)
 
 
 # ---------------------------------------------------------------------------
@@ -216,6 +217,7 @@ class AgentSummary:
     cpu_percent: float = 0.0
     running: str | None = None
     events: str = ""  # the event manager's choice of sources, and why
+    event_cpu_budget: float | None = None  # CPU s/s the watchdog allows reading events (None: no budget)
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +273,8 @@ class SourceEntry:
     parse_errors: int = 0
     detail: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    shed: int = 0  # events dropped unread to keep within the watchdog's CPU budget
+    degraded: int = 0  # rows made without the /proc columns, to keep within it
 
 
 @dataclass(frozen=True, slots=True)
@@ -428,6 +432,7 @@ class StatusView:
             socket=info.socket,
             rss_bytes=activity.rss or self._own_rss(),
             cpu_percent=round(activity.cpu_percent, 2),
+            event_cpu_budget=activity.event_cpu_budget,
             running=activity.running,
             events=self._events.choice,
         )
@@ -475,6 +480,12 @@ def format_status(status: Status) -> str:
         ("socket", agent.socket),
         ("memory (RSS)", f"{agent.rss_bytes / 1048576:.1f} MB"),
         ("CPU", f"{agent.cpu_percent:g} % (all cores, last watchdog interval)"),
+        (
+            "event budget",
+            f"{100 * agent.event_cpu_budget:.1f} % of one core for reading events (watchdog: the rest is shed)"
+            if agent.event_cpu_budget is not None
+            else None,
+        ),
         ("running now", agent.running),
     )
     for label, value in labels:
@@ -501,10 +512,10 @@ def format_status(status: Status) -> str:
     lines.append(f"event sources ({len(sources)}):")
     if sources:
         rows = [
-            (s.name, s.mode, ",".join(s.tables), s.events_seen, s.kernel_lost, s.parse_errors, s.detail)
+            (s.name, s.mode, ",".join(s.tables), s.events_seen, s.kernel_lost, s.shed, s.parse_errors, s.detail)
             for s in sources
         ]
-        lines += _table(("source", "mode", "tables", "events", "lost", "errors", "detail"), rows)
+        lines += _table(("source", "mode", "tables", "events", "lost", "shed", "errors", "detail"), rows)
     buffers = status.events.buffers
     lines.append(f"event buffers ({len(buffers)}):")
     if buffers:

@@ -7,9 +7,28 @@ and ``/proc/self/statm`` and fed to :class:`ResourceWatch`, a pure decision mach
 
 * memory: RSS above ``memory_limit_mb`` -> exit (systemd restarts us);
 * CPU: above ``utilization_limit`` percent of all cores for ``latency_limit`` seconds
-  in a row -> if a scheduled query is running, it is the culprit: interrupt and
-  denylist it; otherwise exit;
+  in a row -> the CPU of that window is split into the event sources' own (reading
+  events and making rows, which they measure), the other threads' (the query thread)
+  and the rest (the event loop's other work), and the part that put agentd over is
+  dealt with, in this order:
+
+  1. a scheduled query whose thread alone used more than the limit is interrupted
+     and denylisted (osquery's rule);
+  2. when reading events uses more than the limit leaves it (the limit, less a tenth
+     of headroom, less the rest), the event sources get a CPU budget of that share and
+     keep to it by doing less, counted (:mod:`eventsources.budget`): rows without the
+     /proc reads first, then events dropped unread.  Sources that keep to their budget
+     (within a tolerance) while agentd is still over get a tenth less, when that alone
+     brings it back under.  The budget is lifted once ``release_after`` seconds pass
+     without anything shed;
+  3. otherwise a running scheduled query is interrupted (and denylisted);
+  4. otherwise, or when the sources could not keep to the budget they had, agentd
+     exits: neither interrupting nor shedding can bring it back under the limit;
 * nothing is enforced during the first ``delay`` seconds.
+
+So agentd is not restarted (losing every buffered event, and under systemd in a loop)
+for the load it is there to record: osquery's watchdog kills its worker in that case
+(osquery issue #5234).
 
 A query that passes its own time limit (``schedule_timeout``) is interrupted by the
 database deadline and denylisted the same way (:func:`denylist_message`).
@@ -22,14 +41,16 @@ daemon hands it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import logging
 import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
+from eventsources.budget import OVERSPEND
 from tables.procfs import CLK_TCK, PAGE_SIZE, STAT_STIME, STAT_UTIME
 from tables.procfs import parse_stat as _stat_fields
 
@@ -39,6 +60,8 @@ from .status import Activity
 __all__ = [
     "DENYLIST_SECONDS",
     "EXIT_WATCHDOG",
+    "CpuSplit",
+    "EventLoad",
     "ResourceWatch",
     "Sample",
     "Verdict",
@@ -60,6 +83,12 @@ EXIT_WATCHDOG = 75
 DENYLIST_SECONDS = 86_400
 
 
+#: The share of the CPU limit the watchdog aims for when it sets the event sources' budget.
+TARGET = 0.9
+#: A source may overspend its budget by this factor (plus half a percent, plus the burst its bucket allows:
+#: eventsources.budget.OVERSPEND) over a window and still be keeping to it.
+TOLERANCE = 1.25
+
 #: osquery's watchdog profiles by --watchdog_level: (memory MB, CPU %, latency s).
 _LEVELS = {0: (200.0, 10.0, 12.0), 1: (100.0, 5.0, 6.0), -1: (10_000.0, 100.0, 0.0)}
 
@@ -75,6 +104,8 @@ class WatchdogLimits:
     interval: float = 3.0  # seconds between samples
     cores: int = os.cpu_count() or 1
     enabled: bool = True
+    release_after: float = 60.0  # seconds without anything shed before the event sources' budget is lifted
+    min_budget: float = 0.02  # CPU s/s (of one core): a smaller share for the event sources is no way out
 
     @classmethod
     def from_options(cls, options: Any) -> WatchdogLimits:
@@ -110,11 +141,19 @@ def _truthy(value: Any) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """One reading of our own process: monotonic time, CPU seconds (user+system), RSS bytes."""
+    """One reading of our own process: monotonic time, CPU seconds (user+system), RSS bytes.
+
+    ``loop_cpu``: CPU seconds of the event loop's thread (None: not measured; all CPU then
+    counts as the loop's); ``ingest_cpu``: of those, what the event sources spent reading
+    events; ``degraded``: events the sources have shed or made lean so far.
+    """
 
     time: float
     cpu: float
     rss: int
+    loop_cpu: float | None = None
+    ingest_cpu: float = 0.0
+    degraded: int = 0
 
 
 class WatchdogAction(enum.Enum):
@@ -122,14 +161,36 @@ class WatchdogAction(enum.Enum):
 
     EXIT = "exit"  # the daemon exits with EXIT_WATCHDOG (systemd restarts it)
     INTERRUPT = "interrupt"  # the running scheduled query is interrupted and denylisted
+    SHED = "shed"  # the event sources keep within a CPU budget (Verdict.budget)
+    RELEASE = "release"  # the event sources' budget is lifted
 
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """What the watchdog decided, and the limit that was broken (the log line's text)."""
+    """What the watchdog decided, and why (the log line's text).
+
+    ``budget`` (SHED): the CPU the event sources may use, in CPU seconds a second (a
+    fraction of one core).
+    """
 
     action: WatchdogAction
     reason: str
+    budget: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CpuSplit:
+    """Where the CPU of a window went, in percent of all cores."""
+
+    total: float
+    events: float  # the event sources reading events and making rows
+    threads: float  # threads other than the event loop's: the scheduled query's
+    rest: float  # the event loop's other work
+
+    def __str__(self) -> str:
+        return (
+            f"reading events {self.events:.1f}%, queries (other threads) {self.threads:.1f}%, the rest {self.rest:.1f}%"
+        )
 
 
 def parse_stat(text: bytes) -> tuple[int, int]:
@@ -153,16 +214,16 @@ def own_rss() -> int:
 
 
 def read_sample(proc: str = "/proc", pid: int | str = "self") -> Sample:
-    """A :class:`Sample` of ``pid`` (our own process by default)."""
+    """A :class:`Sample` of ``pid`` (our own process by default; ``loop_cpu`` is the calling thread's)."""
     with open(f"{proc}/{pid}/stat", "rb") as f:
         utime, stime = parse_stat(f.read())
     with open(f"{proc}/{pid}/statm", "rb") as f:
         rss = parse_statm(f.read())
-    return Sample(time=time.monotonic(), cpu=(utime + stime) / CLK_TCK, rss=rss)
+    return Sample(time=time.monotonic(), cpu=(utime + stime) / CLK_TCK, rss=rss, loop_cpu=time.thread_time())
 
 
 class ResourceWatch:
-    """Feeds on samples, answers with a :class:`Verdict` once a limit is broken."""
+    """Feeds on samples, answers with a :class:`Verdict` once a limit is broken (or a budget may be lifted)."""
 
     def __init__(self, limits: WatchdogLimits, started: float) -> None:
         self.limits = limits
@@ -170,13 +231,19 @@ class ResourceWatch:
         self.previous: Sample | None = None
         self.over_since: float | None = None  # time of the first sample over the CPU limit
         self.last_utilization = 0.0  # percent of all cores, over the last interval
+        self.budget: float | None = None  # the event sources' CPU budget, percent of all cores (None: none)
+        self._window: Sample | None = None  # the sample the current window over the limit began with
+        self._degraded = 0  # the sources' degraded count ...
+        self._degraded_at = started  # ... and when it last grew (or the budget was set)
 
     def feed(self, sample: Sample, *, query_running: bool = False) -> Verdict | None:
-        """Judge one sample; ``query_running`` says whether a scheduled query owns the CPU."""
+        """Judge one sample; ``query_running`` says whether a scheduled query is running now."""
         previous, self.previous = self.previous, sample
         if previous is not None and sample.time > previous.time:
             spent = max(0.0, sample.cpu - previous.cpu)
             self.last_utilization = 100.0 * spent / ((sample.time - previous.time) * self.limits.cores)
+        if sample.degraded > self._degraded:
+            self._degraded, self._degraded_at = sample.degraded, sample.time
         if not self.limits.enabled or sample.time - self.started < self.limits.delay:
             self.over_since = None
             return None
@@ -191,19 +258,69 @@ class ResourceWatch:
             return None
         if self.last_utilization <= self.limits.utilization_limit:
             self.over_since = None
+            if self.budget is not None and sample.time - self._degraded_at >= self.limits.release_after:
+                self.budget = None
+                return Verdict(
+                    WatchdogAction.RELEASE,
+                    f"nothing shed for {self.limits.release_after:g} s: the event sources' CPU budget is lifted",
+                )
             return None
         if self.over_since is None:
-            self.over_since = previous.time
+            self.over_since, self._window = previous.time, previous
         sustained = sample.time - self.over_since
         if sustained < self.limits.latency_limit:
             return None
         self.over_since = None
+        assert self._window is not None
+        return self._judge(self._window, sample, sustained, query_running)
+
+    def split(self, first: Sample, last: Sample) -> CpuSplit:
+        """Where the CPU between two samples went."""
+        scale = 100.0 / (max(last.time - first.time, 1e-9) * self.limits.cores)
+        total = max(0.0, last.cpu - first.cpu) * scale
+        threads = 0.0
+        if first.loop_cpu is not None and last.loop_cpu is not None:
+            threads = min(total, max(0.0, total - (last.loop_cpu - first.loop_cpu) * scale))
+        events = min(total - threads, max(0.0, (last.ingest_cpu - first.ingest_cpu) * scale))
+        return CpuSplit(total=total, events=events, threads=threads, rest=total - threads - events)
+
+    def _judge(self, first: Sample, last: Sample, sustained: float, query_running: bool) -> Verdict:
+        limits = self.limits
+        cpu = self.split(first, last)
         reason = (
-            f"Maximum sustainable CPU utilization limit exceeded: {self.last_utilization:.1f}% of "
-            f"{self.limits.cores} core(s) for {sustained:.0f} s (limit {self.limits.utilization_limit:g}% "
-            f"for {self.limits.latency_limit:g} s)"
+            f"Maximum sustainable CPU utilization limit exceeded: {cpu.total:.1f}% of {limits.cores} core(s) "
+            f"for {sustained:.0f} s (limit {limits.utilization_limit:g}% for {limits.latency_limit:g} s; {cpu})"
         )
-        return Verdict(WatchdogAction.INTERRUPT if query_running else WatchdogAction.EXIT, reason)
+        target = limits.utilization_limit * TARGET
+        if query_running and cpu.threads > target:
+            return Verdict(WatchdogAction.INTERRUPT, reason)
+        share = target - cpu.rest  # what reading events may use
+        # kept to: what the budget allows over this window, with the burst a source may spend beyond it
+        window = max(last.time - first.time, 1e-9)
+        kept = self.budget is None or cpu.events <= self.budget * (1 + OVERSPEND / window) * TOLERANCE + 0.5
+        if self.budget is not None and kept and not query_running:
+            # kept to (within the tolerance), and over all the same: a tighter budget, if that alone brings
+            # agentd back under the limit (a budget is never set again as it was: it would change nothing)
+            share = min(share, self.budget * TARGET)
+            helps = cpu.total - cpu.events + share <= limits.utilization_limit
+        else:
+            helps = self.budget is None or share < self.budget * TARGET
+        budget = share * limits.cores / 100.0  # in CPU seconds a second
+        if cpu.events > share and budget >= limits.min_budget and kept and helps:
+            self.budget = share
+            self._degraded_at = last.time  # the release clock starts now
+            return Verdict(WatchdogAction.SHED, reason, budget=budget)
+        if query_running:
+            return Verdict(WatchdogAction.INTERRUPT, reason)
+        if not kept:
+            why = f"the event sources could not keep to their budget of {self.budget:.1f}%"
+        elif self.budget is not None:
+            why = f"the event sources keep to their budget of {self.budget:.1f}%; the rest is over"
+        elif cpu.events > 0 and cpu.events > share:
+            why = "the rest alone leaves reading events no room"
+        else:
+            why = "it is neither a query nor reading events"
+        return Verdict(WatchdogAction.EXIT, f"{reason}: {why}")
 
 
 def denylist_message(name: str, reason: str, until: float | None, exempt: str = "denylist: false") -> str:
@@ -214,11 +331,24 @@ def denylist_message(name: str, reason: str, until: float | None, exempt: str = 
     return f"query {name} {reason}; denylisted until {stamp}"
 
 
+class EventLoad(Protocol):
+    """What the watchdog asks of the event sources (agentd's EventManager)."""
+
+    def ingest_load(self) -> tuple[float, int]:
+        """(CPU seconds spent reading events, events shed or made lean), both since start."""
+        ...
+
+    def set_cpu_budget(self, budget: float | None) -> None:
+        """Keep reading events within ``budget`` CPU seconds a second (None: no budget)."""
+        ...
+
+
 class Watchdog(BackgroundTask):
     """Samples our own CPU and RSS every ``limits.interval`` seconds and acts on the verdict.
 
     ``interrupt(reason)`` interrupts the running query (False when none ran),
-    ``deny(name, reason)`` denylists a query, ``request_stop(reason, status)`` ends the daemon.
+    ``deny(name, reason)`` denylists a query, ``request_stop(reason, status)`` ends the daemon,
+    ``events`` measures and budgets the event sources (None: nothing to shed).
     """
 
     def __init__(
@@ -231,6 +361,7 @@ class Watchdog(BackgroundTask):
         request_stop: Callable[[str, int], None],
         on_failure: Callable[[str, BaseException], None],
         sample: Callable[[], Sample] = read_sample,
+        events: EventLoad | None = None,
     ) -> None:
         super().__init__("watchdog", on_failure)
         self.limits = limits
@@ -239,6 +370,7 @@ class Watchdog(BackgroundTask):
         self._deny = deny
         self._request_stop = request_stop
         self._sample = sample
+        self._events = events
 
     async def run(self) -> None:
         watch = ResourceWatch(self.limits, started=time.monotonic())
@@ -249,11 +381,30 @@ class Watchdog(BackgroundTask):
             except (OSError, ValueError) as exc:
                 log.warning("watchdog: cannot read /proc/self: %s", exc)
                 continue
+            if self._events is not None:
+                ingest, degraded = self._events.ingest_load()
+                sample = dataclasses.replace(sample, ingest_cpu=ingest, degraded=degraded)
             running = self.activity.running
             verdict = watch.feed(sample, query_running=running is not None)
             self.activity.cpu_percent = watch.last_utilization
             self.activity.rss = sample.rss
             if verdict is None:
+                continue
+            if verdict.action is WatchdogAction.SHED and self._events is not None:
+                assert verdict.budget is not None
+                log.warning(
+                    "watchdog: %s; reading events now keeps within %.1f%% of one core: rows without the /proc "
+                    "columns first, then events dropped unread, all counted (agent_events_status, agent-cli status)",
+                    verdict.reason,
+                    100 * verdict.budget,
+                )
+                self._events.set_cpu_budget(verdict.budget)
+                self.activity.event_cpu_budget = verdict.budget
+                continue
+            if verdict.action is WatchdogAction.RELEASE and self._events is not None:
+                log.info("watchdog: %s", verdict.reason)
+                self._events.set_cpu_budget(None)
+                self.activity.event_cpu_budget = None
                 continue
             if verdict.action is WatchdogAction.INTERRUPT and running is not None:
                 log.warning("watchdog: %s while query %s ran; interrupting it", verdict.reason, running)

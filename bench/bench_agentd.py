@@ -15,8 +15,9 @@ at ``--rate`` execs/s in total for ``--duration`` s.  RSS is sampled every secon
 (status 75) ends the run early.  When the load stops, the bench waits for the next scheduled
 process_events run, then accounts every exec: captured (a results.log line of process_events with
 the token) or counted (rows the process_events query missed because events_max pushed them out
-first, the kernel's lost counter, rows still buffered).  Goals: no watchdog exit, every exec
-captured or counted, peak RSS < 120 MB.  Hold the audit lock and the bench lock (it owns audit).
+first, the kernel's lost counter, events the audit source shed under the watchdog's CPU budget).
+Goals: no watchdog exit, every exec captured or counted, peak RSS < 120 MB.  Hold the audit lock and
+the bench lock (it owns audit).
 
 ``full``: a real agentd on its embedded default config; the process_events and socket_events
 buffers are filled to events_max (50,000) with execs and UDP connect()s, then the host is left
@@ -150,7 +151,7 @@ class Agentd:
     def status(self) -> dict:
         from agent.control import remote_status
 
-        return remote_status(self.socket, timeout=60)
+        return remote_status(self.socket, timeout=60).to_json()
 
     def stop(self) -> tuple[int, float]:
         """SIGTERM; (exit status, seconds to exit)."""
@@ -338,7 +339,9 @@ def event_counters(agent: Agentd) -> dict:
 
 
 def missed_by(buffer: dict, consumer: str) -> int | None:
-    extra = json.loads(buffer.get("extra") or "{}")
+    extra = buffer.get("extra") or {}
+    if isinstance(extra, str):  # agent_events_status's column (JSON text); the status reply has the object
+        extra = json.loads(extra)
     missed = extra.get("missed")
     if missed is None:
         return None
@@ -354,7 +357,7 @@ def bench_load(rate: float, duration: float, spawners: int, options: list[str]) 
             start_unix = time.time()
             agent.start_sampling(1.0)
             t0 = time.monotonic()
-            forks0, cpu0 = forks_total(), cpu_seconds(agent.proc.pid)
+            forks0, cpu0, loadavg0 = forks_total(), cpu_seconds(agent.proc.pid), loadavg()
             procs = spawn_load(spawners, duration, rate, token)
             while any(p.poll() is None for p in procs) and agent.alive():
                 time.sleep(0.5)
@@ -376,6 +379,7 @@ def bench_load(rate: float, duration: float, spawners: int, options: list[str]) 
                 "spawned": spawned,
                 "exec_rate": round(spawned / load_s),
                 "host_forks_per_s": round((forks1 - forks0) / load_s),
+                "loadavg_start": loadavg0,
                 "loadavg_end": loadavg(),
             }
             if agent.alive():
@@ -390,7 +394,13 @@ def bench_load(rate: float, duration: float, spawners: int, options: list[str]) 
                 out["process_events_buffer"] = {
                     k: buffer.get(k) for k in ("added", "buffered", "dropped_overflow", "dropped_expired", "extra")
                 }
-                out["audit_source"] = {k: audit.get(k) for k in ("mode", "events_seen", "kernel_lost", "parse_errors")}
+                out["audit_source"] = {
+                    k: audit.get(k) for k in ("mode", "events_seen", "kernel_lost", "parse_errors", "shed", "degraded")
+                }
+                audit_extra = audit.get("extra") or {}
+                out["audit_source"]["cpu_budget"] = audit_extra.get("cpu_budget")  # CPU s/s the watchdog set (or None)
+                out["audit_source"]["level"] = audit_extra.get("level")
+                out["audit_source"]["cpu_s"] = audit_extra.get("cpu_s")
                 status_out, _ = agent.stop()
             else:
                 status_out = agent.proc.returncode
@@ -399,7 +409,9 @@ def bench_load(rate: float, duration: float, spawners: int, options: list[str]) 
             out["exit_status"] = status_out
             out["watchdog_exit"] = status_out == EXIT_WATCHDOG
             log_text = agent.log_text()
-            out["watchdog_log"] = [line for line in log_text.splitlines() if "watchdog" in line][-3:]
+            watchdog_lines = [line for line in log_text.splitlines() if "watchdog" in line]
+            out["watchdog_log"] = watchdog_lines[:2] + watchdog_lines[2:][-3:]  # the first two and the last three
+            out["watchdog_log_lines"] = len(watchdog_lines)
             out["loss_log"] = [line for line in log_text.splitlines() if "events lost" in line][-3:]
             lines = agent.result_lines()
             captured = sum(
@@ -411,9 +423,10 @@ def bench_load(rate: float, duration: float, spawners: int, options: list[str]) 
             if not died_under_load and "process_events_buffer" in out:
                 missed = missed_by(buffer, "process_events")
                 kernel_lost = int(audit.get("kernel_lost") or 0)
-                out["counted"] = {"missed_by_query": missed, "kernel_lost": kernel_lost}
+                shed = int(audit.get("shed") or 0)  # dropped unread under the watchdog's CPU budget, counted
+                out["counted"] = {"missed_by_query": missed, "kernel_lost": kernel_lost, "shed": shed}
                 if missed is not None:
-                    out["unaccounted"] = max(0, spawned - captured - missed - kernel_lost)
+                    out["unaccounted"] = max(0, spawned - captured - missed - kernel_lost - shed)
                     out["every_exec_captured_or_counted"] = out["unaccounted"] == 0
             out["results_log_lines"] = len(lines)
             out["run_started_unix"] = int(start_unix)

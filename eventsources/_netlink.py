@@ -3,8 +3,9 @@
 * :func:`open_netlink`: a bound ``AF_NETLINK`` socket, with a big receive buffer when asked;
 * :func:`pack_nlmsg` / :data:`NLMSGHDR`: the 16-byte ``struct nlmsghdr`` (host order);
 * :class:`NetlinkReader`: drains a non-blocking socket from the event loop into a
-  callback, one datagram at a time, until EAGAIN; ENOBUFS (the kernel dropped
-  datagrams because the receive buffer was full) is counted, not fatal.
+  callback, one datagram at a time (or a list of them per read, for a busy source),
+  until EAGAIN; ENOBUFS (the kernel dropped datagrams because the receive buffer was
+  full) is counted, not fatal.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 NLMSGHDR = struct.Struct("=IHHII")  # nlmsg_len, nlmsg_type, nlmsg_flags, nlmsg_seq, nlmsg_pid (port id)
 RECV_SIZE = 65536  # larger than any datagram these families send
+MANY_CHUNK = 1024  # datagrams handed over at most per call, with ``many`` (a drain until EAGAIN is unbounded)
 
 
 def set_rcvbuf(sock: socket.socket, size: int) -> None:
@@ -58,7 +60,10 @@ class NetlinkReader:
 
     ``batch`` caps the datagrams read per readable callback (None: until EAGAIN), so a
     flood cannot starve the loop; ``before_batch`` runs once per callback (e.g. to read
-    the clock once).  ``overruns`` counts ENOBUFS over the reader's whole life.
+    the clock once), ``after_batch`` once it has handled what it read (e.g. to measure
+    its cost).  ``overruns`` counts ENOBUFS over the reader's whole life.
+    With ``many``, ``handle`` gets the list of datagrams one read took, in order (one
+    call per read instead of one per datagram: audit sends eight per exec).
     ``linger`` (seconds) stops watching the socket for that long after a callback that
     emptied it, so a steady trickle is read in batches (fewer wake-ups of the loop);
     the kernel keeps queueing into the socket buffer meanwhile.
@@ -66,14 +71,18 @@ class NetlinkReader:
 
     def __init__(
         self,
-        handle: Callable[[bytes], object],
+        handle: Callable[..., object],  # one datagram (bytes), or with ``many`` a list of them
         *,
         what: str,
         batch: int | None = None,
         before_batch: Callable[[], object] | None = None,
+        after_batch: Callable[[], object] | None = None,
         linger: float = 0.0,
+        many: bool = False,
     ) -> None:
         self.handle = handle
+        self.after_batch = after_batch
+        self.many = many
         self.what = what
         self.batch = batch
         self.before_batch = before_batch
@@ -106,6 +115,8 @@ class NetlinkReader:
             if self.before_batch is not None:
                 self.before_batch()
             self.drain(sock)
+            if self.after_batch is not None:
+                self.after_batch()
         return sock
 
     def _readable(self) -> None:
@@ -115,6 +126,8 @@ class NetlinkReader:
         if self.before_batch is not None:
             self.before_batch()
         emptied = self.drain(sock, self.batch)
+        if self.after_batch is not None:
+            self.after_batch()
         if emptied and self.linger > 0 and self._loop is not None:
             self._loop.remove_reader(sock.fileno())
             self._resume = self._loop.call_later(self.linger, self._watch_again, sock)
@@ -130,17 +143,28 @@ class NetlinkReader:
         True when the socket was emptied (False: ``limit`` reached or a read error).
         """
         recv = sock.recv
-        handle = self.handle
-        for _ in itertools.repeat(None) if limit is None else range(limit):
-            try:
-                buf = recv(RECV_SIZE)
-            except (BlockingIOError, InterruptedError):
-                return True
-            except OSError as exc:
-                if exc.errno == errno.ENOBUFS:  # the receive buffer overflowed: datagrams were lost
-                    self.overruns += 1
-                    continue
-                log.warning("%s: reading the netlink socket failed: %s", self.what, exc)
-                return False
-            handle(buf)
-        return False
+        bufs: list[bytes] = []
+        handle = bufs.append if self.many else self.handle
+        emptied = False
+        try:
+            for _ in itertools.repeat(None) if limit is None else range(limit):
+                try:
+                    buf = recv(RECV_SIZE)
+                except (BlockingIOError, InterruptedError):
+                    emptied = True
+                    break
+                except OSError as exc:
+                    if exc.errno == errno.ENOBUFS:  # the receive buffer overflowed: datagrams were lost
+                        self.overruns += 1
+                        continue
+                    log.warning("%s: reading the netlink socket failed: %s", self.what, exc)
+                    break
+                handle(buf)
+                if len(bufs) >= MANY_CHUNK:  # a drain until EAGAIN hands its datagrams over in chunks
+                    chunk, bufs = bufs, []
+                    handle = bufs.append
+                    self.handle(chunk)
+        finally:
+            if bufs:
+                self.handle(bufs)
+        return emptied

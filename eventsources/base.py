@@ -61,6 +61,9 @@ class SourceStatus:
     parse_errors: int = 0  # malformed records counted and skipped
     detail: str = ""  # human-readable reason for the mode (e.g. "auditd (pid 812) owns audit")
     extra: dict[str, Any] = field(default_factory=dict)
+    shed: int = 0  # events dropped unread to keep within a CPU budget (set_cpu_budget)
+    degraded: int = 0  # rows made with less work (NULL columns) to keep within a CPU budget
+    cpu_seconds: float = 0.0  # CPU time the source spent reading events and making rows (0: not measured)
 
 
 class EventSource(abc.ABC):
@@ -82,3 +85,10 @@ class EventSource(abc.ABC):
     @abc.abstractmethod
     def status(self) -> SourceStatus:
         """A snapshot of counters and mode, cheap to call."""
+
+    def set_cpu_budget(self, budget: float | None) -> bool:
+        """Keep within ``budget`` CPU seconds a second by doing less, counted (None: no budget).
+
+        False when the source cannot (the default): its CPU is then not its own to shed.
+        """
+        return False

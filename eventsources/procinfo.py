@@ -2,8 +2,11 @@
 
 Event sources that only learn a pid (the proc connector, /proc polling) call
 :func:`snapshot` right away; :func:`cgroup_of` gives the cgroup path and the container
-id for any row (audit included).  Every parser is :mod:`tables.procfs`'s, the same the
-processes table uses, so a process's cmdline and cgroup_path read the same in
+id for any row (audit included); :class:`FileTimes` the executable's times, read once a
+second per path however many times it runs (an exec storm runs a few binaries thousands
+of times a second: one ``stat()`` each would be a syscall per event).  Every parser is
+:mod:`tables.procfs`'s, the same the processes table uses, so a process's cmdline and
+cgroup_path read the same in
 ``processes`` and ``process_events``.  Errors follow psutil's rules: a vanished process
 raises :class:`ProcessGone`, a field we may not read is None.
 """
@@ -28,6 +31,7 @@ from tables.procfs import (
 )
 
 __all__ = [
+    "FileTimes",
     "ProcessGone",
     "cgroup_of",
     "container_id_from_cgroup",
@@ -71,6 +75,44 @@ def executable_columns(path: str | None) -> dict[str, Any]:
         "ctime": int(st.st_ctime),
         "btime": 0,
     }
+
+
+#: (atime, mtime, ctime) of a file in whole seconds; all None when it cannot be read
+Times = tuple[int | None, int | None, int | None]
+_NO_TIMES: Times = (None, None, None)
+
+
+class FileTimes:
+    """The times of executables, each path ``stat()``-ed at most once per ``max_age`` seconds.
+
+    ``times(path, now)``: (atime, mtime, ctime) as of at most ``max_age`` seconds before
+    ``now`` (the caller's monotonic clock), all None when the file cannot be read.  The
+    cache holds ``max_cached`` paths and starts over when full.
+    """
+
+    def __init__(self, max_age: float = 1.0, max_cached: int = 1024) -> None:
+        self.max_age = max_age
+        self.max_cached = max_cached
+        self._cache: dict[str, tuple[float, Times]] = {}
+        self.stats = 0  # stat() calls made
+
+    def times(self, path: str | None, now: float) -> Times:
+        if not path:
+            return _NO_TIMES
+        hit = self._cache.get(path)
+        if hit is not None and now - hit[0] < self.max_age:
+            return hit[1]
+        self.stats += 1
+        try:
+            st = os.stat(path)
+        except OSError:
+            times = _NO_TIMES
+        else:
+            times = (int(st.st_atime), int(st.st_mtime), int(st.st_ctime))
+        if hit is None and len(self._cache) >= self.max_cached:
+            self._cache.clear()
+        self._cache[path] = (now, times)
+        return times
 
 
 def snapshot(pid: int, proc_root: str = "/proc") -> dict[str, Any]:

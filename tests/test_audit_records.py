@@ -7,15 +7,21 @@ import pytest
 from eventsources.audit.reassemble import Reassembler
 from eventsources.audit.records import (
     CWD,
+    CWD_LAYOUT,
     EOE,
     EXECVE,
     PATH,
+    PATH_LAYOUT,
     PROCTITLE,
+    SADDR_LAYOUT,
     SOCKADDR,
     SOCKETCALL,
     SYSCALL,
+    SYSCALL_LAYOUT,
     Damage,
     InterpretedFormatError,
+    Layout,
+    Record,
     RecordError,
     SockAddr,
     decode_sockaddr,
@@ -705,3 +711,163 @@ def test_parsing_work_is_linear_in_the_line_length(shape: str) -> None:
     w_small, w_large = _string_work(small), _string_work(large)
     assert w_large <= 5 * w_small, (shape, w_small, w_large)
     assert w_large <= 40 * len(large), (shape, w_large, len(large))
+
+
+# -- layouts: the kernel's usual text matched whole reads exactly what the field reader reads ------
+KERNEL_SYSCALL = (
+    "arch=c000003e syscall=59 success=yes exit=0 a0=7f9995896690 a1=7f99958970f0 a2=7f9995b2cb70 a3=8 items=2 "
+    f"ppid=29454 pid=29467 {IDS} tty=(none) ses=4294967295 "
+    'comm="true" exe="/usr/bin/true" key="zeek-agent"'
+)
+KERNEL_PATH = (
+    'item=0 name="/bin/true" inode=260958 dev=fe:00 mode=0100755 ouid=0 ogid=0 rdev=00:00 nametype=NORMAL '
+    "cap_fp=0 cap_fi=0 cap_fe=0 cap_fver=0 cap_frootid=0"
+)
+LAYOUT_BODIES = {
+    SYSCALL_LAYOUT: [
+        KERNEL_SYSCALL,
+        KERNEL_SYSCALL.replace(" success=yes exit=0", ""),  # no return value (a record written on entry)
+        KERNEL_SYSCALL.replace("syscall=59", "syscall=59 per=400000"),  # a personality
+        KERNEL_SYSCALL.replace(' key="zeek-agent"', ' subj=unconfined key="zeek-agent"'),  # an LSM
+        KERNEL_SYSCALL.replace(' key="zeek-agent"', " subj=system_u:system_r:unconfined_t:s0 key=(null)"),
+        KERNEL_SYSCALL + " newfield=1 other=x",  # a newer kernel's fields at the end
+        KERNEL_SYSCALL + " pid=7",  # two records run together: pid twice
+        KERNEL_SYSCALL + " newfield=1 newfield=2",
+        KERNEL_SYSCALL.replace('exe="/usr/bin/true"', f"exe={hexs('/tmp/a b')}"),
+        KERNEL_SYSCALL.replace('exe="/usr/bin/true"', "exe=(null)"),
+        KERNEL_SYSCALL.replace('exe="/usr/bin/true"', 'exe="/usr/bin/true'),  # cut quote
+        KERNEL_SYSCALL.replace('key="zeek-agent"', 'key=65786563"'),  # stray quote
+        KERNEL_SYSCALL.replace("pid=29467", "pid=29\x01467"),  # unprintable
+        KERNEL_SYSCALL.replace("uid=0 gid=0", "gid=0 uid=0"),  # another order
+        KERNEL_SYSCALL.replace(" ppid=29454", ""),  # a field missing
+        KERNEL_SYSCALL.replace("  ", " ").replace(" tty=", "  tty="),  # two spaces
+        KERNEL_SYSCALL.replace("arch=c000003e", "arch=zz"),
+        KERNEL_SYSCALL[:200],  # cut short
+        "",
+    ],
+    PATH_LAYOUT: [
+        KERNEL_PATH,
+        KERNEL_PATH.replace(" cap_frootid=0", ""),  # older kernels
+        KERNEL_PATH.replace(" cap_fp=0 cap_fi=0 cap_fe=0 cap_fver=0 cap_frootid=0", ""),
+        KERNEL_PATH.replace(" nametype", " obj=system_u:object_r:bin_t:s0 nametype"),
+        'item=0 name="/nonexistent" nametype=UNKNOWN cap_fp=0 cap_fi=0 cap_fe=0 cap_fver=0 cap_frootid=0',
+        KERNEL_PATH + " mode=0100644",  # repeated
+        KERNEL_PATH.replace('name="/bin/true"', 'name="/bin/tr"ue"'),
+        KERNEL_PATH.replace("item=0", "item=1"),
+    ],
+    CWD_LAYOUT: ['cwd="/root"', f"cwd={hexs('/home/a user')}", "cwd=(null)", 'cwd="/ro', "cwd=/x y", 'cwd="a" cwd="b"'],
+    SADDR_LAYOUT: ["saddr=020000097F0000010000000000000000", "saddr=0200 x=1", "saddr=02'00", 'saddr="x"'],
+}
+
+
+def _check_layout(layout: Layout, body: str, rtype: int = SYSCALL) -> bool:
+    fields, damage = scan_fields(body)
+    rec_ = Record(rtype, 1.0, 1, body)
+    assert layout.values(rec_) == tuple(fields.get(name) for name in layout.names), body
+    if rec_.checked and rec_._fields is None:  # matched whole: known undamaged without a field-by-field read
+        assert damage == (), body
+    assert rec_.damage == damage, body
+    return rec_._fields is None
+
+
+def test_layouts_read_exactly_what_the_field_reader_reads() -> None:
+    matched = [body for layout, bodies in LAYOUT_BODIES.items() for body in bodies if _check_layout(layout, body)]
+    assert KERNEL_SYSCALL in matched and KERNEL_PATH in matched and 'cwd="/root"' in matched
+    assert KERNEL_SYSCALL + " pid=7" not in matched and KERNEL_PATH + " mode=0100644" not in matched
+
+
+def test_layouts_on_mutated_kernel_text() -> None:
+    """Random damage to the kernel's text: whatever a layout accepts, the field reader reads alike."""
+    import random
+
+    rng = random.Random(8)
+    pieces = [" ", '"', "'", "=", "\x01", "é", "\ufffd", "a=", " a0=", " pid=1", "(", ")", "x"]
+    matched = 0
+    for layout, body in [(SYSCALL_LAYOUT, KERNEL_SYSCALL), (PATH_LAYOUT, KERNEL_PATH), (CWD_LAYOUT, 'cwd="/r"')]:
+        for _ in range(600):
+            text = body
+            for _ in range(rng.randint(1, 3)):
+                at = rng.randrange(len(text) + 1)
+                if rng.random() < 0.3:
+                    text = text[:at] + text[at + rng.randint(1, 5) :]
+                else:
+                    text = text[:at] + rng.choice(pieces) + text[at:]
+            matched += _check_layout(layout, text)
+    assert matched > 50  # many mutations keep the text clean (a changed value), and those are matched whole
+
+
+EXECVE_BODIES = [
+    'argc=3 a0="/bin/true" a1="x" a2=""',
+    f'argc=2 a0="ls" a1={hexs("a b")}',
+    "argc=1 a0=FFFE",  # not UTF-8
+    'argc=3 a0="ls" a1="x"',  # fewer arguments than argc
+    'argc=1 a0="ls" a1="x"',  # more
+    'argc=2 a1="x" a0="ls"',  # another order
+    'argc=2 a0="ls" a0="x"',  # twice
+    f'argc=2 a0="cat" a1={hexs("/etc/passwd")[:-3]}',  # odd hex: cut inside a1
+    'argc=2 a0="ls" a1="x',
+    "argc=x a0=1",
+    'argc=²  a0="x"',
+    "argc=12 " + " ".join(f'a{i}="x{i}"' for i in range(12)),
+    "argc=100 " + " ".join(f'a{i}="{i}"' for i in range(100)),  # more than a layout is made for
+    'argc=2 a0="ls" a1_len=4 a1[0]=6162 a1[1]=6364',
+    "argc=0",
+]
+
+
+@pytest.mark.parametrize("body", EXECVE_BODIES)
+def test_execve_whole_record_reads_like_the_field_reader(body: str) -> None:
+    from eventsources.audit.records import _read_execve
+
+    whole, by_field = Record(EXECVE, 1.0, 1, body), Record(EXECVE, 1.0, 1, body)
+    assert execve_args([whole]) == _read_execve([by_field])._replace(
+        damage=[(whole, d) for _, d in _read_execve([by_field]).damage]
+    )
+    assert whole.damage == by_field.damage
+
+
+def test_source_keeps_to_a_cpu_budget_lean_rows_then_shed_events(tmp_path) -> None:
+    """Under a budget the source makes rows without /proc reads, then drops new events unread; all counted.
+
+    The source's clocks are the test's: each read (tick, datagrams, tock) costs what the test says.
+    """
+    from eventsources.audit.source import AuditSource
+
+    (tmp_path / "4242").mkdir()
+    (tmp_path / "4242" / "cgroup").write_text(f"0::/system.slice/docker-{'ab' * 32}.scope\n")
+    now, cpu = [0.0], [0.0]
+    rows: list[dict] = []
+    source = AuditSource(
+        lambda t, r: rows.append(r), proc_root=str(tmp_path), clock=lambda: now[0], cpu_clock=lambda: cpu[0]
+    )
+
+    def read(datagrams: list[bytes], cost: float) -> None:
+        source._tick()
+        source._feed_many(datagrams)
+        cpu[0] += cost
+        source._tock()
+
+    def event(serial: int) -> list[bytes]:
+        return [datagram(rtype, text) for rtype, text in exec_event(serial, f'argc=1 a0="e{serial}"')]
+
+    read(event(1), 0.001)  # no budget: the whole row
+    assert rows[-1]["cmdline"] == "e1" and rows[-1]["container_id"] == "ab" * 32
+    source.set_cpu_budget(0.01)  # 1 % of a core: the bucket starts with 0.01 s
+    read(event(2), 0.02)  # still whole (the bucket held time), and 0.01 s in debt after it
+    assert rows[-1]["cmdline"] == "e2" and rows[-1]["cgroup_path"] is not None
+    c, d = event(3), event(4)
+    read(c[:3] + d, 0.0001)  # 0.01 s in debt: new events are dropped unread, even one split over two reads
+    now[0] += 0.7  # 0.007 s back: out of the shedding debt, still lean
+    read(c[3:] + event(5), 0.0001)
+    assert [r["cmdline"] for r in rows] == ["e1", "e2", "e5"]
+    lean = rows[-1]
+    assert (lean["cgroup_path"], lean["container_id"], lean["atime"], lean["mtime"], lean["ctime"]) == (None,) * 5
+    assert list(lean) == list(rows[0])  # the same columns in the same order, NULL
+    status = source.status()
+    assert (status.shed, status.degraded, status.events_seen) == (2, 1, 3)
+    assert status.extra["cpu_budget"] == 0.01 and "CPU budget 1.0% of a core" in status.detail
+    assert status.cpu_seconds == pytest.approx(0.0212)
+    source.set_cpu_budget(None)
+    read(event(6), 0.1)
+    assert rows[-1]["cmdline"] == "e6" and rows[-1]["cgroup_path"] is not None
+    assert source.status().extra["cpu_budget"] is None and len(source._dropping) == 0

@@ -432,6 +432,88 @@ async def test_a_failed_startup_still_shuts_down_and_restores_audit(audit_state,
     assert agent.lifecycle.started == ()
 
 
+#: posix_spawn /bin/true as fast as it can until SIGTERM, then print how many it ran
+SPAWNER = """
+import os, signal, sys
+n = 0
+def done(*_):
+    print(n, flush=True)
+    os._exit(0)
+signal.signal(signal.SIGTERM, done)
+while True:
+    os.waitpid(os.posix_spawn("/bin/true", ["/bin/true", "shed-test"], {}), 0)
+    n += 1
+"""
+
+
+@pytest.mark.audit
+async def test_cpu_watchdog_sheds_events_instead_of_exiting(audit_state, tmp_path, caplog):
+    """Reading events over the CPU limit: agentd keeps running, the events beyond its budget are counted."""
+    cores = os.cpu_count() or 1
+    if cores > 16:
+        pytest.skip(f"{cores} cores: 1 % of them (the smallest limit) is more than an exec flood takes here")
+    config = write_config(
+        tmp_path / "agentd.conf",
+        {},
+        disable_events=False,
+        events_max=10_000_000,
+        watchdog_level=0,
+        watchdog_utilization_limit=-(-10 // cores),  # about 10 % of one core
+        watchdog_latency_limit=1,
+        watchdog_delay=0,
+    )
+    stop = asyncio.Event()
+    agent = Agent(
+        settings_for(tmp_path, config, watchdog_interval=0.25), shutdown_trigger=stop.wait, notifier=Notifier(None)
+    )
+    spawners: list[asyncio.subprocess.Process] = []
+    with caplog.at_level(logging.INFO, logger="agentd"):
+        serving = asyncio.create_task(agent.serve())
+        try:
+            for _ in range(3000):  # bounded: until startup has started the watchdog
+                if "watchdog" in agent.lifecycle.started or serving.done():
+                    break
+                await asyncio.sleep(0.01)
+            assert not serving.done()
+            if agent.parts.events.process_source != "audit":
+                pytest.skip(f"no kernel audit here: {agent.parts.events.choice}")
+            for _ in range(3):
+                spawners.append(
+                    await asyncio.create_subprocess_exec(sys.executable, "-c", SPAWNER, stdout=subprocess.PIPE)
+                )
+            for _ in range(1200):  # bounded: until the watchdog set a budget and the source kept to it by shedding
+                audit = {s.name: s for s in agent.parts.events.report().sources}["audit"]
+                if audit.shed + audit.degraded > 0 or serving.done():
+                    break
+                await asyncio.sleep(0.05)
+            assert not serving.done(), caplog.text[-2000:]
+            assert agent.parts.activity.event_cpu_budget is not None
+        finally:
+            spawned = 0
+            for p in spawners:
+                p.terminate()
+                out, _ = await p.communicate()
+                spawned += int(out or 0)
+        parents = {p.pid for p in spawners}
+        # Until the source has read what the kernel sent.  Every half second: the limit here is tiny, and a scan
+        # of the buffer every few ms would be over it by itself (the query thread's CPU is agentd's).
+        for _ in range(120):  # bounded
+            await asyncio.sleep(0.5)
+            assert not serving.done(), caplog.text[-2000:]
+            status = {s.name: s for s in agent.parts.events.report().sources}["audit"]
+            _, rows = await agent.query("SELECT parent FROM process_events WHERE cmdline = '/bin/true shed-test'")
+            if sum(1 for (parent,) in rows if parent in parents) + status.shed >= spawned:
+                break
+        assert not serving.done(), caplog.text[-2000:]
+        stop.set()
+        assert await asyncio.wait_for(serving, timeout=30) == 0
+    captured = sum(1 for (parent,) in rows if parent in parents)
+    assert "reading events now keeps within" in caplog.text and "counted" in caplog.text
+    assert status.shed + status.degraded > 0 and status.extra["cpu_budget"] is not None
+    assert captured + status.shed + status.kernel_lost >= spawned  # every exec a row or counted
+    assert "CPU utilization limit exceeded" in caplog.text and "exits with status" not in caplog.text
+
+
 async def test_a_state_dir_that_is_a_file_exits_1_and_starts_nothing(tmp_path, caplog):
     config = write_config(tmp_path / "agentd.conf", {"one": {"query": "SELECT 1", "interval": 60}})
     (tmp_path / "state").write_text("not a directory\n")

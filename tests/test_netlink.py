@@ -136,3 +136,40 @@ async def test_linger_reads_a_trickle_in_batches() -> None:
         reader.detach(drain=False)
         rx.close()
         tx.close()
+
+
+async def test_many_hands_over_each_read_as_a_list_in_order_and_a_long_drain_in_chunks() -> None:
+    rx, tx = _pair(rcvbuf=8 << 20)
+    if os.geteuid() != 0:
+        rx.close()
+        tx.close()
+        pytest.skip("sending to a NETLINK_USERSOCK multicast group needs CAP_NET_ADMIN")
+    calls: list[list[bytes]] = []
+    after: list[int] = []  # datagrams handed over when each read ended
+    reader = NetlinkReader(
+        calls.append, what="test", batch=64, many=True, after_batch=lambda: after.append(sum(map(len, calls)))
+    )
+    try:
+        reader.attach(rx)
+        msgs = [pack_nlmsg(0x20, i.to_bytes(4, "little")) for i in range(3)]
+        for msg in msgs:
+            _multicast(tx, msg)
+        for _ in range(200):  # the loop runs the reader
+            if sum(map(len, calls)) == 3:
+                break
+            await asyncio.sleep(0.01)
+        assert [m for call in calls for m in call] == msgs
+        assert all(isinstance(call, list) and call for call in calls) and after[-1] == 3
+        calls.clear()
+        reader.detach(drain=False)
+        burst = [pack_nlmsg(0x20, i.to_bytes(4, "little")) for i in range(2500)]
+        for msg in burst:  # queued while nothing reads: one drain until EAGAIN takes them all
+            _multicast(tx, msg)
+        reader.attach(rx)
+        reader.detach()
+        assert [m for call in calls for m in call] == burst and reader.overruns == 0
+        assert [len(call) for call in calls] == [1024, 1024, 452]  # in chunks, not one list of everything
+    finally:
+        reader.detach(drain=False)
+        rx.close()
+        tx.close()

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from agent.watchdog import (
     ResourceWatch,
     Sample,
+    Verdict,
     WatchdogAction,
     WatchdogLimits,
     denylist_message,
@@ -120,3 +123,132 @@ def test_read_sample_of_this_process():
 def test_denylist_message():
     assert denylist_message("q", "exceeded", 0).startswith("query q exceeded; denylisted until 1970-01-01 00:00:00")
     assert "not denylisted" in denylist_message("q", "exceeded", None)
+
+
+# -- CPU over the limit: whose CPU it is decides what happens ---------------------------------------
+class Host:
+    """The counters samples are made of; :meth:`step` advances one interval at the given rates (CPU s/s)."""
+
+    def __init__(self, t: float = 100.0) -> None:
+        self.t, self.cpu, self.loop, self.ingest, self.degraded = t, 0.0, 0.0, 0.0, 0
+
+    def step(self, *, events: float = 0.0, query: float = 0.0, rest: float = 0.01, degraded: int = 0) -> Sample:
+        self.t += 3
+        self.ingest += events * 3
+        self.loop += (events + rest) * 3
+        self.cpu += (events + rest + query) * 3
+        self.degraded += degraded
+        return Sample(self.t, self.cpu, 50 * MB, loop_cpu=self.loop, ingest_cpu=self.ingest, degraded=self.degraded)
+
+
+def run(watch: ResourceWatch, host: Host, steps: int, *, running: bool = False, **rates) -> list:
+    """Feed ``steps`` samples at these rates (``running``: a query runs); the verdicts, with the step of each."""
+    return [(i, v) for i in range(steps) if (v := watch.feed(host.step(**rates), query_running=running))]
+
+
+def until(watch: ResourceWatch, host: Host, *, running: bool = False, **rates) -> Verdict:
+    """Feed samples at these rates until a verdict comes (at most 50)."""
+    for _ in range(50):
+        verdict = watch.feed(host.step(**rates), query_running=running)
+        if verdict is not None:
+            return verdict
+    raise AssertionError(f"no verdict at {rates}")
+
+
+def test_reading_events_over_the_limit_is_shed_not_an_exit() -> None:
+    """1,600 execs/s on two cores: reading them takes 15 % of all cores; the limit is 10 %."""
+    watch, host = ResourceWatch(LIMITS, started=0), Host()
+    ((at, verdict),) = run(watch, host, 6, events=0.30, rest=0.02)
+    assert verdict.action is WatchdogAction.SHED and at * 3 >= 12  # after latency_limit seconds over, not before
+    assert verdict.budget == pytest.approx((9.0 - 1.0) * 2 / 100)  # 90 % of the limit, less the rest: 0.16 s/s
+    assert "reading events 15.0%" in verdict.reason and "the rest 1.0%" in verdict.reason
+    assert watch.budget == pytest.approx(8.0)
+    # the sources keep to it (shedding as they go): nothing more happens however long it lasts
+    assert run(watch, host, 100, events=0.16, rest=0.02, degraded=500) == []
+    # the load goes: once nothing was shed for release_after (60 s) the budget is lifted
+    ((at, verdict),) = run(watch, host, 30, events=0.02, rest=0.02)
+    assert verdict.action is WatchdogAction.RELEASE and (at + 1) * 3 >= 60 and watch.budget is None
+    # and set again when the load comes back
+    assert [v.action for _, v in run(watch, host, 6, events=0.30, rest=0.02)] == [WatchdogAction.SHED]
+
+
+def test_the_first_process_events_run_is_not_interrupted_for_the_events_it_reads() -> None:
+    """Events at the limit, then the scheduled process_events query reads 50,000 of them (1.5 s of CPU)."""
+    watch, host = ResourceWatch(LIMITS, started=0), Host()
+    assert run(watch, host, 2, events=0.2, rest=0.02) == []
+    verdicts = run(watch, host, 1, events=0.2, rest=0.02, query=0.5, running=True)
+    verdicts += run(watch, host, 3, events=0.2, rest=0.02)
+    assert [v.action for _, v in verdicts] == [WatchdogAction.SHED]
+
+
+def test_a_query_over_the_limit_is_interrupted_even_with_events() -> None:
+    watch, host = ResourceWatch(LIMITS, started=0), Host()
+    verdicts = run(watch, host, 6, events=0.1, query=1.0, running=True)
+    assert verdicts and verdicts[0][1].action is WatchdogAction.INTERRUPT
+    assert watch.budget is None  # the events were not what put agentd over
+
+
+def test_events_are_shed_first_then_a_query_that_still_keeps_agentd_over_is_interrupted() -> None:
+    watch, host = ResourceWatch(LIMITS, started=0), Host()
+    assert until(watch, host, events=0.30, query=0.16, running=True).action is WatchdogAction.SHED
+    verdict = until(watch, host, events=0.16, query=0.16, degraded=100, running=True)
+    assert verdict.action is WatchdogAction.INTERRUPT
+
+
+def test_sources_that_cannot_keep_to_their_budget_end_in_an_exit() -> None:
+    watch, host = ResourceWatch(LIMITS, started=0), Host()
+    assert until(watch, host, events=0.30, rest=0.02).action is WatchdogAction.SHED
+    verdict = until(watch, host, events=0.30, rest=0.02, degraded=10)  # shedding changed nothing
+    assert verdict.action is WatchdogAction.EXIT
+    assert "could not keep to their budget of 8.0%" in verdict.reason
+
+
+def test_the_rest_over_the_limit_is_a_runaway() -> None:
+    watch, host = ResourceWatch(LIMITS, started=0), Host()
+    ((_, verdict),) = run(watch, host, 6, events=0.05, rest=0.4)
+    assert verdict.action is WatchdogAction.EXIT and "leaves reading events no room" in verdict.reason
+    watch, host = ResourceWatch(LIMITS, started=0), Host()
+    ((_, verdict),) = run(watch, host, 6, rest=0.4)
+    assert verdict.action is WatchdogAction.EXIT and "neither a query nor reading events" in verdict.reason
+
+
+def test_the_budget_is_tightened_when_the_rest_grows_and_kept_otherwise() -> None:
+    watch, host = ResourceWatch(LIMITS, started=0), Host()
+    assert until(watch, host, events=0.30, rest=0.02).action is WatchdogAction.SHED
+    assert watch.budget == pytest.approx(8.0)
+    verdict = until(watch, host, events=0.16, rest=0.08, degraded=10)  # the rest at 4 %: over again
+    assert verdict.action is WatchdogAction.SHED and verdict.budget == pytest.approx((9.0 - 4.0) * 2 / 100)
+    # kept to, and over the limit all the same, with no query running: not the events, not a query
+    verdict = until(watch, host, events=0.10, query=0.05, rest=0.07, degraded=10)
+    assert verdict.action is WatchdogAction.EXIT and "keep to their budget of 5.0%" in verdict.reason
+
+
+def test_a_budget_kept_within_its_tolerance_and_still_over_is_tightened_not_an_exit() -> None:
+    """The sources overspend their 8 % a little (within the tolerance): agentd is just over, and 10 % less fixes it."""
+    watch, host = ResourceWatch(LIMITS, started=0), Host()
+    assert until(watch, host, events=0.30, rest=0.02).action is WatchdogAction.SHED
+    verdict = until(watch, host, events=0.19, rest=0.02, degraded=10)  # 9.5 % + 1 %: over
+    assert verdict.action is WatchdogAction.SHED and verdict.budget == pytest.approx(8.0 * 0.9 * 2 / 100)
+    assert watch.budget == pytest.approx(7.2)
+    assert run(watch, host, 30, events=0.144, rest=0.02, degraded=10) == []  # kept to: under the limit
+
+
+def test_a_short_window_allows_the_burst_a_new_budget_starts_with() -> None:
+    """latency_limit 1 s: a window of one 3 s interval, in which the sources may spend their bucket on top."""
+    limits = WatchdogLimits(memory_limit_mb=200, utilization_limit=5, latency_limit=1, delay=0, interval=3, cores=2)
+    watch, host = ResourceWatch(limits, started=0), Host()
+    verdict = until(watch, host, events=0.18, rest=0.004)  # 9 % of both cores, the limit 5 %
+    assert verdict.action is WatchdogAction.SHED and watch.budget == pytest.approx(4.3)
+    # the next 3 s: 8.6 % + the bucket's burst (2 s of budget: 0.17 s) = 0.43 s, 7.2 %: kept to, tightened
+    verdict = until(watch, host, events=0.144, rest=0.004, degraded=10)
+    assert verdict.action is WatchdogAction.SHED and watch.budget == pytest.approx(4.3 * 0.9)
+    # twice the budget and more is not keeping to it
+    verdict = until(watch, host, events=0.2, rest=0.004, degraded=10)
+    assert verdict.action is WatchdogAction.EXIT and "could not keep to their budget" in verdict.reason
+
+
+def test_without_a_measure_of_the_loop_everything_counts_as_its_own() -> None:
+    """Samples that do not split the CPU (other callers of ResourceWatch) judge as osquery does."""
+    watch = ResourceWatch(LIMITS, started=0)
+    cpu_split = watch.split(Sample(0, 0.0, MB), Sample(10, 4.0, MB))
+    assert (cpu_split.total, cpu_split.events, cpu_split.threads, cpu_split.rest) == (20.0, 0.0, 0.0, 20.0)

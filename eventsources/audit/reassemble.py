@@ -51,6 +51,9 @@ class Reassembler:
     over events older than ``timeout`` whose end never came (``complete=False``);
     more than ``max_pending`` open events evict the oldest the same way;
     ``boundary()`` ends every open event (ausearch's ``----`` between events).
+    ``current`` is the open event the last pushed record joined (None once it ended):
+    a caller whose next record belongs to it may append that record itself, until it
+    calls anything else here (how the live source takes an exec's records in a row).
     """
 
     def __init__(self, *, timeout: float = 2.0, max_pending: int = 4096, end_on_proctitle: bool = False) -> None:
@@ -65,6 +68,7 @@ class Reassembler:
         self.timed_out = 0
         self.evicted = 0
         self._evicted: list[AuditEvent] = []  # pushed out by max_pending, handed over by expire()
+        self.current: AuditEvent | None = None
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -83,6 +87,7 @@ class Reassembler:
             entry = pending.get(key)
         rtype = record.type
         if rtype == EOE:
+            self.current = None
             if entry is None:
                 return None  # an EOE alone: an event we did not keep (or already flushed)
             if key.__class__ is tuple:
@@ -102,6 +107,7 @@ class Reassembler:
         else:
             event = entry[1]
             event.records.append(record)
+        self.current = event
         if self.end_on_proctitle:
             if rtype == SYSCALL:
                 event.has_syscall = True
@@ -113,7 +119,16 @@ class Reassembler:
                 return self._complete(key)
         return None
 
+    def end(self, event: AuditEvent) -> AuditEvent:
+        """End ``event``, which is open (``current``), as its EOE record would."""
+        key: int | EventKey = event.serial
+        entry = self._pending.get(key)
+        if entry is None or entry[1] is not event:
+            key = (event.node, event.serial, event.ts)
+        return self._complete(key)
+
     def _complete(self, key: int | EventKey) -> AuditEvent:
+        self.current = None
         event = self._pop(key)
         event.complete = True
         self.completed += 1
@@ -126,6 +141,7 @@ class Reassembler:
 
     def expire(self, now: float) -> list[AuditEvent]:
         """Events first seen more than ``timeout`` ago (and any evicted), oldest first."""
+        self.current = None
         out, self._evicted = self._evicted, []
         cutoff = now - self.timeout
         done: list[int | EventKey] = []
@@ -139,6 +155,7 @@ class Reassembler:
 
     def boundary(self) -> list[AuditEvent]:
         """Every open event, ended (the input says no more records of them follow), oldest first."""
+        self.current = None
         out, self._evicted = self._evicted, []
         for _, event in self._pending.values():
             event.complete = True
@@ -150,6 +167,7 @@ class Reassembler:
 
     def flush(self) -> list[AuditEvent]:
         """Every open event (at shutdown or end of a log), oldest first."""
+        self.current = None
         out, self._evicted = self._evicted, []
         out.extend(event for _, event in self._pending.values())
         self.timed_out += len(self._pending)
@@ -158,5 +176,8 @@ class Reassembler:
         return out
 
     def _evict_oldest(self) -> None:
-        self._evicted.append(self._pop(next(iter(self._pending))))
+        event = self._pop(next(iter(self._pending)))
+        if event is self.current:
+            self.current = None
+        self._evicted.append(event)
         self.evicted += 1

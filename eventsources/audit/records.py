@@ -13,6 +13,13 @@ in :attr:`Record.damage`: a value with no closing quote (a cut line), text after
 closing quote, a stray quote in a bare value, text that is not a field, a field given
 twice (two records run together), unprintable bytes.  Every step looks at each
 character a bounded number of times, so the work is linear in the record's length.
+
+Rows read a few fields of a few record types, and the kernel lays those records out the
+same way every time.  A :class:`Layout` is that order of fields as one regex: when a
+record's whole body matches it (clean text, the fields in the kernel's order, no name
+twice), the values a row reads come from the match and the record is known to be
+undamaged without being read field by field (the live source's hot path: about a third
+of the work).  Any other text is read field by field as above, with the same result.
 """
 
 from __future__ import annotations
@@ -22,12 +29,17 @@ import re
 from typing import NamedTuple
 
 __all__ = [
+    "CWD_LAYOUT",
+    "PATH_LAYOUT",
     "RECORD_NAMES",
     "RECORD_TYPES",
+    "SADDR_LAYOUT",
+    "SYSCALL_LAYOUT",
     "USED_TYPES",
     "Damage",
     "ExecveArgs",
     "InterpretedFormatError",
+    "Layout",
     "Record",
     "RecordError",
     "SockAddr",
@@ -105,7 +117,7 @@ class Record:
     log line the record came from, ``cut`` set when that line ended without its newline.
     """
 
-    __slots__ = ("_damage", "_fields", "body", "cut", "lineno", "node", "serial", "ts", "type")
+    __slots__ = ("_clean", "_damage", "_fields", "body", "cut", "lineno", "node", "serial", "ts", "type")
 
     def __init__(
         self,
@@ -126,6 +138,7 @@ class Record:
         self.cut = cut
         self._fields: dict[str, str] | None = None
         self._damage: tuple[Damage, ...] = ()
+        self._clean = False  # a Layout matched the whole body: nothing in it is damaged
 
     @property
     def fields(self) -> dict[str, str]:
@@ -136,9 +149,14 @@ class Record:
     @property
     def damage(self) -> tuple[Damage, ...]:
         """What of this record could not be read (empty when all of it could); parses the record."""
-        if self._fields is None:
+        if self._fields is None and not self._clean:
             self._parse()
         return self._damage
+
+    @property
+    def checked(self) -> bool:
+        """True once the record's damage is known (read field by field, or matched whole by a :class:`Layout`)."""
+        return self._clean or self._fields is not None
 
     def _parse(self) -> dict[str, str]:
         body = self.body
@@ -309,6 +327,121 @@ def parse_fields(body: str) -> dict[str, str]:
     return scan_fields(body)[0]
 
 
+#: one value as _CLEAN_BODY admits it: "quoted" (no space or quote inside) or bare (no space or quote)
+_VALUE = r'(?:"[!#-~]*+"|[!#-&(-~]*+)'
+#: further clean fields after a layout's own, as one group (their names are checked for repeats)
+_MORE = r"((?: [!#-&(-<>-~]++=" + _VALUE + r")*+)"
+
+
+class Layout:
+    """The order in which the kernel writes a record type's fields, as one regex.
+
+    ``spec`` names the fields in order, ``[optional ones]`` in brackets (a bracket may
+    hold several, present or absent together); ``names`` are the fields whose raw values
+    :meth:`values` returns, in the spec's order.  Further clean fields may follow the
+    spec's (an LSM's ``subj=``, a newer kernel's additions) as long as no name repeats.
+    A match means exactly what :func:`scan_fields` would find: the same values, no damage.
+    """
+
+    __slots__ = ("_pattern", "fixed", "names")
+
+    def __init__(self, spec: str, names: tuple[str, ...]) -> None:
+        parts: list[str] = []
+        fixed: list[str] = []
+        for token in spec.replace("[", " [ ").replace("]", " ] ").split():
+            if token == "[":
+                parts.append("(?:")
+            elif token == "]":
+                parts.append(")?")
+            else:
+                value = f"({_VALUE})" if token in names else _VALUE
+                parts.append(f"{' ' if fixed else ''}{re.escape(token)}={value}")
+                fixed.append(token)
+        if [n for n in fixed if n in names] != list(names):
+            raise ValueError(f"layout {spec!r}: {names} must be fields of it, in its order")
+        self._pattern = re.compile("".join(parts) + _MORE)
+        self.fixed = frozenset(fixed)
+        self.names = names
+
+    def values(self, record: Record) -> tuple[str | None, ...]:
+        """Raw values of :attr:`names` (None: absent): from one match when the body is laid out as
+        the kernel writes it (the record is then known undamaged), else from its fields."""
+        if not record.cut and len(record.body) <= MAX_BODY:
+            m = self._pattern.fullmatch(record.body)
+            if m is not None:
+                groups = m.groups()
+                more = groups[-1]
+                if not more or self._distinct(more):
+                    record._clean = True
+                    return groups[:-1]
+        get = record.fields.get
+        return tuple([get(name) for name in self.names])
+
+    def check(self, record: Record) -> None:
+        """Learn whether ``record`` is damaged, by one match where the layout fits."""
+        if not record._clean and record._fields is None:
+            self.values(record)
+
+    def _distinct(self, more: str) -> bool:
+        names = [piece.partition("=")[0] for piece in more[1:].split(" ")]
+        return len(set(names)) == len(names) and self.fixed.isdisjoint(names)
+
+
+#: SYSCALL as audit_log_exit() writes it: the fields rows read, in this order
+SYSCALL_LAYOUT = Layout(
+    "arch syscall [per] [success exit] a0 a1 a2 a3 items ppid pid auid uid gid euid suid fsuid egid sgid fsgid "
+    "tty ses comm exe [subj] [key]",
+    (
+        "arch",
+        "syscall",
+        "success",
+        "exit",
+        "a0",
+        "ppid",
+        "pid",
+        "auid",
+        "uid",
+        "gid",
+        "euid",
+        "suid",
+        "fsuid",
+        "egid",
+        "sgid",
+        "fsgid",
+        "exe",
+    ),
+)
+#: PATH as audit_log_name() writes it (inode .. rdev only for a name that was found)
+PATH_LAYOUT = Layout(
+    "item name [inode dev mode ouid ogid rdev] [obj] nametype [cap_fp cap_fi cap_fe cap_fver] [cap_frootid]",
+    ("item", "mode", "ouid", "ogid"),
+)
+CWD_LAYOUT = Layout("cwd", ("cwd",))
+SADDR_LAYOUT = Layout("saddr", ("saddr",))
+MAX_PLAIN_ARGS = 64  # an EXECVE record with up to this many plain arguments is matched whole
+_PLAIN_ARGV: dict[int, re.Pattern[str]] = {}
+
+
+def _plain_argv(record: Record) -> list[str] | None:
+    """Raw aN values of an EXECVE record holding all of ``argc=N a0=.. a(N-1)=..`` (no chunks), else None."""
+    body = record.body
+    space = body.find(" ")
+    count = body[5:space]
+    if not (body.startswith("argc=") and count.isascii() and count.isdigit()) or record.cut:
+        return None
+    argc = int(count)
+    if not 0 < argc <= MAX_PLAIN_ARGS or len(body) > MAX_BODY:
+        return None
+    pattern = _PLAIN_ARGV.get(argc)
+    if pattern is None:
+        pattern = _PLAIN_ARGV[argc] = re.compile("".join(f" a{i}=({_VALUE})" for i in range(argc)))
+    m = pattern.fullmatch(body, space)  # from the space after argc=N
+    if m is None:
+        return None
+    record._clean = True
+    return list(m.groups())
+
+
 def read_hex(value: str) -> tuple[bytes, str | None]:
     """(bytes, problem) of a hex field: the longest readable even-length prefix, and what is wrong past it."""
     try:
@@ -372,6 +505,15 @@ def execve_args(records: list[Record]) -> ExecveArgs:
     readable and is named in ``damage``.  ``aN_len`` is the length as written (hex digits,
     or quoted characters) or, for an argument of 7,500 bytes or more, its length in bytes.
     """
+    if len(records) == 1:
+        plain = _plain_argv(records[0])
+        if plain is not None:  # the usual record: every argument whole, in order
+            return _decode_plain(records[0], plain)
+    return _read_execve(records)
+
+
+def _read_execve(records: list[Record]) -> ExecveArgs:
+    """:func:`execve_args` field by field: any records, any order, chunks, damage."""
     argc: int | None = None
     args: dict[int, str] = {}
     damage: list[tuple[Record, Damage]] = []
@@ -414,6 +556,20 @@ def execve_args(records: list[Record]) -> ExecveArgs:
             args[arg] = _join_chunks(arg, parts, lengths.get(arg) if lengths else None, damage)
     argv = [args[i] for i in sorted(args)]
     return ExecveArgs(argv, argc, damage)
+
+
+def _decode_plain(record: Record, raw: list[str]) -> ExecveArgs:
+    argv: list[str] = []
+    damage: list[tuple[Record, Damage]] = []
+    for i, value in enumerate(raw):
+        if value[:1] == '"':
+            argv.append(value[1:-1])
+            continue
+        text, problem = read_untrusted(value)
+        if problem is not None:
+            damage.append((record, Damage(f"a{i}", problem)))
+        argv.append(text or "")
+    return ExecveArgs(argv, len(raw), damage)
 
 
 def _join_chunks(

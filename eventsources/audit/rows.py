@@ -24,12 +24,17 @@ from typing import Any
 from .reassemble import AuditEvent
 from .records import (
     CWD,
+    CWD_LAYOUT,
     EXECVE,
     PATH,
+    PATH_LAYOUT,
+    SADDR_LAYOUT,
     SOCKADDR,
     SOCKETCALL,
     SYSCALL,
+    SYSCALL_LAYOUT,
     Damage,
+    Layout,
     Record,
     decode_sockaddr,
     execve_args,
@@ -47,6 +52,8 @@ AF_NETLINK = 16
 MAX_EXAMPLES = 10
 
 _ID_FIELDS = ("auid", "uid", "euid", "gid", "egid", "suid", "sgid", "fsuid", "fsgid")
+#: the layouts records are matched against when the damage of those the row did not read is checked
+_LAYOUTS: dict[int, Layout] = {SYSCALL: SYSCALL_LAYOUT, CWD: CWD_LAYOUT, PATH: PATH_LAYOUT, SOCKADDR: SADDR_LAYOUT}
 
 #: the fields a row reads, per record type: damage elsewhere is counted but leaves the row whole
 _ROW_FIELDS: dict[int, frozenset[str]] = {
@@ -86,6 +93,30 @@ class Problem:
     def __str__(self) -> str:
         where = f"line {self.record.lineno}: " if self.record.lineno is not None else ""
         return where + self.text
+
+
+class _Ids(dict[str | None, int]):
+    """User and group ids as numbers, each distinct text converted once (a host has few; bounded all the same).
+
+    ``ids[text]`` raises ValueError or TypeError (None) as ``int(text)`` would.
+    """
+
+    def __missing__(self, text: str | None) -> int:
+        value = int(text)  # type: ignore[arg-type]  # None: TypeError, as int(None)
+        if len(self) >= 4096:
+            self.clear()
+        self[text] = value
+        return value
+
+
+_IDS = _Ids()
+
+
+def _id(text: str | None) -> int | None:
+    try:
+        return _IDS[text]
+    except (TypeError, ValueError):
+        return None
 
 
 def _int(value: str | None, base: int = 10) -> int | None:
@@ -133,16 +164,23 @@ class RowBuilder:
 
     def build(self, event: AuditEvent) -> tuple[str, dict[str, Any]] | None:
         """(table, row) for one event, or None (counted in ``skipped``; damage in ``malformed``)."""
-        damaged = False
-        # Parse every record, those the row does not read too: damage anywhere counts.  Record's internals are
-        # used here (same package) because the properties would cost a call per record on the live hot path.
-        for rec in event.records:
-            if rec._fields is None:
-                rec._parse()
-            if rec._damage:
-                damaged = True
         found: dict[int, list[Damage]] = {}  # id(record) -> damage found while building (bad numbers, hex, ...)
         built = self._build(event, found)
+        # Every record is checked, those the row does not read too: damage anywhere counts.  The records the row
+        # read are known already (a Layout matched them whole, or they were read field by field); the rest are
+        # matched against their type's layout or read now.  Record's internals are used here (same package):
+        # the properties would cost a call per record on the live hot path.
+        damaged = False
+        for rec in event.records:
+            if not rec._clean:
+                if rec._fields is None:
+                    layout = _LAYOUTS.get(rec.type)
+                    if layout is not None:
+                        layout.check(rec)
+                    if not rec._clean:
+                        rec._parse()
+                if rec._damage:
+                    damaged = True
         if damaged or found:
             if built is not None:
                 row = built[1]
@@ -155,15 +193,23 @@ class RowBuilder:
         return built
 
     def _build(self, event: AuditEvent, found: dict[int, list[Damage]]) -> tuple[str, dict[str, Any]] | None:
-        syscall = event.first(SYSCALL)
-        if syscall is None:
-            self._skip("no_syscall_record")
-            return None
-        f = syscall.fields
-        arch = _int(f.get("arch"), 16)
-        nr = _int(f.get("syscall"))
-        if arch is None or nr is None:
-            bad = [Damage(k, f"unreadable: {f.get(k)!r}") for k, v in (("arch", arch), ("syscall", nr)) if v is None]
+        syscall = event.records[0] if event.records else None  # the kernel writes SYSCALL first
+        if syscall is None or syscall.type != SYSCALL:
+            syscall = event.first(SYSCALL)
+            if syscall is None:
+                self._skip("no_syscall_record")
+                return None
+        values = SYSCALL_LAYOUT.values(syscall)
+        arch_text, nr_text, success, exit_text, a0, _ppid, pid_text, auid = values[:8]
+        try:
+            arch = int(arch_text, 16)  # type: ignore[arg-type]  # None: TypeError
+            nr = int(nr_text)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            bad = [
+                Damage(k, f"unreadable: {text!r}")
+                for k, text, v in (("arch", arch_text, _int(arch_text, 16)), ("syscall", nr_text, _int(nr_text)))
+                if v is None
+            ]
             found.setdefault(id(syscall), []).extend(bad)
             self._skip("malformed")
             return None
@@ -174,63 +220,78 @@ class RowBuilder:
         name = abi.names.get(nr) if not nr & X32_SYSCALL_BIT else syscall_name(arch, nr)
         via_socketcall = name == "socketcall"
         if via_socketcall:
-            call = _int(f.get("a0"), 16)
+            call = _int(a0, 16)
             name = SOCKETCALL_CALLS.get(call) if call is not None else None
             if name is None:
-                self._skip("other_syscall", f"{abi.name} socketcall {call if call is not None else f.get('a0')}")
+                self._skip("other_syscall", f"{abi.name} socketcall {call if call is not None else a0}")
                 return None
         if name is None:
             self._skip("other_syscall", f"{abi.name} #{nr}")
             return None
-        pid = _int(f.get("pid"))
-        if pid is None:
-            found.setdefault(id(syscall), []).append(Damage("pid", f"unreadable: {f.get('pid')!r}"))
+        try:
+            pid = int(pid_text)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            found.setdefault(id(syscall), []).append(Damage("pid", f"unreadable: {pid_text!r}"))
             self._skip("malformed")
             return None
         if pid == self.own_pid:
             self._skip("own_pid")
             return None
         ts = event.ts
-        exe = f.get("exe")
+        exe = values[16]
         if exe is not None and exe[:1] == '"':  # the usual form, read here without a call
             exe = exe[1:-1]
         else:
             exe, problem = read_untrusted(exe)
             if problem is not None:
                 found.setdefault(id(syscall), []).append(Damage("exe", problem))
-        common: dict[str, Any] = {
-            "pid": pid,
-            "path": exe,
-            "auid": _int(f.get("auid")),
-            "time": int(ts),
-            "timestamp": ts,
-            "uptime": int(ts - self.boot_time) if self.boot_time is not None else None,
-        }
+        uptime = int(ts - self.boot_time) if self.boot_time is not None else None
         if name in EXEC_NAMES:
-            if f.get("success") == "no":
+            if success == "no":
                 self._skip("failed_exec")
                 return None
-            return "process_events", self._process(event, f, name, common, found)
+            return "process_events", self._process(event, values, name, pid, exe, _id(auid), ts, uptime, found)
         if not self.socket_events:
             self._skip("socket_events_off")
             return None
-        args = f
         if via_socketcall:  # socketcall's own a0 is the call number; the call's arguments are in SOCKETCALL
             rec = event.first(SOCKETCALL)
-            args = rec.fields if rec is not None else {}
-        row = self._socket(event, f, name, common, fd=_int(args.get("a0"), 16), big_endian=abi.big_endian, found=found)
+            a0 = rec.fields.get("a0") if rec is not None else None
+        common: dict[str, Any] = {
+            "pid": pid,
+            "path": exe,
+            "auid": _id(auid),
+            "time": int(ts),
+            "timestamp": ts,
+            "uptime": uptime,
+        }
+        row = self._socket(
+            event,
+            name,
+            success,
+            exit_text,
+            common,
+            values,
+            fd=_int(a0, 16),
+            big_endian=abi.big_endian,
+            found=found,
+        )
         if row is None:
             return None
         return "socket_events", row
 
     def _process(
-        self, event: AuditEvent, f: dict[str, str], name: str, row: dict[str, Any], found: dict[int, list[Damage]]
+        self,
+        event: AuditEvent,
+        values: tuple[str | None, ...],
+        name: str,
+        pid: int,
+        exe: str | None,
+        auid: int | None,
+        ts: float,
+        uptime: int | None,
+        found: dict[int, list[Damage]],
     ) -> dict[str, Any]:
-        for key in _ID_FIELDS:  # _int inlined: nine per exec
-            try:
-                row[key] = int(f[key])
-            except (KeyError, ValueError):
-                row[key] = None
         execve: list[Record] = []
         cwd = path0 = None
         for rec in event.records:  # one pass: EXECVE records, the CWD, the executable's PATH (item 0)
@@ -246,48 +307,73 @@ class RowBuilder:
         for rec, d in damage:
             found.setdefault(id(rec), []).append(d)
         cmdline = " ".join(argv)
-        row["cmdline"] = cmdline
-        row["cmdline_size"] = len(cmdline.encode("utf-8", "replace"))
-        row["cwd"] = None
+        cwd_text = None
         if cwd is not None:
-            text = cwd.fields.get("cwd")
+            (text,) = CWD_LAYOUT.values(cwd)
             if text is not None and text[:1] == '"':
-                row["cwd"] = text[1:-1]
+                cwd_text = text[1:-1]
             else:
-                row["cwd"], problem = read_untrusted(text)
+                cwd_text, problem = read_untrusted(text)
                 if problem is not None:
                     found.setdefault(id(cwd), []).append(Damage("cwd", problem))
-        try:
-            row["parent"] = int(f["ppid"])
-        except (KeyError, ValueError):
-            row["parent"] = -1
-        row["syscall"] = name
-        row["status"] = 0  # osquery's (macOS) return code column; audit rows are successful execs
+        mode = owner_uid = owner_gid = None
         if path0 is not None:
-            p = path0.fields
-            row["mode"] = p.get("mode")
-            row["owner_uid"] = _int(p.get("ouid"))
-            row["owner_gid"] = _int(p.get("ogid"))
-        else:
-            row["mode"] = row["owner_uid"] = row["owner_gid"] = None
-        row["btime"] = 0
-        row["overflows"] = "cmdline" if argc is not None and len(argv) < argc else ""
-        return row
+            _item, mode, ouid, ogid = PATH_LAYOUT.values(path0)
+            owner_uid, owner_gid = _id(ouid), _id(ogid)
+        # values[5]: ppid; values[8:16]: uid gid euid suid fsuid egid sgid fsgid, all numbers in the usual case
+        ids: list[int | None]
+        try:  # values[8:16]: uid gid euid suid fsuid egid sgid fsgid
+            ids = list(map(_IDS.__getitem__, values[8:16]))
+        except (TypeError, ValueError):  # a field absent (None) or unreadable
+            ids = [_id(text) for text in values[8:16]]
+        uid, gid, euid, suid, fsuid, egid, sgid, fsgid = ids
+        ppid = _int(values[5])
+        parent = -1 if ppid is None else ppid
+        # one literal, always in this key order (the event store keeps rows built alike compactly)
+        return {
+            "pid": pid,
+            "path": exe,
+            "auid": auid,
+            "time": int(ts),
+            "timestamp": ts,
+            "uptime": uptime,
+            "uid": uid,
+            "euid": euid,
+            "gid": gid,
+            "egid": egid,
+            "suid": suid,
+            "sgid": sgid,
+            "fsuid": fsuid,
+            "fsgid": fsgid,
+            "cmdline": cmdline,
+            "cmdline_size": len(cmdline.encode("utf-8", "replace")),
+            "cwd": cwd_text,
+            "parent": parent,
+            "syscall": name,
+            "status": 0,  # osquery's (macOS) return code column; audit rows are successful execs
+            "mode": mode,
+            "owner_uid": owner_uid,
+            "owner_gid": owner_gid,
+            "btime": 0,
+            "overflows": "cmdline" if argc is not None and len(argv) < argc else "",
+        }
 
     def _socket(
         self,
         event: AuditEvent,
-        f: dict[str, str],
         name: str,
+        success: str | None,
+        exit_text: str | None,
         row: dict[str, Any],
+        values: tuple[str | None, ...],
         *,
         fd: int | None,
         big_endian: bool,
         found: dict[int, list[Damage]],
     ) -> dict[str, Any] | None:
         action = SOCKET_ACTIONS[name]
-        exit_code = _int(f.get("exit"))
-        if f.get("success") == "yes":
+        exit_code = _int(exit_text)
+        if success == "yes":
             status = "succeeded"
         elif action == "connect" and exit_code == -EINPROGRESS:
             status = "in_progress"
@@ -295,13 +381,13 @@ class RowBuilder:
             status = "no_client"
         else:
             status = "failed"
-        parent = _int(f.get("ppid"))
+        parent = _int(values[5])  # values: the SYSCALL record's fields in layout order (see _process)
         row.update(
             action=action,
             fd=str(fd) if fd is not None else None,
-            uid=_int(f.get("uid")),
-            euid=_int(f.get("euid")),
-            gid=_int(f.get("gid")),
+            uid=_id(values[8]),
+            euid=_id(values[10]),
+            gid=_id(values[9]),
             parent=parent if parent is not None else -1,
             process_start_time=None,  # read from /proc by the source, at event time
             community_id=None,  # the source's, once it knows the local end and the protocol
@@ -317,7 +403,7 @@ class RowBuilder:
         )
         rec = event.first(SOCKADDR)
         if rec is not None:
-            saddr = rec.fields.get("saddr")
+            (saddr,) = SADDR_LAYOUT.values(rec)
             try:
                 addr = decode_sockaddr(saddr, big_endian=big_endian) if saddr else None
             except ValueError as exc:

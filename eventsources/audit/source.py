@@ -14,12 +14,20 @@ shows what the crashed run set).  A corrupt file is logged and ignored.
 
 Control requests go over their own socket; the event socket is read on the event
 loop (``add_reader``) in a tight non-blocking loop, then left alone for ``LINGER``
-(10 ms) once emptied so records are read in batches rather than one wake-up per
+(50 ms) once emptied so records are read in batches rather than one wake-up per
 exec; records are parsed lazily and only for the types rows are built from.
 
 A socket_events row is completed at event time from /proc (eventsources/socketinfo.py):
 the caller's start time and, while the process still holds the socket, its local end,
 protocol and Community ID.
+
+Each batch's cost is measured (the event loop thread's CPU time).  Under a CPU budget
+(:meth:`AuditSource.set_cpu_budget`, from agentd's watchdog) the source degrades to keep
+to it (:mod:`eventsources.budget`): rows without the /proc reads first (``cgroup_path``,
+``container_id`` and the file times NULL, counted in ``enrichment_skipped``; a socket_events
+row keeps its local end and Community ID, what attribution joins on), then new
+events dropped unread (counted in ``shed``).  The socket is read all the while: the kernel
+never loses records because of it (with ``audit -f 2`` a kernel loss would panic the host).
 """
 
 from __future__ import annotations
@@ -32,12 +40,14 @@ import os
 import socket
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
 
 from tables.procfs import CgroupReader, boot_time
 
 from .._netlink import NetlinkReader
 from ..base import EventSource, Sink, SourceMode, SourceStatus, SourceUnavailable
+from ..budget import CpuBudget, Level
+from ..procinfo import FileTimes
 from ..socketinfo import SocketEnricher
 from .netlink import AUDIT_NLGRP_READLOG, AuditNetlink, AuditStatus, NetlinkError, open_audit_socket
 from .reassemble import AuditEvent, Reassembler
@@ -54,8 +64,9 @@ MODES = ("auto", "owner", "read-only")
 RCVBUF = 32 << 20  # kauditd must never wait on us: 32 MiB of records
 LIVE_TYPES = frozenset({SYSCALL, PATH, SOCKADDR, SOCKETCALL, CWD, EXECVE, EOE})  # PROCTITLE is not needed live
 BATCH = 1024  # datagrams per readable callback before yielding to the loop
-LINGER = 0.01  # s between reads of a socket that was emptied: ~8 records/exec read in batches, not one by one
+LINGER = 0.05  # s between reads of a socket that was emptied: an exec's ~8 records read in batches, not one by one
 MAX_EXAMPLES = 5
+MAX_DROPPING = 4096  # events being dropped at once (their remaining records are dropped as they come)
 
 
 def pid_alive(pid: int) -> bool:
@@ -107,6 +118,8 @@ class AuditSource(EventSource):
         reorder_timeout: float = 2.0,
         status_interval: float = 5.0,
         state_path: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        cpu_clock: Callable[[], float] = time.thread_time,
     ) -> None:
         super().__init__(sink)
         if mode not in MODES:
@@ -133,8 +146,24 @@ class AuditSource(EventSource):
         self._pending_stash: list[tuple[int, bytes]] = []  # records that came with the AUDIT_SET ack
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
-        self._reader = NetlinkReader(self._feed, what="audit", batch=BATCH, before_batch=self._tick, linger=LINGER)
-        self._now = time.monotonic()  # the reader's clock, read once per batch
+        self._reader = NetlinkReader(
+            self._feed_many,
+            what="audit",
+            batch=BATCH,
+            before_batch=self._tick,
+            after_batch=self._tock,
+            linger=LINGER,
+            many=True,
+        )
+        self._clock = clock  # the reader's clock (monotonic seconds), read once per batch
+        self._cpu_clock = cpu_clock  # this thread's CPU seconds: what a batch cost
+        self._now = clock()
+        self._batch_cpu = 0.0  # the thread's CPU time when the batch began
+        self._budget = CpuBudget()  # no budget until the watchdog sets one
+        self._lean = False  # this batch: rows without the /proc reads
+        self._shed = False  # this batch: new events dropped unread
+        self._dropping: set[bytes] = set()  # audit(TS:SERIAL) of events being dropped
+        self._file_times = FileTimes()
         self._reasm = Reassembler(timeout=reorder_timeout)
         self._builder = RowBuilder(own_pid=self.own_pid, socket_events=socket_events)
         self._cgroup_of = CgroupReader()  # the one cgroup reader of the event sources (tables.procfs)
@@ -147,6 +176,10 @@ class AuditSource(EventSource):
         self.parse_examples: list[str] = []
         self.sink_errors = 0
         self.stale_rules_removed = 0
+        self.cpu_seconds = 0.0  # CPU time spent reading and turning records into rows
+        self.batches = 0  # reads of the event socket
+        self.events_shed = 0  # events dropped unread to keep within the CPU budget
+        self.enrichment_skipped = 0  # rows made without the /proc reads, to keep within the CPU budget
         self._lost_start: int | None = None
         self._lost_now = 0
         self._backlog = 0
@@ -196,8 +229,19 @@ class AuditSource(EventSource):
             self.detail = f"stopped (was {self.mode}); audit state restored"
             self.mode = SourceMode.STOPPED
 
+    def set_cpu_budget(self, budget: float | None) -> bool:
+        """Keep the source's CPU within ``budget`` seconds a second (None: no budget), degrading as needed."""
+        self._budget.set_rate(budget, self._clock())
+        if budget is None:
+            self._lean = self._shed = False
+        return True
+
     def status(self) -> SourceStatus:
         lost = self._lost_now - self._lost_start if self._lost_start is not None else 0
+        budget = self._budget.rate
+        detail = self.detail
+        if budget is not None:
+            detail += f"; CPU budget {100 * budget:.1f}% of a core (watchdog): {self.events_shed} events shed"
         return SourceStatus(
             name=self.name,
             mode=self.mode,
@@ -205,7 +249,10 @@ class AuditSource(EventSource):
             events_seen=self.events_seen,
             kernel_lost=lost,
             parse_errors=self.parse_errors + self._builder.malformed,
-            detail=self.detail,
+            detail=detail,
+            shed=self.events_shed,
+            degraded=self.enrichment_skipped,
+            cpu_seconds=self.cpu_seconds,
             extra={
                 "records": self.records,
                 "ignored_records": self.ignored_records,
@@ -222,6 +269,12 @@ class AuditSource(EventSource):
                 "parse_error_examples": (self.parse_examples + self._builder.examples)[:MAX_EXAMPLES],
                 "state_path": self.state_path,
                 "crash_recovered": self.crash_recovered is not None,
+                "cpu_budget": budget,
+                "level": ("shed" if self._shed else "lean" if self._lean else "full") if budget is not None else None,
+                "enrichment_skipped": self.enrichment_skipped,
+                "cpu_s": round(self.cpu_seconds, 3),
+                "batches": self.batches,
+                "file_stats": self._file_times.stats,
             },
         )
 
@@ -442,32 +495,95 @@ class AuditSource(EventSource):
         return self._reader.overruns
 
     def _tick(self) -> None:
-        self._now = time.monotonic()
+        """Before a batch: read the clocks once; what the budget allows this batch."""
+        self._now = now = self._clock()
+        self._batch_cpu = self._cpu_clock()
+        self.batches += 1
+        if self._budget.rate is not None:
+            level = self._budget.level(now)
+            self._lean = level is not Level.FULL
+            self._shed = level is Level.SHED
+
+    def _tock(self) -> None:
+        """After a batch: what it cost."""
+        spent = self._cpu_clock() - self._batch_cpu
+        self.cpu_seconds += spent
+        if self._budget.rate is not None:
+            self._budget.charge(spent, self._now)
 
     def _feed(self, buf: bytes) -> None:
-        """One datagram: header parsed on bytes, body kept as text for lazy field parsing."""
-        self.records += 1
-        rtype = buf[4] | buf[5] << 8 if len(buf) >= 24 else 0
-        if rtype not in LIVE_TYPES:
-            self.ignored_records += 1
-            return
-        close = buf.find(b")", 22)  # b"audit(" starts at 16
-        colon = buf.rfind(b":", 22, close)
-        try:
-            if colon < 0 or buf[16:22] != b"audit(":
-                raise ValueError("no audit(TS:SERIAL) header")
-            serial = int(buf[colon + 1 : close])
-            ts = float(buf[22:colon])
-        except ValueError as exc:
-            self._parse_error(f"record type {rtype}: {exc}: {buf[16:80]!r}")
-            return
-        if rtype == PATH and not buf.startswith(b": item=0 ", close + 1):
-            self.ignored_records += 1  # only the executable's PATH record (item 0) is used
-            return
-        body = buf[close + 2 :].decode("latin-1").strip(" \0\n")
-        event = self._reasm.push(Record(rtype, ts, serial, body), self._now)
-        if event is not None:
-            self._emit(event)
+        """One datagram (see :meth:`_feed_many`)."""
+        self._feed_many([buf])
+
+    def _feed_many(self, bufs: list[bytes]) -> None:
+        """Datagrams as one read took them: header parsed on bytes, body kept as text for lazy field parsing.
+
+        The hot path (eight datagrams per exec), so written as one loop over locals.  Records of
+        types no row is built from are counted and dropped before any parsing; a record with
+        the same ``audit(TS:SERIAL)`` as the one before it (an exec's records come in a row)
+        joins that record's event without its header being parsed again.
+        """
+        reasm = self._reasm
+        push = reasm.push
+        now = self._now
+        live = LIVE_TYPES
+        ignored = 0
+        dropping, shed = self._dropping, self._shed
+        event: AuditEvent | None = None  # the open event the previous record joined
+        stamp_of_event = b""
+        for buf in bufs:
+            rtype = buf[4] | buf[5] << 8 if len(buf) >= 24 else 0
+            if rtype not in live:
+                ignored += 1
+                continue
+            close = buf.find(b")", 22)  # b"audit(" starts at 16
+            if close < 0:
+                self._parse_error(f"record type {rtype}: no audit(TS:SERIAL) header: {buf[16:80]!r}")
+                event = None
+                continue
+            if rtype == PATH and not buf.startswith(b": item=0 ", close + 1):
+                ignored += 1  # only the executable's PATH record (item 0) is used
+                continue
+            stamp = buf[22:close]
+            if event is not None and stamp == stamp_of_event and buf.startswith(b"audit(", 16):
+                if rtype == EOE:
+                    ended = reasm.end(event)
+                    event = None
+                    self._emit(ended)
+                else:
+                    body = buf[close + 2 :].decode("latin-1").strip(" \0\n")
+                    event.records.append(Record(rtype, event.ts, event.serial, body))
+                continue
+            if dropping and stamp in dropping:  # a record of an event being dropped
+                if rtype == EOE:
+                    dropping.discard(stamp)
+                ignored += 1
+                continue
+            if shed and rtype == SYSCALL:  # over the CPU budget: a new event (SYSCALL comes first) is dropped
+                if len(dropping) >= MAX_DROPPING:
+                    dropping.clear()
+                dropping.add(stamp)
+                self.events_shed += 1
+                ignored += 1
+                event = None
+                continue
+            colon = stamp.rfind(b":")
+            try:
+                if colon < 0 or not buf.startswith(b"audit(", 16):
+                    raise ValueError("no audit(TS:SERIAL) header")
+                serial = int(stamp[colon + 1 :])
+                ts = float(stamp[:colon])
+            except ValueError as exc:
+                self._parse_error(f"record type {rtype}: {exc}: {buf[16:80]!r}")
+                event = None
+                continue
+            body = buf[close + 2 :].decode("latin-1").strip(" \0\n")
+            done = push(Record(rtype, ts, serial, body), now)
+            event, stamp_of_event = reasm.current, stamp
+            if done is not None:
+                self._emit(done)
+        self.records += len(bufs)
+        self.ignored_records += ignored
 
     def _feed_record(self, rtype: int, payload: bytes) -> None:
         try:
@@ -475,7 +591,7 @@ class AuditSource(EventSource):
         except RecordError as exc:
             self._parse_error(str(exc))
             return
-        event = self._reasm.push(record, time.monotonic())
+        event = self._reasm.push(record, self._clock())
         if event is not None:
             self._emit(event)
 
@@ -489,10 +605,16 @@ class AuditSource(EventSource):
         if built is None:
             return
         table, row = built
-        row["cgroup_path"], row["container_id"] = self._cgroup_of(row["pid"], self.proc_root)
-        if table == "process_events":
-            _file_times(row)
+        if self._lean:  # over the CPU budget: no cgroup or file-time reads (the same columns, NULL)
+            row["cgroup_path"] = row["container_id"] = None
+            if table == "process_events":
+                row["atime"] = row["mtime"] = row["ctime"] = None
+            self.enrichment_skipped += 1
         else:
+            row["cgroup_path"], row["container_id"] = self._cgroup_of(row["pid"], self.proc_root)
+            if table == "process_events":
+                row["atime"], row["mtime"], row["ctime"] = self._file_times.times(row["path"], self._now)
+        if table == "socket_events":  # even when lean: the local end and Community ID are what attribution joins on
             syscall = event.first(SYSCALL)
             exit_code = syscall.fields.get("exit") if syscall is not None else None
             try:
@@ -512,7 +634,7 @@ class AuditSource(EventSource):
         next_status = 0.0
         while True:
             await asyncio.sleep(0.25)
-            now = time.monotonic()
+            self._now = now = self._clock()
             for event in self._reasm.expire(now):
                 self._emit(event)
             if now >= next_status:
@@ -553,15 +675,3 @@ class AuditSource(EventSource):
         st = self._get_status()
         self._observe(st)
         return st
-
-
-def _file_times(row: dict[str, Any]) -> None:
-    path = row.get("path")
-    row["atime"] = row["mtime"] = row["ctime"] = None
-    if not path:
-        return
-    try:
-        st = os.stat(path)
-    except OSError:
-        return
-    row["atime"], row["mtime"], row["ctime"] = int(st.st_atime), int(st.st_mtime), int(st.st_ctime)
