@@ -25,6 +25,7 @@ from typing import Any, TextIO
 
 from tables.registry import all_specs
 from tables.spec import TableSpec
+from tables.text import to_sql
 
 from .events import PROCESS_SOURCES, EventManager, EventOptions
 from .output import escape_controls
@@ -144,6 +145,8 @@ class RowPrinter:
 def _json_value(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
+    if isinstance(value, str):
+        return to_sql(value)  # bytes that are not UTF-8 as \xHH, as a query over the table shows them
     return value
 
 
@@ -154,7 +157,9 @@ def _text(column: str, value: Any) -> str:
         return time.strftime("%H:%M:%S", time.localtime(value))
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
-    return escape_controls(str(value))  # a process may put terminal escapes in its command line
+    # to_sql: bytes that are not UTF-8 as \xHH (as SQL shows them); escape_controls: a process may put
+    # terminal escapes in its command line
+    return escape_controls(to_sql(value) if isinstance(value, str) else str(value))
 
 
 def _event_spec(name: str) -> TableSpec:

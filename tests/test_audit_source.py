@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -26,7 +27,11 @@ from eventsources.audit.source import AuditSource
 from eventsources.base import SourceUnavailable
 from eventsources.socketinfo import process_start_time
 from protocol.community_id import community_id
+from tables.events import EVENT_STORES, EventStore
 from tables.procfs import boot_time
+from tables.registry import all_specs
+from tables.sqlite import Database
+from tables.text import to_sql
 
 pytestmark = pytest.mark.audit
 
@@ -99,7 +104,7 @@ async def test_process_events_owner_mode(audit_state, tmp_path, cgroup_child) ->
         rows = await source_rows(sink, procs)
         for name, argv in args.items():
             row = rows[name]
-            expected = " ".join([TRUE, name, *argv]).replace("\udcff", "\ufffd")
+            expected = " ".join([TRUE, name, *argv])  # 0xff kept as U+DCFF (surrogateescape), as os.fsdecode has it
             assert row["cmdline"] == expected
             assert row["path"] == TRUE
             assert row["cwd"] == str(tmp_path)
@@ -107,8 +112,21 @@ async def test_process_events_owner_mode(audit_state, tmp_path, cgroup_child) ->
             assert row["parent"] == os.getpid()
             assert row["syscall"] == "execve"
             assert row["mode"] == "0100755" and row["owner_uid"] == os.stat(TRUE).st_uid
-            assert row["cmdline_size"] == len(expected.encode())
+            assert row["cmdline_size"] == len(expected.encode("utf-8", "surrogateescape"))  # bytes, as the kernel had
             assert row["mtime"] == int(os.stat(TRUE).st_mtime)
+        # an executable whose name is not UTF-8: the row keeps its bytes, and SQL shows them as \xHH
+        hostile = os.fsencode(tmp_path) + b"/tr\xfeue"
+        shutil.copy(TRUE, hostile)
+        p = subprocess.Popen([hostile, b"a\xffb"], cwd=tmp_path)
+        p.wait()
+        (row,) = await sink.wait_for("process_events", lambda r: r["pid"] == p.pid)
+        assert os.fsencode(row["path"]) == hostile and row["cmdline"] == os.fsdecode(hostile + b" a\xffb")
+        store = EventStore("process_events")
+        store.add(row)
+        db = Database(all_specs(), services={EVENT_STORES: {"process_events": store}})
+        result = db.execute("SELECT path, cmdline FROM process_events")
+        assert [tuple(r) for r in result.rows] == [(to_sql(row["path"]), to_sql(row["cmdline"]))]
+        assert result.rows[0][0].endswith("/tr\\xFEue") and result.rows[0][1].endswith(" a\\xFFb")
         # cgroup path and container id are read at event time from a process that is still there:
         # a shell moves itself into a new cgroup (named like a docker scope), then execs sleep
         sleeper = subprocess.Popen(cgroup_child.enter_and_exec("/bin/sleep", "30"))

@@ -104,6 +104,24 @@ def test_audit_log_replay_prints_rows_and_a_summary(tmp_path: Path, capsys) -> N
     assert "1001" in line and line.endswith("/bin/true hello big world")
 
 
+def test_bytes_that_are_not_utf8_print_as_a_query_shows_them(tmp_path: Path, capsys) -> None:
+    """An executable and an argument that are not UTF-8: printed as \\xHH, the form SQL over the table gives."""
+    exe, arg = b"/usr/bin/tr\xfeue", b"a\xffb"
+    lines = [line.replace('exe="/usr/bin/true"', f"exe={exe.hex().upper()}") for line in AUDIT_LOG]
+    lines = [
+        line.replace(f"a2={_hex('big world')}", f"a2={arg.hex().upper()}") if line.startswith("type=EXECVE") else line
+        for line in lines
+    ]
+    log = tmp_path / "audit.log"
+    log.write_text("\n".join(lines) + "\n")
+    assert main(["watch", "process_events", "--json", "--audit-log", str(log)]) == 0
+    (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert row["path"] == "/usr/bin/tr\\xFEue" and row["cmdline"] == "/bin/true hello a\\xFFb"
+    assert main(["watch", "process_events", "--audit-log", str(log)]) == 0
+    _header, line = capsys.readouterr().out.splitlines()
+    assert line.endswith("/bin/true hello a\\xFFb")
+
+
 def test_audit_log_errors(tmp_path: Path, capsys) -> None:
     assert main(["watch", "process_events", "--audit-log", str(tmp_path / "missing.log")]) == 1
     assert "Error: cannot read the audit log" in capsys.readouterr().err

@@ -467,7 +467,8 @@ def decode_hex(value: str) -> bytes:
 def read_untrusted(value: str | None) -> tuple[str | None, str | None]:
     """(text, problem) of a string the kernel wrote quoted or as hex; ``(null)`` -> None.
 
-    Bytes are decoded as UTF-8 (errors replaced).  Damaged hex keeps its readable
+    Bytes are decoded as UTF-8 with ``surrogateescape`` (a byte that is not UTF-8 is kept as
+    U+DCHH, the rule of ``tables.text``: SQL shows it as ``\\xHH``).  Damaged hex keeps its readable
     prefix; a value that is neither quoted nor hex at all is kept as written.
     """
     if value is None:
@@ -479,11 +480,11 @@ def read_untrusted(value: str | None) -> tuple[str | None, str | None]:
     data, problem = read_hex(value)
     if problem is not None and not data and not _HEX_PREFIX.fullmatch(value):
         return value, f"neither quoted nor hex: {_show(value)}"
-    return data.decode("utf-8", "replace"), problem
+    return data.decode("utf-8", "surrogateescape"), problem
 
 
 def decode_untrusted(value: str | None) -> str | None:
-    """A string the kernel wrote quoted or as hex; ``(null)`` -> None; bytes decoded as UTF-8 (errors replaced)."""
+    """A string the kernel wrote quoted or as hex; ``(null)`` -> None; bytes not UTF-8 kept (surrogateescape)."""
     return read_untrusted(value)[0]
 
 
@@ -608,7 +609,7 @@ def _join_chunks(
             damage.append(
                 (rec, Damage(f"a{idx}", f"a{idx}_len={text} but {written} characters were logged (cut short?)"))
             )
-    return data.decode("utf-8", "replace")
+    return data.decode("utf-8", "surrogateescape")
 
 
 class SockAddr(NamedTuple):
@@ -643,6 +644,6 @@ def decode_sockaddr(saddr: str, *, big_endian: bool = False) -> SockAddr:
         if not name:
             return SockAddr(1, path="")  # unnamed (e.g. an accept()ed peer)
         if name[:1] == b"\0":
-            return SockAddr(1, path="@" + name[1:].decode("utf-8", "replace").replace("\0", "@"))
-        return SockAddr(1, path=name.split(b"\0", 1)[0].decode("utf-8", "replace"))
+            return SockAddr(1, path="@" + name[1:].decode("utf-8", "surrogateescape").replace("\0", "@"))
+        return SockAddr(1, path=name.split(b"\0", 1)[0].decode("utf-8", "surrogateescape"))
     return SockAddr(family)

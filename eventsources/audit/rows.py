@@ -346,7 +346,7 @@ class RowBuilder:
             "fsuid": fsuid,
             "fsgid": fsgid,
             "cmdline": cmdline,
-            "cmdline_size": len(cmdline.encode("utf-8", "replace")),
+            "cmdline_size": len(cmdline.encode("utf-8", "surrogateescape")),
             "cwd": cwd_text,
             "parent": parent,
             "syscall": name,
