@@ -7,7 +7,7 @@ import socket
 import uuid
 from typing import Protocol
 
-__all__ = ["HostIdError", "host_identifier", "host_uuid", "is_placeholder_uuid"]
+__all__ = ["HostIdError", "collector_host_id", "host_identifier", "host_uuid", "is_placeholder_uuid"]
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
@@ -88,3 +88,20 @@ def host_identifier(
             raise HostIdError("host_identifier specified: options.specified_identifier is empty")
         return specified
     raise HostIdError(f"unknown host_identifier {kind!r}: use hostname, uuid, instance, ephemeral or specified")
+
+
+#: host_identifier kinds that name this agent rather than the machine: the collector uplink uses them as is.
+AGENT_NAMED = ("instance", "specified")
+
+
+def collector_host_id(kind: str, *, identifier: str, uuid: str, instance_id: str) -> str:
+    """The ``host_id`` the agent gives its collector.
+
+    The machine's UUID (else the instance id) by default: it is stable across restarts and
+    reinstalls, which a hostname or an ephemeral id is not.  With ``host_identifier``
+    ``instance`` or ``specified`` the configured identifier (``identifier``) is used, so
+    several agents on one machine (one per network namespace, say) are distinct hosts.
+    """
+    if kind in AGENT_NAMED:
+        return identifier
+    return uuid or instance_id

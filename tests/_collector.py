@@ -303,11 +303,14 @@ class Operator:
 class Agentd:
     """An agentd process with its own state and log directories, pointed at collectors."""
 
-    def __init__(self, directory: Path, config: dict[str, Any], *, extra_args: Sequence[str] = ()) -> None:
+    def __init__(
+        self, directory: Path, config: dict[str, Any], *, extra_args: Sequence[str] = (), prefix: Sequence[str] = ()
+    ) -> None:
         self.directory = directory
         self.config_path = directory / "agentd.conf"
         self.config_path.write_text(json.dumps(config))
         self.extra_args = list(extra_args)
+        self.prefix = list(prefix)  # e.g. ip netns exec NAME: it execs agentd, so the pid is agentd's
         self.process: subprocess.Popen[str] | None = None
         self.log_path = directory / "agentd.log"
         self.socket = directory / "agentd.sock"
@@ -317,6 +320,7 @@ class Agentd:
         offset = log.tell()
         self.process = subprocess.Popen(
             [
+                *self.prefix,
                 sys.executable,
                 "-m",
                 "agent.daemon",

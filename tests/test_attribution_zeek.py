@@ -1,10 +1,12 @@
-"""Attribution against the real Zeek: its conn.log, its Community ID.
+"""Attribution against the real Zeek: its conn.log, its Community ID, its attribution script.
 
-Zeek captures the test's loopback traffic (community-id logging on); real clients of
-several users connect to a real server; the agent's audit source and tables give the
-rows.  The Community ID Zeek writes must be the one protocol.community_id computes, and
-``collectord attribute`` over Zeek's own conn.log must name each connection's processes
-and users.  Without a Zeek binary (PATH or $ZEEK) the test skips, saying so.
+Zeek captures the test's traffic; real clients of several users connect to a real server.
+Offline: the agent's audit source and tables give the rows, the Community ID Zeek writes
+must be the one protocol.community_id computes, and ``collectord attribute`` over Zeek's
+own conn.log must name each connection's processes and users.  Live: Zeek with
+``@load osquery/attribution`` asks a real collectord, which answers from real agentd
+processes (one host on loopback; two hosts, one per network namespace, across a veth pair).
+Without a Zeek binary (PATH or $ZEEK) the test skips, saying so.
 """
 
 from __future__ import annotations
@@ -14,23 +16,22 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-import websockets
+import trustme
 
-from collector.attribution import Action, Connection, EngineConfig, Table
+from collector.attribution import Connection, EngineConfig, Table
 from collector.attribution.connlog import read_conn_log
 from collector.attribution.engine import AttributionEngine
 from collector.attribution.offline import main as attribute_main
 from collector.attribution.persist import load_engine, save_engine, state_path
 from collector.attribution.queries import SUBSCRIPTIONS
-from collector.attribution.responder import Answer, Responder
-from collector.attribution.zeekproto import ATTRIBUTE_EVENT, AttributionRequest, parse_request
-from collector.zeek import brokerjson as bj
+from eventsources.base import SourceMode
 from protocol import operator as op
 from tests import _attribution_lab as lab
 from tests._collector import Agentd, Collectord, Operator
@@ -163,60 +164,6 @@ async def test_collectord_attribute_on_real_zeek_conn_log(audit_state, tmp_path)
         assert mine[client.pid]["community_id"] == zeek_row(client)["community_id"]
 
 
-class CollectordStandIn:
-    """collectord's attribution side over Zeek's WebSocket API, from the real engine and
-    responder: what phase 2 wires into collectord.  It reads ``attribute_v1`` questions and
-    sends ``attribution_v1`` answers when they are due."""
-
-    def __init__(self, port: int, responder: Responder) -> None:
-        self.url = f"ws://127.0.0.1:{port}/v1/messages/json"
-        self.responder = responder
-        self.asked: list[AttributionRequest] = []
-        self.sent: list[Answer] = []
-        self.errors: list[str] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self, deadline: float) -> None:
-        while True:
-            try:
-                self.ws = await websockets.connect(self.url, open_timeout=5)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.2)
-        await self.ws.send(bj.encode_handshake(["/osquery/collector/"]))
-        ack = bj.decode_server_message(await self.ws.recv())
-        assert isinstance(ack, bj.Ack), ack
-        self._task = asyncio.create_task(self._run())
-
-    async def _run(self) -> None:
-        async def read() -> None:
-            async for frame in self.ws:
-                message = bj.decode_server_message(frame)
-                if isinstance(message, bj.Error):
-                    self.errors.append(f"{message.code}: {message.context}")
-                elif message.event is not None and message.event.name == ATTRIBUTE_EVENT:
-                    request = parse_request(message.event)
-                    self.asked.append(request)
-                    self.responder.ask(request, time.monotonic())
-
-        reader = asyncio.create_task(read())
-        try:
-            while not reader.done():
-                for answer in self.responder.due(time.monotonic()):
-                    await self.ws.send(bj.encode_event("/osquery/zeek/", answer.event()))
-                    self.sent.append(answer)
-                await asyncio.sleep(0.02)
-        finally:
-            reader.cancel()
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-        await self.ws.close()
-
-
 def zeek_script_env(zeek: str) -> dict[str, str]:
     scripts = Path(__file__).resolve().parent.parent / "zeek" / "scripts"
     path = subprocess.run([zeek + "-config", "--zeekpath"], capture_output=True, text=True).stdout.strip()
@@ -225,9 +172,28 @@ def zeek_script_env(zeek: str) -> dict[str, str]:
     return dict(os.environ, ZEEKPATH=f"{scripts}:{path}")
 
 
-async def test_zeek_attribution_script_on_a_veth_pair(audit_state, tmp_path) -> None:
-    """Zeek on the test's veth interface with ``@load osquery/attribution``: conn.log gains the
-    processes and users of both ends, osq-attribution.log has every connection by uid."""
+def test_zeek_attribution_script_on_a_veth_pair(audit_state, tmp_path) -> None:
+    """Zeek on the test's veth interface with ``@load osquery/attribution``, every part real:
+    conn.log gains the processes and users of both ends, osq-attribution.log has every
+    connection by uid.
+
+    Two hosts on one kernel: "here" (this network namespace: the clients, Zeek, collectord)
+    and "there" (a namespace the test creates, joined by a veth pair: the server).  Each has
+    its own agentd process, named by osquery's ``host_identifier = specified``; the one
+    there runs under ``ip netns exec``, so its interface_addresses, listening_ports and
+    process_open_sockets are the namespace's.  Both reach collectord over the veth, TLS with
+    the test's pinned CA (collectord listens on the outer address: a non-loopback listener).
+
+    Kernel audit has one owner.  Both agents get socket events from it, so both sides are
+    matched by the exact socket event (the client's connect, the server's accept), not by a
+    snapshot that a short-lived client may miss: the agent there owns audit (the kernel
+    delivers to its owner in any network namespace), the agent here reads the audit
+    multicast group in read-only mode (docs/events.md), which the kernel sends only to
+    readers in the initial network namespace, so the two roles cannot be swapped.  Audit is
+    not per namespace: each agent also sees the other side's processes and sockets, as
+    agents on the host and in a container would; collectord asks only the host owning an
+    address, so the answers must name the right host as well as the right process.
+    """
     zeek = zeek_binary()
     _require_tools()
     env = zeek_script_env(zeek)
@@ -236,64 +202,112 @@ async def test_zeek_attribution_script_on_a_veth_pair(audit_state, tmp_path) -> 
         netlab = netns_cm.__enter__()
     except OSError as exc:
         pytest.skip(f"cannot create a network namespace and veth pair here: {exc}")
-    workdir = tmp_path / "zeek"
-    workdir.mkdir()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        ws_port = s.getsockname()[1]
-    (workdir / "local.zeek").write_text(
-        "@load osquery/attribution\n"
-        f"redef osquery::websocket_port = {ws_port}/tcp;\n"
-        "redef tcp_close_delay = 2 secs;\n"  # conn.log sooner than after Zeek's 5 s
-    )
-    clients: list[Client] = []
+    for d in ("zeek", "c", "here", "there", "pki"):
+        (tmp_path / d).mkdir()
+    ca = trustme.CA()
+    cert = ca.issue_cert(netlab.outer_v4)
+    cert.private_key_pem.write_to_path(str(tmp_path / "pki" / "collector.key"))
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "pki" / "collector.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "pki" / "ca.pem"))
+    pinned = ssl.create_default_context(cafile=str(tmp_path / "pki" / "ca.pem"))
+    ws_port = free_port()
+    hosts = {"here": f"here-{os.getpid()}", "there": f"there-{os.getpid()}"}
+    started: list[Any] = []
+    clients: list[tuple[int, int, lab.Accepted]] = []
     zeek_proc = None
     try:
-        engine = AttributionEngine(EngineConfig(clock_skew=0.5))
-        server = lab.Server([netlab.inner_v4, netlab.inner_v6], uid=SERVER_UID, hold=True, netns=netlab.netns)
-        agent = Agent()
-        # each host's agent: the namespace's server is "host-there", everything here is "host-here"
-        agent_sink = agent._sink
+        server = lab.Server([netlab.inner_v4, netlab.inner_v6], uid=SERVER_UID, think_ms=300, netns=netlab.netns)
+        started.append(server)
+        bpf = " or ".join(f"tcp port {p}" for p in server.ports.values())  # not the agents' uplinks
+        (tmp_path / "zeek" / "local.zeek").write_text(
+            "@load osquery/attribution\n"
+            f"redef osquery::websocket_port = {ws_port}/tcp;\n"
+            "redef tcp_close_delay = 2 secs;\n"  # conn.log sooner than after Zeek's 5 s
+        )
+        zeek_proc = subprocess.Popen(
+            [zeek, "-b", "-C", "-i", netlab.outer, "-f", bpf, "local.zeek"],
+            cwd=tmp_path / "zeek",
+            env=env,
+            stdout=open(tmp_path / "zeek" / "stdout", "w"),
+            stderr=open(tmp_path / "zeek" / "stderr", "w"),
+        )
+        collector = Collectord(
+            tmp_path / "c",
+            f'''[listen]
+tls_cert = "{tmp_path / "pki" / "collector.pem"}"
+tls_key = "{tmp_path / "pki" / "collector.key"}"
+[attribution]
+answer_delay = 1.0
+save_interval = 0.5
+''',
+            attribution=True,
+            extra_args=["--zeek", f"ws://127.0.0.1:{ws_port}"],
+        )
+        started.append(collector)
+        collector.start(listen=f"{netlab.outer_v4}:0")
+        assert collector.url.startswith("wss://"), collector.url
 
-        def sink(table: str, row: dict) -> None:
-            agent_sink(table, row)
-            host = "host-there" if row["pid"] == server.pid else "host-here"
-            engine.ingest(host, Table(table), [(Action.ADDED, row)], row["time"])
+        def agentd(side: str, prefix: list[str]) -> Agentd:
+            config = {
+                "options": {
+                    "host_identifier": "specified",
+                    "specified_identifier": hosts[side],
+                    "audit_allow_sockets": True,
+                    "schedule_splay_percent": 0,
+                    "watchdog_level": -1,
+                    "disable_hardware_events": True,
+                },
+                "collector": {
+                    "urls": [collector.url],
+                    "ca": str(tmp_path / "pki" / "ca.pem"),
+                    "enroll_secret_file": str(collector.state / "enroll-secret"),
+                },
+            }
+            agent = Agentd(tmp_path / side, config, prefix=prefix)
+            started.append(agent)
+            agent.start()
+            wait_for(lambda: agent.status().uplink.subscriptions == len(SUBSCRIPTIONS), f"{side}: the subscriptions")
+            return agent
 
-        agent.source.sink = sink
-        await agent.start()
-        try:
-            await asyncio.to_thread(host_setup, engine, "host-here", ns_inode=lab.own_netns_inode())
-            await asyncio.to_thread(host_setup, engine, "host-there", netns=netlab.netns, ns_inode=netlab.inode)
-            engine.set_host("host-here", hostname="here", now=time.time())
-            engine.set_host("host-there", hostname="there", now=time.time())
-            zeek_proc = subprocess.Popen(
-                [zeek, "-b", "-C", "-i", netlab.outer, "local.zeek"],
-                cwd=workdir,
-                env=env,
-                stdout=open(workdir / "stdout", "w"),
-                stderr=open(workdir / "stderr", "w"),
-            )
-            standin = CollectordStandIn(ws_port, Responder(engine, delay=0.3))
-            await standin.start(time.monotonic() + 60)
-            try:
-                for uid in (1, 65534, 12345):
-                    for address in (netlab.inner_v4, netlab.inner_v6):
-                        clients.append(await run_client(agent, server, uid, address, hold=True))
-                # every connection is asked about twice (established, removed) and answered twice
-                deadline = time.monotonic() + 60
-                while len(standin.sent) < 2 * len(clients) and time.monotonic() < deadline:
-                    await asyncio.sleep(0.1)
-                log = workdir / "osq-attribution.log"
-                while time.monotonic() < deadline and (
-                    not log.exists() or log.read_text().count("\n") < len(clients) + 8
-                ):
-                    await asyncio.sleep(0.1)  # Zeek writes the log as the answers are processed
-            finally:
-                await standin.stop()
-        finally:
-            await agent.source.stop()
-            server.close()
+        there = agentd("there", [lab.IP or "ip", "netns", "exec", netlab.netns])  # first: it takes audit
+        here = agentd("here", [])
+        modes = {side: _audit_mode(agent) for side, agent in (("here", here), ("there", there))}
+        assert modes == {"here": SourceMode.READ_ONLY, "there": SourceMode.OWNER}, modes
+
+        def owners() -> dict[str, list[str]]:
+            path = state_path(collector.state)
+            if not path.exists():
+                return {}
+            engine = load_engine(path)
+            now = time.time()
+            return {
+                a: engine.owners(a, now) for a in (netlab.outer_v4, netlab.outer_v6, netlab.inner_v4, netlab.inner_v6)
+            }
+
+        expected_owners = {
+            netlab.outer_v4: [hosts["here"]],
+            netlab.outer_v6: [hosts["here"]],
+            netlab.inner_v4: [hosts["there"]],
+            netlab.inner_v6: [hosts["there"]],
+        }
+        wait_for(lambda: owners() == expected_owners, "each host's addresses at collectord")
+        wait_for(lambda: "listening on" in (tmp_path / "zeek" / "stderr").read_text(), "Zeek capturing on the veth")
+        wait_for(lambda: _component(collector, "zeek", pinned)[0] == "ready", "collectord's link to Zeek")
+        for uid in (1, 65534, 12345):
+            for address in (netlab.inner_v4, netlab.inner_v6):
+                proc = subprocess.Popen(lab.client_argv(uid, address, server.ports[address]))
+                accepted = server.next_accepted()
+                assert proc.wait(30) == 0 and accepted.client_pid == proc.pid
+                clients.append((proc.pid, uid, accepted))
+        # each connection: a question when established, one when removed; both answered
+        wait_for(
+            lambda: _component(collector, "attribution", pinned)[1]["zeek_answers_sent"] >= 2 * len(clients),
+            "the answers",
+        )
+        counters = _component(collector, "attribution", pinned)[1]
+        log = tmp_path / "zeek" / "osq-attribution.log"
+        wait_for(lambda: log.exists() and len(read_zeek_ascii(log)) >= len(clients), "osq-attribution.log")
+        server_pid = server.pid
     finally:
         if zeek_proc is not None and zeek_proc.poll() is None:
             os.kill(zeek_proc.pid, signal.SIGTERM)
@@ -302,57 +316,66 @@ async def test_zeek_attribution_script_on_a_veth_pair(audit_state, tmp_path) -> 
             except subprocess.TimeoutExpired:
                 os.kill(zeek_proc.pid, signal.SIGKILL)
                 zeek_proc.wait()
+        for part in reversed(started):  # the reader of audit before its owner
+            if isinstance(part, Agentd) and part.process is not None and part.process.poll() is None:
+                part.stop()  # SIGTERM: it gives kernel audit back
+            part.close()
         netns_cm.__exit__(None, None, None)
     assert not netlab.cleanup_errors, netlab.cleanup_errors
-    assert not standin.errors, standin.errors
-    assert len(standin.asked) == 2 * len(clients), (standin.asked, (workdir / "stderr").read_text())
+    assert counters["zeek_questions"] == 2 * len(clients), counters
     # the link's own chatter (neighbour discovery: ICMPv6) is in conn.log too, never asked about
-    conn_rows = [r for r in read_zeek_ascii(workdir / "conn.log") if r["proto"] == "tcp"]
-    attributions = {r["uid"]: r for r in read_zeek_ascii(workdir / "osq-attribution.log")}
-    assert len(conn_rows) == len(clients) == len(attributions)
+    conn_rows = [r for r in read_zeek_ascii(tmp_path / "zeek" / "conn.log") if r["proto"] == "tcp"]
+    attributions = {r["uid"]: r for r in read_zeek_ascii(tmp_path / "zeek" / "osq-attribution.log")}
+    assert len(conn_rows) == len(clients) == len(attributions), (conn_rows, counters)
     by_port = {int(r["id.orig_p"]): r for r in conn_rows}
-    for client in clients:
-        conn = by_port[client.accepted.peer[1]]
-        user = USERS[client.uid] or "-"
+    hostname = socket.gethostname()  # the namespace shares this one's UTS namespace
+    for pid, uid, accepted in clients:
+        conn = by_port[accepted.peer[1]]
+        user = USERS[uid] or "-"
         assert (conn["orig_host_id"], conn["orig_pid"], conn["orig_path"], conn["orig_user"]) == (
-            "host-here",
-            str(client.pid),
+            hosts["here"],
+            str(pid),
             BASH,
             user,
         ), conn
         assert (conn["resp_host_id"], conn["resp_pid"], conn["resp_path"], conn["resp_user"]) == (
-            "host-there",
-            str(server.pid),
+            hosts["there"],
+            str(server_pid),
             PYTHON,
             "www-data",
         ), conn
         row = attributions[conn["uid"]]
-        assert (row["orig_hostname"], row["orig_pid"], row["orig_user_id"], row["orig_match"]) == (
-            "here",
-            str(client.pid),
-            str(client.uid),
+        assert (row["orig_host_id"], row["orig_hostname"], row["orig_pid"], row["orig_user_id"], row["orig_match"]) == (
+            hosts["here"],
+            hostname,
+            str(pid),
+            str(uid),
             "socket_event",
-        )
-        assert (row["resp_hostname"], row["resp_pid"], row["resp_match"], row["resp_user"]) == (
-            "there",
-            str(server.pid),
+        ), row
+        assert (row["resp_host_id"], row["resp_hostname"], row["resp_pid"], row["resp_match"], row["resp_user"]) == (
+            hosts["there"],
+            hostname,
+            str(server_pid),
             "socket_event",
             "www-data",
-        )
-        assert (
-            row["community_id"]
-            == Connection(
-                0, "x", conn["id.orig_h"], int(conn["id.orig_p"]), conn["id.resp_h"], int(conn["id.resp_p"]), 6
-            ).community_id
-        )
+        ), row
+        assert row["community_id"] == conn_community_id(conn)
         assert row["orig_cmdline"].startswith(lab.BASH + " --norc")
+        assert row["resp_cmdline"].startswith(lab.SYSTEM_PYTHON + " -I -S -c")
+    assert "Traceback" not in collector.log(), collector.log()
 
 
-def _component(server: Collectord, kind: str) -> tuple[str, dict[str, int]]:
+def _audit_mode(agent: Agentd) -> SourceMode:
+    """How the agent's audit source reads the kernel (owner or read-only)."""
+    (audit,) = [s for s in agent.status().events.sources if s.name == "audit"]
+    return audit.mode
+
+
+def _component(server: Collectord, kind: str, ssl_context: ssl.SSLContext | None = None) -> tuple[str, dict[str, int]]:
     """A part of collectord as an operator sees it (``get_status``): its state and counters."""
 
     async def status() -> tuple[str, dict[str, int]]:
-        async with Operator(server.url, server.operator_token) as operator:
+        async with Operator(server.url, server.operator_token, ssl_context=ssl_context) as operator:
             (reply,) = await operator.request(op.GetStatus(operator.session.next_req()))
             (part,) = [c for c in reply.components if c.kind == kind]
             return part.state, {c.name: c.value for c in part.counters}

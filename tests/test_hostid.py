@@ -4,7 +4,7 @@ import socket
 
 import pytest
 
-from agent.hostid import HostIdError, host_identifier, host_uuid, is_placeholder_uuid
+from agent.hostid import HostIdError, collector_host_id, host_identifier, host_uuid, is_placeholder_uuid
 from agent.state import StateDB
 
 
@@ -62,3 +62,16 @@ def test_ephemeral_specified_and_errors():
         host_identifier("mac")
     with pytest.raises(HostIdError, match="needs the state database"):
         host_identifier("instance")
+
+
+def test_collector_host_id_is_the_machine_unless_the_agent_is_named():
+    """The uplink's host_id: the machine's UUID by default (hostname and ephemeral are not
+    stable); ``specified`` and ``instance`` name this agent, so two agents on one machine
+    (one per network namespace) are two hosts at the collector."""
+    ids = {"identifier": "web-7", "uuid": "4C4C4544-0042-3510-8052-B4C04F384D32", "instance_id": "i-1"}
+    assert collector_host_id("hostname", **ids) == ids["uuid"]
+    assert collector_host_id("uuid", **ids) == ids["uuid"]
+    assert collector_host_id("ephemeral", **ids) == ids["uuid"]
+    assert collector_host_id("specified", **ids) == "web-7"
+    assert collector_host_id("instance", **{**ids, "identifier": "i-1"}) == "i-1"
+    assert collector_host_id("hostname", **{**ids, "uuid": ""}) == "i-1"

@@ -18,6 +18,7 @@ import socket
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..hostid import collector_host_id
 from ..lifecycle import Component
 from ..runner import UplinkRun, event_tables_in
 from ..status import VERSION
@@ -99,7 +100,12 @@ class Uplink:
             subscription_of=self.subscriptions.subscription_of,
         )
         identity = Identity(
-            host_id=parts.status.info.uuid or parts.stores.instance_id,
+            host_id=collector_host_id(
+                parts.config.options.host_identifier,
+                identifier=parts.stores.host_identifier,
+                uuid=parts.status.info.uuid,
+                instance_id=parts.stores.instance_id,
+            ),
             hostname=socket.gethostname(),
             addresses=_addresses(),
             platform=platform.system().lower() or "linux",
