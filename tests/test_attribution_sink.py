@@ -9,14 +9,20 @@ state does not describe is set aside, never deleted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import time
 from pathlib import Path
 
 from collector.attribution.engine import AttributionEngine, EngineConfig
 from collector.attribution.logs import USER_CONNECTIONS_PATH
+from collector.attribution.persist import load_saved
 from collector.attribution.sink import OWNER, AttributionSink
-from collector.model import HostEvent, HostEventKind, ResultBatch
-from protocol.messages import Action
+from collector.model import HostEvent, HostEventKind, HostFacts, HostQuery, ResultBatch, Targets
+from collector.outbox import SinkFeed
+from collector.registry import Registry, Submission
+from collector.store import Store, Wakeup
+from protocol.messages import Action, Results
 from tests.test_attribution_offline import read_zeek_ascii
 
 T0 = 1_700_000_000.0
@@ -136,3 +142,38 @@ def test_only_the_attribution_owners_batches_are_learned(tmp_path) -> None:
     sink.position = 2
     sink.close()
     assert pids(tmp_path / "logs") == [302] and sink.batches == 1
+
+
+async def test_what_was_learned_is_saved_when_no_batch_follows(tmp_path) -> None:
+    """A batch learned right after a save, then nothing more (a quiet host): the state is saved once
+    ``save_interval`` is up, not only when the next batch comes (a restart would lose it meanwhile)."""
+    registry = Registry(str(tmp_path / "registry.db"))
+    query = HostQuery("SELECT " + ", ".join(COLUMNS) + " FROM socket_events", 1)
+    registry.put_subscription(OWNER, "attribution:socket_events", query, Targets(all=True))
+    registry.enroll(HostFacts("h1", "web1", ("10.0.0.1",)))
+    store = Store(registry)
+    lease = registry.acquire(
+        HostFacts("h1", "web1", ("10.0.0.1",)), stream="s1", acked_seq=0, collector_id="c1", ttl=90
+    )
+    state = tmp_path / "attribution.msgpack"
+    sink = AttributionSink.restore(state, lambda: AttributionEngine(EngineConfig()), save_interval=0.3)
+    feed = SinkFeed("attribution", store, Wakeup(), poll=0.05)
+    task = asyncio.create_task(sink.run(feed))
+    try:
+        row = ("connect", 7, "/usr/bin/curl", 2, 6, "10.0.0.1", 40007, "10.0.0.2", 80, int(T0), T0, "succeeded", 0)
+        message = Results(1, query.id, "attribution:socket_events", COLUMNS, ((Action.ADDED, row),), 0, 0, T0)
+        await store.call(lambda r: r.accept([Submission(lease, "web1", message, T0)]))
+        head = await store.call(lambda r: r.head())
+        deadline = time.monotonic() + 30
+        while sink.saved_position != head:
+            assert time.monotonic() < deadline, "what was learned was never saved while no batch followed"
+            assert not task.done(), task.exception()
+            await asyncio.sleep(0.05)
+        saved = load_saved(state, EngineConfig())
+        assert saved.position == head and "h1" in saved.engine.hosts
+        assert (await feed.cursor()).position == head  # and the cursor committed with it
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        store.close()

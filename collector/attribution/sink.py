@@ -205,7 +205,22 @@ class AttributionSink:
         last_save = last_expire = self.clock()
         try:
             while True:
-                items = await feed.read(after, limit=512)
+                items = await feed.read(after, limit=512, wait=False)
+                if not items:
+                    # Nothing new: what was learned is saved once its interval is up, not only when the
+                    # next batch comes (on a quiet host that can be minutes: a restart would lose it, and
+                    # `collectord attribute` would not see it).
+                    pending = self.position is not None and self.position != self.saved_position
+                    due = self.save_interval - (self.clock() - last_save)
+                    if pending and due <= 0:
+                        await self.save()
+                        await feed.commit(after)
+                        last_save = self.clock()
+                        continue
+                    try:
+                        items = await asyncio.wait_for(feed.read(after, limit=512), due if pending else None)
+                    except TimeoutError:
+                        continue
                 for item in items:
                     self.learn(item)
                 after = self.position = items[-1].position
