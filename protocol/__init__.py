@@ -12,11 +12,26 @@
 agent/ and collector/ share only this package.  docs/protocol.md is its reference.
 """
 
-from .errors import ErrorCode, ProtocolError
-from .messages import SUPPORTED_VERSIONS
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["AGENT_PATH", "OPERATOR_PATH", "SUPPORTED_VERSIONS", "ErrorCode", "ProtocolError"]
 
 #: WebSocket paths on the collector's listener.
 AGENT_PATH = "/agent"
 OPERATOR_PATH = "/operator"
+
+
+def __getattr__(name: str) -> Any:
+    """The messages and errors on first use: importing :mod:`protocol.community_id` (the SQL
+    function ``community_id_v1``, in every ``agent-cli query``) must not import the messages (~20 ms)."""
+    if name == "SUPPORTED_VERSIONS":
+        from .messages import SUPPORTED_VERSIONS
+
+        return SUPPORTED_VERSIONS
+    if name in ("ErrorCode", "ProtocolError"):
+        from . import errors
+
+        return getattr(errors, name)
+    raise AttributeError(f"module 'protocol' has no attribute {name!r}")

@@ -87,6 +87,7 @@ def test_agent_cli_imports_only_the_tables_a_query_names() -> None:
     table_modules = {f"tables.{m}" for m in TABLE_MODULES.values()}
     loaded = _imported("SELECT 1")
     assert not loaded & table_modules and "pyroute2" not in loaded and "asyncio" not in loaded
+    assert "protocol.messages" not in loaded  # community_id_v1's module, not the wire messages
     loaded = _imported("SELECT pid, name FROM processes")
     assert loaded & table_modules == {"tables.processes"} and "pyroute2" not in loaded
     assert "tables.arp_cache" in _imported("SELECT count(*) FROM arp_cache")
