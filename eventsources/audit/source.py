@@ -14,7 +14,7 @@ shows what the crashed run set).  A corrupt file is logged and ignored.
 
 Control requests go over their own socket; the event socket is read on the event
 loop (``add_reader``) in a tight non-blocking loop, then left alone for ``LINGER``
-(50 ms) once emptied so records are read in batches rather than one wake-up per
+(10 ms; 50 ms under a CPU budget) once emptied so records are read in batches rather than one wake-up per
 exec; records are parsed lazily and only for the types rows are built from.
 
 A socket_events row is completed at event time from /proc (eventsources/socketinfo.py):
@@ -64,7 +64,12 @@ MODES = ("auto", "owner", "read-only")
 RCVBUF = 32 << 20  # kauditd must never wait on us: 32 MiB of records
 LIVE_TYPES = frozenset({SYSCALL, PATH, SOCKADDR, SOCKETCALL, CWD, EXECVE, EOE})  # PROCTITLE is not needed live
 BATCH = 1024  # datagrams per readable callback before yielding to the loop
-LINGER = 0.05  # s between reads of a socket that was emptied: an exec's ~8 records read in batches, not one by one
+#: Seconds between reads of a socket that was emptied: an exec's ~8 records read in batches, not one by one.
+#: Short by default: a socket_events row is completed from /proc while its process still holds the socket
+#: (a client that lives 25 ms is gone after a 50 ms wait, and attribution loses its local port).
+LINGER = 0.01
+#: Under a CPU budget (the watchdog's): fewer, larger reads; the cheaper path before rows go lean.
+LINGER_BUDGET = 0.05
 MAX_EXAMPLES = 5
 MAX_DROPPING = 4096  # events being dropped at once (their remaining records are dropped as they come)
 
@@ -232,6 +237,7 @@ class AuditSource(EventSource):
     def set_cpu_budget(self, budget: float | None) -> bool:
         """Keep the source's CPU within ``budget`` seconds a second (None: no budget), degrading as needed."""
         self._budget.set_rate(budget, self._clock())
+        self._reader.linger = LINGER if budget is None else LINGER_BUDGET
         if budget is None:
             self._lean = self._shed = False
         return True
