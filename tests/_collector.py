@@ -370,9 +370,14 @@ class Agentd:
         # A SIGKILLed agentd leaves its socket file; the next start replaces a stale one.
 
     def close(self) -> None:
+        """Stop it as systemd would (SIGTERM: agentd gives kernel audit back), SIGKILL if it hangs."""
         if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
 
 
 def growing_query(start: float, total: int, per_second: int) -> str:
