@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 NETLINK_CONNECTOR = 11
 CN_IDX_PROC = 1
+SOL_NETLINK = 270
+NETLINK_DROP_MEMBERSHIP = 2
 CN_VAL_PROC = 1
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
@@ -211,9 +213,14 @@ class ProcConnectorSource(EventSource):
         log.info("proc connector: %s", self._detail)
 
     async def stop(self) -> None:
-        sock = self._reader.detach()  # and read what is already queued
+        sock = self._reader.sock
         if sock is None:
             return
+        try:  # leave the group first: the drain below then ends, however fast the host execs
+            sock.setsockopt(SOL_NETLINK, NETLINK_DROP_MEMBERSHIP, CN_IDX_PROC)
+        except OSError:
+            pass
+        self._reader.detach()  # and read what is already queued
         try:
             sock.send(build_listen_message(PROC_CN_MCAST_IGNORE))
         except OSError:
