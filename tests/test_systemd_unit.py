@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
-import pytest
+from tests._units import directives, verify
 
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "agentd.service"
 EXEC = "/opt/agentd/venv/bin/agentd"
-
-
-def directives(text: str) -> dict[str, list[str]]:
-    """``Key=value`` lines of a unit file (comments and sections dropped), values per key in order."""
-    out: dict[str, list[str]] = {}
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith(("#", ";", "[")):
-            continue
-        key, _, value = line.partition("=")
-        out.setdefault(key.strip(), []).append(value.strip())
-    return out
 
 
 def test_required_directives():
@@ -67,31 +52,14 @@ def test_every_capability_is_justified():
         assert any(cap in c for c in comments), f"{cap} has no justification comment"
 
 
-def _verify(unit_text: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    tool = shutil.which("systemd-analyze")
-    if tool is None:
-        pytest.skip("systemd-analyze is not installed (Debian package: systemd)")
-    # verify checks that ExecStart exists; point it at a stand-in executable in tmp_path.
-    fake = tmp_path / "agentd"
-    fake.write_text("#!/bin/sh\nexit 0\n")
-    fake.chmod(0o755)
-    unit = tmp_path / "agentd.service"
-    unit.write_text(unit_text.replace(EXEC, str(fake)))
-    return subprocess.run(
-        [tool, "verify", "--man=no", str(unit)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "SYSTEMD_LOG_COLOR": "0"},
-    )
-
-
 def test_systemd_analyze_verify(tmp_path):
-    result = _verify(UNIT.read_text(), tmp_path)
+    result = verify(UNIT.read_text(), "agentd", EXEC, tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip() == "", result.stderr  # verify reports bad directives as warnings
 
 
 def test_verify_catches_a_bad_directive(tmp_path):
-    result = _verify(UNIT.read_text().replace("ProtectSystem=strict", "ProtectSystem=sometimes"), tmp_path)
+    result = verify(
+        UNIT.read_text().replace("ProtectSystem=strict", "ProtectSystem=sometimes"), "agentd", EXEC, tmp_path
+    )
     assert "ProtectSystem" in result.stderr or "protect system" in result.stderr
