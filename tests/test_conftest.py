@@ -46,7 +46,7 @@ NEXT = textwrap.dedent(
 )
 
 
-def _run(tmp_path: Path, name: str, source: str) -> subprocess.CompletedProcess[str]:
+def _run(name: str, source: str) -> subprocess.CompletedProcess[str]:
     test = REPO / "tests" / f"_journal_{os.getpid()}_{name}.py"  # under tests/: the real conftest applies
     test.write_text(source)
     try:
@@ -62,7 +62,7 @@ def _run(tmp_path: Path, name: str, source: str) -> subprocess.CompletedProcess[
 
 
 @pytest.mark.audit
-def test_a_killed_audit_test_is_restored_by_the_next(tmp_path: Path) -> None:
+def test_a_killed_audit_test_is_restored_by_the_next() -> None:
     from eventsources.audit.netlink import AuditNetlink, open_audit_socket
 
     if os.geteuid() != 0:
@@ -75,11 +75,11 @@ def test_a_killed_audit_test_is_restored_by_the_next(tmp_path: Path) -> None:
         finally:
             ctl.close()
     try:
-        killed = _run(tmp_path, "killed", KILLED)
+        killed = _run("killed", KILLED)
         assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
         left = _read_journal()
         assert left is not None and left.rules == found.rules
-        nxt = _run(tmp_path, "next", NEXT)
+        nxt = _run("next", NEXT)
         assert nxt.returncode == 0, nxt.stdout + nxt.stderr
         assert not os.path.exists(AUDIT_JOURNAL)
     finally:
