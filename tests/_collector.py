@@ -31,6 +31,7 @@ from protocol.codec import FROM_COLLECTOR_TO_AGENT, decode
 from protocol.messages import Action, Error, Hello, Message, Results, Welcome
 from protocol.opsession import OperatorClientSession
 from protocol.session import AgentSession
+from tests._jsonlines import read_json_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 _LISTENING = re.compile(r"listening on (wss?)://([^ ]+?)/agent")
@@ -123,9 +124,7 @@ class Collectord:
             self.process.wait(10)
 
     def rows(self) -> list[dict[str, Any]]:
-        if not self.results.exists():
-            return []
-        return [json.loads(line) for line in self.results.read_text().splitlines()]
+        return read_json_lines(self.results)
 
 
 def _env() -> dict[str, str]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from agent.control import ControlError, remote_query
+from tests._jsonlines import read_json_lines
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -31,9 +32,7 @@ def wait_for(predicate, what: str, timeout: float = 60.0):
 
 
 def read_lines(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_json_lines(path)
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from agent.watchdog import EXIT_WATCHDOG
 from eventsources.audit.rules import AUDIT_NOT_EQUAL, AUDIT_PID, parse_rule
 from eventsources.base import SourceMode
 from tests._clock import Clock
+from tests._jsonlines import read_json_lines
 
 REPO = Path(__file__).resolve().parent.parent
 #: Counts until the time limit interrupts it (about 10^11 steps otherwise).
@@ -56,10 +57,7 @@ def settings_for(tmp_path: Path, config: str | None, clock: Clock | None = None,
 
 
 def result_lines(tmp_path: Path) -> list[dict]:
-    path = tmp_path / "log" / "results.log"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    return read_json_lines(tmp_path / "log" / "results.log")
 
 
 async def test_schedule_with_a_stepped_clock(tmp_path):

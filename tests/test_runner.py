@@ -19,6 +19,7 @@ from agent.uplink.queue import EntryKind, UplinkQueue
 from tables.events import EVENT_STORES, EventStore, event_table
 from tables.spec import Column, TableSpec
 from tables.sqlite import Database
+from tests._jsonlines import read_json_lines
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -69,8 +70,7 @@ def q(sql="select id, name from items", name="items_q", **kw) -> ScheduledQuery:
 
 
 def logged(tmp_path, which="results") -> list[dict]:
-    path = tmp_path / "log" / f"{which}.log"
-    return [json.loads(line) for line in open(path)] if path.exists() else []
+    return read_json_lines(tmp_path / "log" / f"{which}.log")
 
 
 def lines_of(tmp_path, out, which="results") -> list[dict]:
