@@ -1,4 +1,5 @@
-"""The Zeek double itself: declarations read from the package, Zeek 8's handshake, ack and error replies."""
+"""The Zeek double itself: declarations read from the package, the handshake, ack and error replies of
+Zeek 7.2+'s endpoint and of Broker's (Zeek 6.0-7.1)."""
 
 import json
 
@@ -7,8 +8,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from collector.zeek import brokerjson as bj
-from collector.zeek.values import Count, Enum
-from tests.zeek_double import Declarations, ZeekDouble
+from collector.zeek.values import Count, Enum, Time
+from tests.zeek_double import BROKER_VERSION, Declarations, Flavour, ZeekDouble
 
 
 def decls():
@@ -89,5 +90,39 @@ async def test_refused_handshakes_and_uri():
             with pytest.raises(ConnectionClosed):
                 await ws.recv()
             assert ws.close_code == 1008
+    finally:
+        await double.stop()
+
+
+async def test_broker_flavour_ack_metadata_and_errors_as_zeek_6_to_7_1():
+    """Broker's endpoint (Zeek 6.0-7.1): libbroker's version in the ack, network time on every event
+    Zeek publishes, ``input #N`` errors, a refused handshake torn down, mistyped events dropped
+    inside Zeek without a word to the client."""
+    double = ZeekDouble(decls(), flavour=Flavour.BROKER)
+    await double.start()
+    try:
+        good = bj.encode_event("/osquery/zeek/", bj.Event("osquery::batch_end_v1", ("h", Count(1))))
+        bad = bj.encode_event("/osquery/zeek/", bj.Event("osquery::batch_end_v1", ("h", 1)))  # int for count
+        async with connect(double.url + "/v1/messages/json") as ws:
+            await ws.send('["/osquery/collector/"]')
+            ack = json.loads(await ws.recv())
+            assert ack == {"type": "ack", "endpoint": double._node, "version": BROKER_VERSION}
+            await ws.send(bad)  # dropped by Zeek's engine: no reply
+            await ws.send(good)
+            reply = bj.decode_server_message(await ws.recv())
+            assert reply.event.name == "osquery::batch_ack_v1" and reply.event.args[1:] == ("h", Count(1))
+            ((meta_id, when),) = reply.event.metadata
+            assert meta_id == 1 and isinstance(when, Time)
+            await ws.send("{not json")
+            assert json.loads(await ws.recv())["context"].startswith("input #3 contained malformed JSON")
+            await ws.send("[1]")
+            assert json.loads(await ws.recv())["context"] == "input #4 expected a JSON object"
+            await ws.send('{"topic": "/osquery/zeek/", "@data-type": "count", "data": -1}')
+            assert json.loads(await ws.recv())["context"] == "input #5 contained invalid data"
+        assert len(double.reporter_errors) == 1 and "osquery::batch_end_v1" in double.reporter_errors[0]
+        async with connect(double.url + "/v1/messages/json") as ws:
+            await ws.send("{}")
+            with pytest.raises(ConnectionClosed):
+                await ws.recv()
     finally:
         await double.stop()

@@ -28,6 +28,7 @@ from tests.zeek_double import (
     README_EXAMPLE_SQL,
     README_EXAMPLE_TYPE,
     DoubleThread,
+    Flavour,
     ScriptRequest,
     package_subscriptions,
     request_record,
@@ -48,13 +49,19 @@ def wait_for(predicate, what: str, timeout: float = 90.0):
     pytest.fail(f"timed out waiting for {what}")
 
 
-@pytest.fixture
-def double():
-    thread = DoubleThread()
+@pytest.fixture(params=list(Flavour), ids=lambda f: f.value)
+def double(request):
+    """The double as Zeek 7.2+'s endpoint and as Broker's (Zeek 6.0-7.1). Either way, nothing
+    collectord sends may be refused: Zeek 7.2+ would answer an error, Zeek 6.0-7.1 would drop the
+    event inside Zeek with a reporter error and tell collectord nothing."""
+    refused: list[tuple[str, str]] = []
+    dropped: list[str] = []
+    thread = DoubleThread(flavour=request.param, errors_sent=refused, reporter_errors=dropped)
     thread.decls.declare_event("host_server_apps", README_EXAMPLE_TYPE)
     thread.decls.declare_event("osquery::grow", GROW_TYPE)
     yield thread
     thread.close()
+    assert refused == [] and dropped == []
 
 
 @pytest.fixture

@@ -250,22 +250,21 @@ async def test_link_client_publishes_into_real_zeek(tmp_path):
     assert "User 'again'" not in zk2.text("stdout") and "User 'new' is running" in zk2.text("stdout")
 
 
-def test_older_zeek_gets_one_clear_error(tmp_path):
-    """A Zeek older than 8.0 (simulated: the package's version gate raised past this Zeek's) loads the
+@pytest.mark.parametrize("load", ["osquery/tables", "osquery/attribution"])
+def test_older_zeek_gets_one_clear_error(tmp_path, load):
+    """A Zeek older than 6.0 (simulated: the package's version gate raised past this Zeek's) loads the
     API and the table scripts without parse errors and stops at start with one message saying why."""
     zeek = zeek_binary()
     scripts = tmp_path / "scripts"
     shutil.copytree(SCRIPTS, scripts)
-    gate = scripts / "osquery" / "__load__.zeek"
-    text = gate.read_text()
-    assert "Version::number >= 80000" in text
-    gate.write_text(text.replace("Version::number >= 80000", "Version::number >= 99999999"))
+    gates = [path for path in scripts.rglob("*.zeek") if "Version::number >= 60000" in path.read_text()]
+    assert {path.name for path in gates} == {"__load__.zeek", "attribution.zeek"}
+    for path in gates:
+        path.write_text(path.read_text().replace("Version::number >= 60000", "Version::number >= 99999999"))
     env = zeek_env(zeek)
     env["ZEEKPATH"] = env["ZEEKPATH"].replace(str(SCRIPTS), str(scripts))
-    proc = subprocess.run(
-        [zeek, "-b", "osquery/tables"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
-    )
+    proc = subprocess.run([zeek, "-b", load], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     errors = [line for line in proc.stderr.splitlines() if "error" in line]
     assert len(errors) == 1, proc.stderr
-    assert "needs Zeek 8.0 or newer" in errors[0]
+    assert "needs Zeek 6.0 or newer" in errors[0]

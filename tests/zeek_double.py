@@ -1,4 +1,4 @@
-"""A strict double of Zeek 8's WebSocket endpoint running the osquery package.
+"""A strict double of Zeek's WebSocket endpoint running the osquery package.
 
 It serves ws://127.0.0.1:PORT/v1/messages/json as Zeek 8.2.2 does (checked behaviour: the URI
 check, the handshake array, the ack, the error replies and their texts, a dead connection after
@@ -13,12 +13,21 @@ marks and acks, state queries. Rows it accepted are in ``delivered``. Its script
 are ``requests`` (see :meth:`ZeekDouble.subscribe`; :func:`package_subscriptions` gives those of
 the package's table scripts), replayed after every hello as the framework does.
 :class:`DoubleThread` runs a double on its own event loop, for tests that drive real processes.
+
+Two flavours (:class:`Flavour`): Zeek 7.2+'s own endpoint (the default, as above), and Broker's
+endpoint of Zeek 6.0-7.1 (``Broker::listen_websocket``; facts from Broker's json_client.cc as
+pinned by Zeek 7.0): the ack names libbroker's version, every event Zeek publishes carries the
+network-time metadata, a refused handshake closes the connection, errors say ``input #N ...``,
+and events are not checked against the declarations on the way in: a mistyped event reaches
+Zeek's event engine, which drops it with a reporter error (``reporter_errors`` here) and tells
+the client nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import ipaddress
 import json
 import re
@@ -233,6 +242,17 @@ def check(value: object, t: ZeekType, decls: Declarations, where: str) -> None:
     raise Mismatch(f"{where}: the double does not know type {t}")
 
 
+class Flavour(enum.Enum):
+    """Whose WebSocket endpoint the double plays."""
+
+    ZEEK = "zeek"  # Zeek 7.2 and newer: Cluster::listen_websocket (checked on 8.2.2)
+    BROKER = "broker"  # Zeek 6.0-7.1: Broker::listen_websocket
+
+
+#: libbroker's version in the ack of Zeek 7.0's Broker endpoint.
+BROKER_VERSION = "2.8.0"
+
+
 @dataclass
 class DoubleState:
     """What a restarted double keeps (the package's state_file): the delivery marks; and, for tests,
@@ -306,6 +326,8 @@ class ZeekDouble:
     _server: object = None
     collector: ServerConnection | None = None  # the client that said collector_hello last
     slow: float = 0.0  # seconds each message takes (a busy Zeek: batches stay in flight)
+    flavour: Flavour = Flavour.ZEEK
+    reporter_errors: list[str] = field(default_factory=list)  # Broker flavour: events Zeek's engine refused
     _batches: dict[int, tuple[str, int, list[bj.Event]]] = field(default_factory=dict)  # open batch per connection
     _n: int = 0
     _node: str = field(default_factory=lambda: str(uuid.uuid4()))
@@ -315,8 +337,9 @@ class ZeekDouble:
         return f"ws://{self.host}:{self.port}"
 
     async def start(self) -> None:
+        pings = 5 if self.flavour is Flavour.ZEEK else None  # Zeek 7.2+ closes a client that misses a pong
         self._server = await serve(
-            self._handle, self.host, self.port, process_request=self._check_uri, max_size=None, ping_interval=5
+            self._handle, self.host, self.port, process_request=self._check_uri, max_size=None, ping_interval=pings
         )
         self.port = self._server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
 
@@ -342,8 +365,14 @@ class ZeekDouble:
         self.errors_sent.append((code, context))
         await self._send(ws, {"type": "error", "code": code, "context": context})
 
+    def _outgoing(self, ev: bj.Event) -> str:
+        """An event Zeek publishes: Zeek 6.0-7.x attach the network time to every one."""
+        if self.flavour is Flavour.BROKER:
+            ev = bj.Event(ev.name, ev.args, ((1, Time.from_seconds(time.time())),))
+        return bj.encode_event(self.collector_topic, ev)
+
     async def _publish(self, ws: ServerConnection, name: str, *args: object) -> None:
-        await ws.send(bj.encode_event(self.collector_topic, bj.Event(name, args)))
+        await ws.send(self._outgoing(bj.Event(name, args)))
 
     async def _handle(self, ws: ServerConnection) -> None:
         assert ws.request is not None
@@ -358,20 +387,34 @@ class ZeekDouble:
                 topics = json.loads(first)
             except ValueError:
                 topics = None
+            valid = isinstance(topics, list) and all(isinstance(t, str) for t in topics)
+            if not valid and self.flavour is Flavour.BROKER:
+                await ws.close(1011, "first message must contain a filter")  # torn down, no ack
+                return
             if not isinstance(topics, list):
                 await self._error(ws, "deserialization_failed", "subscriptions not an array")
                 async for _ in ws:  # dead: everything later is ignored
                     pass
                 return
-            if not all(isinstance(t, str) for t in topics):
+            if not valid:
                 await self._error(ws, "deserialization_failed", "individual subscription not a string")
                 async for _ in ws:
                     pass
                 return
-            await self._send(ws, {"type": "ack", "endpoint": f"{self._node}-websocket-{self._n}", "version": "8.2.2"})
+            if self.flavour is Flavour.BROKER:
+                await self._send(ws, {"type": "ack", "endpoint": self._node, "version": BROKER_VERSION})
+            else:
+                await self._send(
+                    ws, {"type": "ack", "endpoint": f"{self._node}-websocket-{self._n}", "version": "8.2.2"}
+                )
             self._n += 1
+            n = 0
             async for message in ws:
-                await self._message(ws, message)
+                n += 1
+                if self.flavour is Flavour.BROKER:
+                    await self._broker_message(ws, message, n)
+                else:
+                    await self._message(ws, message)
         except Exception:
             return
         finally:
@@ -411,6 +454,52 @@ class ZeekDouble:
             return
         if not topic.startswith(self.zeek_topic):
             return  # nobody subscribed: silently dropped, as Zeek does
+        await self._accept(ws, ev)
+
+    async def _broker_message(self, ws: ServerConnection, message: str | bytes, n: int) -> None:
+        """One message after the handshake, as Broker's endpoint (Zeek 6.0-7.1) takes it."""
+        if self.slow:
+            await asyncio.sleep(self.slow)
+        try:
+            obj = json.loads(message)
+        except ValueError:
+            await self._error(
+                ws,
+                "deserialization_failed",
+                f"input #{n} contained malformed JSON -> caf::pec::unexpected_character(1, 1)",
+            )
+            return
+        if not isinstance(obj, dict):
+            await self._error(ws, "deserialization_failed", f"input #{n} expected a JSON object")
+            return
+        try:
+            if not isinstance(obj.get("topic"), str):
+                raise bj.DecodeError("no topic")
+            topic, value = bj.decode_client_message(obj)
+        except bj.DecodeError:
+            await self._error(ws, "deserialization_failed", f"input #{n} contained invalid data")
+            return
+        if not topic.startswith(self.zeek_topic):
+            return
+        # Broker delivers it; Zeek's event engine checks it against the declaration and drops a
+        # mismatch with a reporter error, telling the client nothing.
+        ev = bj.event_from_value(value)
+        if ev is None or ev.name not in self.decls.events:
+            self.reporter_errors.append(f"Failed to lookup handler for '{ev.name if ev else value!r}'")
+            return
+        params = self.decls.events[ev.name]
+        try:
+            if len(params) != len(ev.args):
+                raise Mismatch(f"{ev.name}: {len(ev.args)} arguments, {len(params)} declared")
+            for param, arg in zip(params, ev.args, strict=True):
+                check(arg, param.type, self.decls, f"{ev.name}({param.name})")
+        except Mismatch as e:
+            self.reporter_errors.append(f"Unserialize error for event '{ev.name}': {e}")
+            return
+        await self._accept(ws, ev)
+
+    async def _accept(self, ws: ServerConnection, ev: bj.Event) -> None:
+        """An event that reached the package's handlers."""
         self.delivered.append(ev)
         self.arrived.append(time.time())
         current = self._batches.get(id(ws))
@@ -430,9 +519,9 @@ class ZeekDouble:
                 {h: Count(s) for h, s in self.state.open.items()},
             )
             for sub in self.subscriptions:
-                await ws.send(bj.encode_event(self.collector_topic, sub))
+                await ws.send(self._outgoing(sub))
             for req in self.requests:
-                await ws.send(bj.encode_event(self.collector_topic, req.event(self.zeek_id)))
+                await ws.send(self._outgoing(req.event(self.zeek_id)))
             count = len(self.subscriptions) + len(self.requests)
             await self._publish(ws, "osquery::sync_done_v1", self.zeek_id, Count(count))
             self.collector = ws
@@ -464,7 +553,7 @@ class ZeekDouble:
             self.requests.append(req)
         if self.collector is not None:
             with contextlib.suppress(Exception):
-                await self.collector.send(bj.encode_event(self.collector_topic, req.event(self.zeek_id)))
+                await self.collector.send(self._outgoing(req.event(self.zeek_id)))
 
     async def unsubscribe(self, subscribe: ScriptRequest) -> None:
         self.requests.remove(subscribe)

@@ -16,9 +16,11 @@
 ##! is connected to): the answers arrive on the node that holds the WebSocket listener.
 
 @load base/protocols/conn
-@load ./main
-@load ./collector
+@load base/misc/version
+@load osquery
 
+# Before Zeek 6.0 osquery's __load__ stops Zeek with one clear error (and Zeek has no community_id_v1).
+@if ( Version::number >= 60000 )
 module osquery;
 
 export {
@@ -128,7 +130,7 @@ function attributable(c: connection): bool
 
 function ask(c: connection, final: bool)
 	{
-	Cluster::publish(collector_topic, attribute_v1, zeek_id, c$uid, c$start_time,
+	publish_event(collector_topic, attribute_v1, zeek_id, c$uid, c$start_time,
 	    c$id$orig_h, c$id$orig_p, c$id$resp_h, c$id$resp_p, community_id_v1(c$id), final);
 	}
 
@@ -223,3 +225,4 @@ event attribution_v1(uid: string, final: bool, orig: AttributionSide, resp: Attr
 	Log::write(osquery::LOG_ATTRIBUTION, info);
 	event osquery::connection_attributed(info);
 	}
+@endif

@@ -14,15 +14,26 @@
 ##!   so a batch Zeek has completed is never raised twice. The marks survive a restart of Zeek in
 ##!   ``state_file``.
 
+@load base/frameworks/broker
 @load base/frameworks/cluster
 @load base/frameworks/input
 @load base/misc/version
 @load ./main
 
+@if ( Version::number >= 80100 )
 @if ( Cluster::backend == Cluster::CLUSTER_BACKEND_NONE )
-# A standalone Zeek has no cluster backend, and then its WebSocket listener never acknowledges
-# a client: load one.
+# Since Zeek 8.1 a standalone Zeek has no cluster backend, and then its WebSocket listener never
+# acknowledges a client: load one.
 @load policy/frameworks/cluster/backend/broker
+@endif
+@endif
+
+@if ( Version::number < 70200 && ! Cluster::is_enabled() )
+# Before Zeek 7.2 the WebSocket listener is Broker's, with Broker's SSL options, and SSL is on
+# by default (without certificates: encrypted, unauthenticated). Plain ws:// on a standalone
+# Zeek, as Zeek 7.2+ listens by default; a site that wants wss:// redefines this back to F and
+# sets Broker::ssl_certificate and Broker::ssl_keyfile (docs/zeek.md).
+redef Broker::disable_ssl = T;
 @endif
 
 module osquery;
@@ -94,6 +105,16 @@ export {
 
 const package_version = "1.0";
 
+# Publishing and subscribing: the cluster API where Zeek has it (7.1 and newer: every cluster
+# backend, ZeroMQ included), Broker's before that. Both take (topic, event, args...).
+@if ( Version::number >= 70100 )
+global publish_event = Cluster::publish;
+global subscribe_topic = Cluster::subscribe;
+@else
+global publish_event = Broker::publish;
+global subscribe_topic = Broker::subscribe;
+@endif
+
 global write_state_tick: event();
 
 # One-time queries made while no collector listened; sent with the next replay.
@@ -118,13 +139,13 @@ hook send_request(op: string, q: Query, hosts: vector of string, groups: vector 
 	{
 	local req = make_request(q, hosts, groups);
 	if ( op == "subscribe" )
-		Cluster::publish(collector_topic, subscribe_v1, zeek_id, req);
+		publish_event(collector_topic, subscribe_v1, zeek_id, req);
 	else if ( op == "unsubscribe" )
-		Cluster::publish(collector_topic, unsubscribe_v1, zeek_id, req);
+		publish_event(collector_topic, unsubscribe_v1, zeek_id, req);
 	else if ( op == "execute" )
 		{
 		if ( collector_seen )
-			Cluster::publish(collector_topic, execute_v1, zeek_id, req);
+			publish_event(collector_topic, execute_v1, zeek_id, req);
 		else
 			pending_executes += req;
 		}
@@ -133,34 +154,34 @@ hook send_request(op: string, q: Query, hosts: vector of string, groups: vector 
 hook send_grouping(op: string, ranges: vector of subnet, group: string)
 	{
 	if ( op == "join" )
-		Cluster::publish(collector_topic, join_v1, zeek_id, ranges, group);
+		publish_event(collector_topic, join_v1, zeek_id, ranges, group);
 	else
-		Cluster::publish(collector_topic, leave_v1, zeek_id, ranges, group);
+		publish_event(collector_topic, leave_v1, zeek_id, ranges, group);
 	}
 
 function replay(collector_id: string)
 	{
-	Cluster::publish(collector_topic, zeek_hello_v1, zeek_id, package_version,
+	publish_event(collector_topic, zeek_hello_v1, zeek_id, package_version,
 	    batch_done, batch_open);
 	local n = 0;
 	for ( _, s in subscriptions )
 		{
-		Cluster::publish(collector_topic, subscribe_v1, zeek_id, make_request(s$query,
+		publish_event(collector_topic, subscribe_v1, zeek_id, make_request(s$query,
 		    s$hosts, s$groups));
 		++n;
 		}
 	for ( _, g in groupings )
 		{
-		Cluster::publish(collector_topic, join_v1, zeek_id, g$ranges, g$group);
+		publish_event(collector_topic, join_v1, zeek_id, g$ranges, g$group);
 		++n;
 		}
 	for ( _, req in pending_executes )
 		{
-		Cluster::publish(collector_topic, execute_v1, zeek_id, req);
+		publish_event(collector_topic, execute_v1, zeek_id, req);
 		++n;
 		}
 	pending_executes = vector();
-	Cluster::publish(collector_topic, sync_done_v1, zeek_id, n);
+	publish_event(collector_topic, sync_done_v1, zeek_id, n);
 	log_collector("info", collector_id, fmt(
 	    "collector connected; sent %d subscriptions, groupings and queries",
 	    n));
@@ -180,7 +201,7 @@ event osquery::collector_hello_v1(collector_id: string, version: string)
 event osquery::state_query_v1(collector_id: string)
 	{
 	if ( state_loaded )
-		Cluster::publish(collector_topic, state_v1, zeek_id, batch_done, batch_open);
+		publish_event(collector_topic, state_v1, zeek_id, batch_done, batch_open);
 	}
 
 event osquery::host_connected_v1(host_id: string, hostname: string,
@@ -199,27 +220,17 @@ event osquery::host_connected_v1(host_id: string, hostname: string,
 # WebSocket clients that subscribed to collector_topic: collectord (one per collector).
 global collector_clients: set[string];
 
-event Cluster::websocket_client_added(endpoint: Cluster::EndpointInfo,
-    subscriptions: string_vec)
-	{
-	for ( _, s in subscriptions )
-		if ( starts_with(collector_topic, s) )
-			add collector_clients[endpoint$id];
-	}
-
 # The last collector gone: nobody reports for the hosts any more, they are disconnected (a
 # collector that comes back says host_connected again for those it serves).
-event Cluster::websocket_client_lost(endpoint: Cluster::EndpointInfo, code: count,
-    reason: string)
+function collector_client_lost(id: string, why: string)
 	{
-	if ( endpoint$id !in collector_clients )
+	if ( id !in collector_clients )
 		return;
-	delete collector_clients[endpoint$id];
+	delete collector_clients[id];
 	if ( |collector_clients| > 0 )
 		return;
-	log_collector("warning", endpoint$id, fmt(
-	    "collector gone (%d %s): its %d hosts are taken as disconnected", code,
-	    reason, |hosts|));
+	log_collector("warning", id, fmt(
+	    "collector gone (%s): its %d hosts are taken as disconnected", why, |hosts|));
 	local gone: vector of string = vector();
 	for ( h in hosts )
 		gone += h;
@@ -230,6 +241,36 @@ event Cluster::websocket_client_lost(endpoint: Cluster::EndpointInfo, code: coun
 		event osquery::host_disconnected(h);
 		}
 	}
+
+@if ( Version::number >= 70200 )
+event Cluster::websocket_client_added(endpoint: Cluster::EndpointInfo,
+    subscriptions: string_vec)
+	{
+	for ( _, s in subscriptions )
+		if ( starts_with(collector_topic, s) )
+			add collector_clients[endpoint$id];
+	}
+
+event Cluster::websocket_client_lost(endpoint: Cluster::EndpointInfo, code: count,
+    reason: string)
+	{
+	collector_client_lost(endpoint$id, fmt("%d %s", code, reason));
+	}
+@else
+# Broker's WebSocket clients (Zeek 6.0 to 7.1) are announced by Broker's status events, with
+# these texts and without their subscriptions: every WebSocket client counts as a collector.
+event Broker::endpoint_discovered(endpoint: Broker::EndpointInfo, msg: string)
+	{
+	if ( msg == "found a new client in the network" )
+		add collector_clients[endpoint$id];
+	}
+
+event Broker::peer_lost(endpoint: Broker::EndpointInfo, msg: string)
+	{
+	if ( msg == "lost connection to client" )
+		collector_client_lost(endpoint$id, msg);
+	}
+@endif
 
 event osquery::host_disconnected_v1(host_id: string)
 	{
@@ -259,7 +300,7 @@ event osquery::batch_end_v1(host_id: string, seq: count)
 	if ( host_id in batch_open && batch_open[host_id] == seq )
 		delete batch_open[host_id];
 	state_dirty = T;
-	Cluster::publish(collector_topic, batch_ack_v1, zeek_id, host_id, seq);
+	publish_event(collector_topic, batch_ack_v1, zeek_id, host_id, seq);
 	}
 
 # --- delivery marks across restarts ---------------------------------------------------------
@@ -328,9 +369,45 @@ event Input::end_of_data(name: string, source: string)
 	loaded();
 	}
 
+@if ( Version::number >= 70200 )
+function listen_for_collectord()
+	{
+	local tls = Cluster::WebSocketTLSOptions();
+	if ( websocket_tls_cert != "" )
+		tls = Cluster::WebSocketTLSOptions($cert_file=websocket_tls_cert,
+		    $key_file=websocket_tls_key,
+		    $enable_peer_verification=websocket_tls_ca != "",
+		    $ca_file=websocket_tls_ca);
+	if ( ! Cluster::listen_websocket(Cluster::WebSocketServerOptions(
+	    $listen_addr=websocket_address, $listen_port=websocket_port,
+	    $tls_options=tls)) )
+		Reporter::error(fmt("osquery: cannot listen for collectord on %s:%s",
+		    websocket_address, websocket_port));
+	else
+		log_local("info", fmt("listening for collectord on %s:%s", websocket_address,
+		    websocket_port));
+	}
+@else
+# Broker's listener (Zeek 6.0 to 7.1): TLS is Broker's (Broker::disable_ssl, ssl_certificate,
+# ssl_keyfile, ssl_cafile), not the websocket_tls_* options; it retries a busy port every
+# Broker::default_listen_retry.
+function listen_for_collectord()
+	{
+	if ( websocket_tls_cert != "" )
+		Reporter::error("osquery: before Zeek 7.2 the WebSocket listener takes Broker's SSL options (Broker::ssl_certificate, Broker::ssl_keyfile, Broker::ssl_cafile, Broker::disable_ssl = F), not osquery::websocket_tls_cert");
+	local bound = Broker::listen_websocket(cat(websocket_address), websocket_port);
+	if ( bound == 0/tcp )
+		Reporter::error(fmt("osquery: cannot listen for collectord on %s:%s",
+		    websocket_address, websocket_port));
+	else
+		log_local("info", fmt("listening for collectord on %s:%s (%s)", websocket_address,
+		    bound, Broker::disable_ssl ? "ws://" : "wss://"));
+	}
+@endif
+
 event zeek_init() &priority=-5
 	{
-	Cluster::subscribe(zeek_topic);
+	subscribe_topic(zeek_topic);
 
 	if ( state_file != "" && file_size(state_file) >= 0 )
 		Input::add_table([$source=state_file, $name="osquery::marks", $idx=MarkIdx,
@@ -342,22 +419,7 @@ event zeek_init() &priority=-5
 
 @if ( ! Cluster::is_enabled() || Cluster::local_node_type() == Cluster::MANAGER )
 	if ( start_websocket )
-		{
-		local tls = Cluster::WebSocketTLSOptions();
-		if ( websocket_tls_cert != "" )
-			tls = Cluster::WebSocketTLSOptions($cert_file=websocket_tls_cert,
-			    $key_file=websocket_tls_key,
-			    $enable_peer_verification=websocket_tls_ca != "",
-			    $ca_file=websocket_tls_ca);
-		if ( ! Cluster::listen_websocket(Cluster::WebSocketServerOptions(
-		    $listen_addr=websocket_address, $listen_port=websocket_port,
-		    $tls_options=tls)) )
-			Reporter::error(fmt("osquery: cannot listen for collectord on %s:%s",
-			    websocket_address, websocket_port));
-		else
-			log_local("info", fmt("listening for collectord on %s:%s", websocket_address,
-			    websocket_port));
-		}
+		listen_for_collectord();
 @endif
 	}
 
