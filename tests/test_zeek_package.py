@@ -3,6 +3,7 @@ and by the zeekscript parser. Without a Zeek binary (PATH or $ZEEK) the Zeek tes
 
 import asyncio
 import os
+import re
 import shutil
 import signal
 import socket
@@ -28,6 +29,14 @@ def zeek_binary():
     if not found:
         pytest.skip("no Zeek binary: put zeek on PATH or set $ZEEK (see .ci/run)")
     return found
+
+
+def zeek_version(zeek) -> tuple[int, int]:
+    """(major, minor) of a Zeek binary, from ``zeek --version`` ("zeek version 8.2.2")."""
+    out = subprocess.run([zeek, "--version"], capture_output=True, text=True, timeout=60).stdout
+    found = re.search(r"version (\d+)\.(\d+)", out)
+    assert found, f"zeek --version said: {out!r}"
+    return int(found.group(1)), int(found.group(2))
 
 
 def zeek_env(zeek):

@@ -336,7 +336,8 @@ class Event:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Ack:
-    """The server's answer to the handshake. ``endpoint`` and ``version`` differ between Zeek 5-7 and 8."""
+    """The server's answer to the handshake. ``endpoint`` and ``version`` differ between Broker's
+    endpoint (Zeek 5.0-7.1: libbroker's version) and Zeek's (7.2 and newer: Zeek's version)."""
 
     endpoint: str
     version: str
@@ -344,7 +345,7 @@ class Ack:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Error:
-    """An error reply. It carries no id of the message it refers to (Zeek 8)."""
+    """An error reply. It carries no id of the message it refers to (either endpoint)."""
 
     code: str
     context: str
