@@ -53,15 +53,17 @@ def wait_for(predicate, what: str, timeout: float = 90.0):
 def double(request):
     """The double as Zeek 7.2+'s endpoint and as Broker's (Zeek 6.0-7.1). Either way, nothing
     collectord sends may be refused: Zeek 7.2+ would answer an error, Zeek 6.0-7.1 would drop the
-    event inside Zeek with a reporter error and tell collectord nothing."""
+    event inside Zeek with a reporter error and tell collectord nothing. To Broker's endpoint every
+    frame after the ack must be longer than its reader's 2,048 bytes (collector.zeek.link)."""
     refused: list[tuple[str, str]] = []
     dropped: list[str] = []
-    thread = DoubleThread(flavour=request.param, errors_sent=refused, reporter_errors=dropped)
+    short: list[int] = []  # Broker flavour: frames Broker's reader could take with the next
+    thread = DoubleThread(flavour=request.param, errors_sent=refused, reporter_errors=dropped, short_frames=short)
     thread.decls.declare_event("host_server_apps", README_EXAMPLE_TYPE)
     thread.decls.declare_event("osquery::grow", GROW_TYPE)
     yield thread
     thread.close()
-    assert refused == [] and dropped == []
+    assert refused == [] and dropped == [] and short == []
 
 
 @pytest.fixture

@@ -251,6 +251,8 @@ class Flavour(enum.Enum):
 
 #: libbroker's version in the ack of Zeek 7.0's Broker endpoint.
 BROKER_VERSION = "2.8.0"
+#: How many bytes Broker's WebSocket reader (CAF) takes at a time.
+BROKER_READ = 2048
 
 
 @dataclass
@@ -328,6 +330,9 @@ class ZeekDouble:
     slow: float = 0.0  # seconds each message takes (a busy Zeek: batches stay in flight)
     flavour: Flavour = Flavour.ZEEK
     reporter_errors: list[str] = field(default_factory=list)  # Broker flavour: events Zeek's engine refused
+    # Broker flavour: sizes of frames after the ack that Broker's reader could take together with
+    # the next (a payload under 2,048 bytes; Zeek 7.0.11 then drops the connection now and then).
+    short_frames: list[int] = field(default_factory=list)
     _batches: dict[int, tuple[str, int, list[bj.Event]]] = field(default_factory=dict)  # open batch per connection
     _n: int = 0
     _node: str = field(default_factory=lambda: str(uuid.uuid4()))
@@ -412,6 +417,8 @@ class ZeekDouble:
             async for message in ws:
                 n += 1
                 if self.flavour is Flavour.BROKER:
+                    if len(message) < BROKER_READ:  # with its header the frame is then at most 2,048 bytes
+                        self.short_frames.append(len(message))
                     await self._broker_message(ws, message, n)
                 else:
                     await self._message(ws, message)

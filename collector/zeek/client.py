@@ -238,6 +238,10 @@ class ZeekLink:
         try:
             async for message in ws:
                 self.core.data_received(message, self._clock())
+                if self.core.broker_endpoint and ws.keepalive_task is not None and not ws.keepalive_task.done():
+                    # Broker's reader can drop the connection when a small frame shares a read with
+                    # the next (collector.zeek.link): no pings there; ack timeouts notice a dead Zeek.
+                    ws.keepalive_task.cancel()
                 self._after_core()
         finally:
             writer.cancel()

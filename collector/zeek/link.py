@@ -13,6 +13,14 @@ drops, or after ``ack_timeout``, are in doubt: before sending one again the core
 framework for its delivery marks (the ``zeek_hello_v1`` of the next connection, or
 ``state_query_v1``) and drops those Zeek has completed. While Zeek is away, batches wait in a
 buffer bounded by ``max_buffer``; past it the oldest are dropped and counted.
+
+Broker's endpoint (Zeek 5.0 to 7.1, ``Broker::listen_websocket``) is told apart by its ack, which
+names libbroker's version (2.x) instead of Zeek's (7.2 and newer). Its WebSocket reader (CAF's)
+drops the connection now and then when one read holds the end of a frame and the start of the
+next (seen on Zeek 7.0.11: bursts of frames of mixed sizes under 2 KiB, a reset within a few
+hundred frames; one frame per write, or every frame over its 2,048-byte read size, never). So
+after that ack every frame is padded with JSON whitespace to :data:`BROKER_MIN_FRAME`, and
+``collector_hello`` waits for the ack, so the handshake travels alone.
 """
 
 from __future__ import annotations
@@ -27,6 +35,17 @@ from collector.zeek import brokerjson as bj
 from collector.zeek import protocol as p
 
 log = logging.getLogger(__name__)
+
+
+#: Frames to Broker's endpoint are padded to this many characters (its reader takes 2,048 bytes
+#: at a time; a frame longer than that is always read on its own).
+BROKER_MIN_FRAME = 2048
+
+
+def is_broker_endpoint(version: str) -> bool:
+    """Whether an ack's ``version`` is libbroker's (Zeek 5.0-7.1) rather than Zeek's (7.2 and newer)."""
+    major = version.split(".", 1)[0]
+    return major.isdigit() and int(major) < 7
 
 
 class LinkState(enum.Enum):
@@ -55,10 +74,12 @@ class ZeekBatch:
 
 @dataclass(frozen=True, slots=True)
 class LinkUp:
-    """Handshake done: ``endpoint`` and ``version`` as Zeek's ack gave them."""
+    """Handshake done: ``endpoint`` and ``version`` as Zeek's ack gave them; ``broker``: the
+    endpoint is Broker's (Zeek 5.0-7.1), whose frames the core pads."""
 
     endpoint: str
     version: str
+    broker: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,14 +180,15 @@ class LinkCore:
     _awaiting_state: bool = False
     _sync: list[p.QueryRequest | p.GroupRequest] | None = None
     _hosts: dict[str, str] = field(default_factory=dict)
+    _pad: int = 0  # BROKER_MIN_FRAME once Broker's endpoint answered
 
     # --- inputs ------------------------------------------------------------------------------
 
     def connection_made(self, now: float) -> None:
         self.state = LinkState.HANDSHAKE
         self.stats.connects += 1
+        self._pad = 0
         self._out.append(bj.encode_handshake(self.subscribe_topics))
-        self._out.append(self._frame(p.collector_hello(self.collector_id, p.PROTOCOL_VERSION)))
 
     def connection_lost(self, now: float, reason: str = "") -> None:
         if self.state is LinkState.DISCONNECTED:
@@ -189,7 +211,10 @@ class LinkCore:
         if isinstance(msg, bj.Ack):
             if self.state is LinkState.HANDSHAKE:
                 self.state = LinkState.SYNCING
-                self._notes.append(LinkUp(msg.endpoint, msg.version))
+                broker = is_broker_endpoint(msg.version)
+                self._pad = BROKER_MIN_FRAME if broker else 0
+                self._notes.append(LinkUp(msg.endpoint, msg.version, broker))
+                self._out.append(self._frame(p.collector_hello(self.collector_id, p.PROTOCOL_VERSION)))
             return
         if isinstance(msg, bj.Error):
             self.stats.zeek_errors += 1
@@ -275,7 +300,15 @@ class LinkCore:
 
     def frames(self) -> list[str]:
         out, self._out = self._out, []
+        if self._pad:
+            pad = self._pad
+            return [f if len(f) >= pad else f.ljust(pad) for f in out]
         return out
+
+    @property
+    def broker_endpoint(self) -> bool:
+        """The connected endpoint is Broker's (Zeek 5.0-7.1): frames are padded, pings are off."""
+        return self._pad > 0
 
     def notifications(self) -> list[Notification]:
         out, self._notes = self._notes, []

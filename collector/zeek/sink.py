@@ -46,6 +46,7 @@ from .client import LinkStatus, ZeekLink
 from .columns import Action as ZeekAction
 from .columns import ColumnError, RowEncoder, SignatureError
 from .link import (
+    BROKER_MIN_FRAME,
     Delivered,
     Dropped,
     LinkDown,
@@ -428,7 +429,16 @@ class ZeekSink:
         elif isinstance(note, Synced | Request):
             self._requests.put_nowait(note)
         elif isinstance(note, LinkUp):
-            log.info("zeek %s: Zeek %s (%s) answered", self.config.name, note.version, note.endpoint)
+            if note.broker:
+                log.info(
+                    "zeek %s: Broker %s (%s) answered: Zeek 5.0-7.1's endpoint, frames padded to %d bytes",
+                    self.config.name,
+                    note.version,
+                    note.endpoint,
+                    BROKER_MIN_FRAME,
+                )
+            else:
+                log.info("zeek %s: Zeek %s (%s) answered", self.config.name, note.version, note.endpoint)
         elif isinstance(note, ZeekError):
             names = sorted({n for _, _, events in note.suspects for n in events})
             message = f"Zeek refused a message: {note.code}: {note.context}"

@@ -168,9 +168,8 @@ function event_name(q: Query): string
 	{
 	if ( ! q?$ev )
 		return "";
-	local s = fmt("%s", q$ev);
-	local i = strstr(s, ": ");
-	return i > 0 ? sub_bytes(s, 1, i - 1) : s;
+	# Zeek 8 describes an event value as "name: event(...)\n{ body }", Zeek 6-7 as "name\n{ body }".
+	return split_string1(fmt("%s", q$ev), /: |\n/)[0];
 	}
 
 function event_type(q: Query): string
