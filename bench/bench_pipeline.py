@@ -13,7 +13,9 @@
    this machine's clock.
 2. Throughput: collectord's Zeek sink turning stored result batches (process_events' and
    socket_events' columns, 500 rows each) into Broker JSON frames, on one core (this process
-   pinned to one CPU): ZeekSink's encoding and LinkCore's framing, as collectord runs them.
+   pinned to one CPU): ZeekSink's encoding and LinkCore's framing, as collectord runs them;
+   ``*_broker_padded``: the same with every frame padded to 2,048 bytes, as collectord sends
+   to Broker's endpoint (Zeek 5.0-7.1).
 
 Goals (issue 10): p99 < 500 ms at 200 execs/s, >= 20,000 rows/s into Broker JSON.
 """
@@ -360,8 +362,12 @@ def throughput(rows_per_batch: int = 500, seconds: float = 5.0) -> dict[str, Any
             lambda i: ("connect", 4000 + i, "3", "/usr/bin/curl", 2, 6, "", "93.184.216.34", 0, 443, 1714564800 + i, 1),
         ),
     }
+    from collector.zeek.link import BROKER_MIN_FRAME
+
     out: dict[str, Any] = {}
-    for name, (ev, columns, make) in cases.items():
+    for (name, (ev, columns, make)), pad in [(c, pad) for pad in (0, BROKER_MIN_FRAME) for c in cases.items()]:
+        if pad:
+            name += "_broker_padded"  # to Broker's endpoint (Zeek 5.0-7.1) every frame is padded
         from collector.zeek.protocol import UpdateType
         from collector.zeek.requests import Route
 
@@ -381,7 +387,9 @@ def throughput(rows_per_batch: int = 500, seconds: float = 5.0) -> dict[str, Any
             )
             for batch in sink._result_batches(item):
                 for event in batch.events:
-                    bj.data_message(topic, event)
+                    frame = bj.data_message(topic, event)
+                    if pad and len(frame) < pad:
+                        frame = frame.ljust(pad)
             done += rows_per_batch
         elapsed = time.process_time() - started
         out[name] = round(done / elapsed)
