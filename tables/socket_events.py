@@ -27,8 +27,12 @@ SPEC = event_table(
             "local_address", "TEXT", "Local address (bind; connect and accept when the agent could read the socket)"
         ),
         Column("remote_address", "TEXT", "Remote address (connect, accept)"),
-        Column("local_port", "INTEGER", "Local port (bind; connect and accept when the agent could read the socket)"),
-        Column("remote_port", "INTEGER", "Remote port (connect, accept)"),
+        Column(
+            "local_port",
+            "INTEGER",
+            "Local port (bind; connect and accept when the agent could read the socket); else 0, as osquery",
+        ),
+        Column("remote_port", "INTEGER", "Remote port (connect, accept); else 0, as osquery"),
         Column("socket", "TEXT", "Path of a UNIX domain socket ('@name' when abstract)", hidden=True),
         Column(
             "overflows",

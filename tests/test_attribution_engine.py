@@ -66,8 +66,8 @@ def sock_row(action, pid, t, path, *, remote=None, local=None, status="succeeded
         "protocol": 0,
         "local_address": None,
         "remote_address": None,
-        "local_port": None,
-        "remote_port": None,
+        "local_port": 0,  # the agent's rows say 0 where no port is known, as osquery's do
+        "remote_port": 0,
         "time": int(t),
         "status": status,
         **extra,

@@ -446,14 +446,15 @@ def test_socket_rows() -> None:
         )
         for _, r in rows
     ]
+    # a port the records do not name is 0, as osquery's socket_events gives it; addresses stay NULL
     assert got == [
-        ("connect", 2, None, None, "127.0.0.1", 9, None, "failed", 0, "26"),
-        ("connect", 10, None, None, "::1", 80, None, "in_progress", 1, "26"),
-        ("bind", 2, "0.0.0.0", 8080, None, None, None, "succeeded", 1, "26"),
-        ("accept", 2, None, None, "192.168.0.1", 50000, None, "succeeded", 1, "26"),
-        ("accept", None, None, None, None, None, None, "no_client", 0, "26"),
-        ("connect", 1, None, None, "@abstract-x", None, "@abstract-x", "failed", 0, "26"),
-        ("connect", 1, None, None, "/run/x.sock", None, "/run/x.sock", "succeeded", 1, "26"),
+        ("connect", 2, None, 0, "127.0.0.1", 9, None, "failed", 0, "26"),
+        ("connect", 10, None, 0, "::1", 80, None, "in_progress", 1, "26"),
+        ("bind", 2, "0.0.0.0", 8080, None, 0, None, "succeeded", 1, "26"),
+        ("accept", 2, None, 0, "192.168.0.1", 50000, None, "succeeded", 1, "26"),
+        ("accept", None, None, 0, None, 0, None, "no_client", 0, "26"),
+        ("connect", 1, None, 0, "@abstract-x", 0, "@abstract-x", "failed", 0, "26"),
+        ("connect", 1, None, 0, "/run/x.sock", 0, "/run/x.sock", "succeeded", 1, "26"),
     ]
     assert all(t == "socket_events" and r["path"] == "/usr/bin/curl" and r["pid"] == 4242 for t, r in rows)
     # the caller's ids and parent come from the SYSCALL record; the source adds what /proc knows
@@ -493,9 +494,9 @@ def test_i386_socketcall_rows_take_fd_from_the_socketcall_record() -> None:
         for _, r in rows
     ]
     assert got == [
-        ("connect", "11", None, None, "127.0.0.1", 22, "failed", "/opt/i386/nc"),
-        ("bind", "12", "0.0.0.0", 8080, None, None, "succeeded", "/opt/i386/nc"),
-        ("accept", "12", None, None, "192.168.0.1", 50000, "succeeded", "/opt/i386/nc"),
+        ("connect", "11", None, 0, "127.0.0.1", 22, "failed", "/opt/i386/nc"),
+        ("bind", "12", "0.0.0.0", 8080, None, 0, "succeeded", "/opt/i386/nc"),
+        ("accept", "12", None, 0, "192.168.0.1", 50000, "succeeded", "/opt/i386/nc"),
     ]
     assert builder.skipped == {"other_syscall": 1}
 

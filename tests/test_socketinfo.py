@@ -109,7 +109,7 @@ def connect_row(sock: socket.socket, pid: int | None = None, **over) -> dict:
         "family": int(family),
         "protocol": 0,
         "local_address": None,
-        "local_port": None,
+        "local_port": 0,  # as the audit row builder leaves it (osquery's default)
         "remote_address": peer[0],
         "remote_port": peer[1],
         "status": "succeeded",
@@ -136,7 +136,7 @@ def test_enricher_refuses_a_reused_descriptor(tcp_pair) -> None:
     enricher = SocketEnricher(boot_time=pf.boot_time("/proc"))
     row = connect_row(client, remote_port=client.getpeername()[1] + 1)  # the event was for another peer
     enricher.enrich(row, 0, now=1.0)
-    assert row["local_port"] is None and row["protocol"] == 0 and "community_id" not in row
+    assert row["local_port"] == 0 and row["protocol"] == 0 and "community_id" not in row
     assert enricher.counts == {"mismatch": 1}
 
 
@@ -187,8 +187,8 @@ def test_enricher_budget_and_failed_calls(tcp_pair) -> None:
     for row in rows[:3]:
         enricher.enrich(row, 0, now=10.0)
     enricher.enrich(rows[3], 0, now=11.0)  # a second later the bucket has refilled
-    assert [r["local_port"] is not None for r in rows] == [True, True, False, True]
+    assert [r["local_port"] != 0 for r in rows] == [True, True, False, True]
     assert enricher.counts == {"found": 3, "over_budget": 1}
     failed = connect_row(client, status="failed")
     enricher.enrich(failed, 0, now=12.0)
-    assert failed["local_port"] is None and enricher.counts["found"] == 3
+    assert failed["local_port"] == 0 and enricher.counts["found"] == 3

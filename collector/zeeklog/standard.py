@@ -66,8 +66,8 @@ STANDARD: tuple[StandardSubscription, ...] = (
     ),
     StandardSubscription(
         "socket_events",
-        "SELECT action, pid, fd, path, family, protocol, local_address, remote_address, IFNULL(local_port, 0) AS "
-        "local_port, IFNULL(remote_port, 0) AS remote_port, time, success FROM socket_events WHERE family=2",
+        "SELECT action, pid, fd, path, family, protocol, local_address, remote_address, local_port, "
+        "remote_port, time, success FROM socket_events WHERE family=2",
         False,
         (
             "action:string",

@@ -395,8 +395,8 @@ class RowBuilder:
             protocol=0,  # not in audit records (osquery reports 0 as well)
             local_address=None,
             remote_address=None,
-            local_port=None,
-            remote_port=None,
+            local_port=0,  # osquery's defaults: 0 where the record names no port on that side
+            remote_port=0,
             socket=None,
             success=1 if status in ("succeeded", "in_progress") else 0,
             status=status,

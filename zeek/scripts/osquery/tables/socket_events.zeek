@@ -76,7 +76,7 @@ event zeek_init()
 	    $columns=osquery::socket_events::Info, $path="osq-socket_events",
 	    $policy=osquery::socket_events::log_policy]);
 
-	local query = [$ev=table_socket_events, $query="SELECT action, pid, fd, path, family, protocol, local_address, remote_address, IFNULL(local_port, 0) AS local_port, IFNULL(remote_port, 0) AS remote_port, time, success FROM socket_events WHERE family=2",
+	local query = [$ev=table_socket_events, $query="SELECT action, pid, fd, path, family, protocol, local_address, remote_address, local_port, remote_port, time, success FROM socket_events WHERE family=2",
 	    $utype=ADD, $inter=QUERY_INTERVAL];
 	subscribe(query);
 	}
