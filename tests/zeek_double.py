@@ -15,9 +15,10 @@ the package's table scripts), replayed after every hello as the framework does.
 :class:`DoubleThread` runs a double on its own event loop, for tests that drive real processes.
 
 Two flavours (:class:`Flavour`): Zeek 7.2+'s own endpoint (the default, as above), and Broker's
-endpoint of Zeek 6.0-7.1 (``Broker::listen_websocket``; facts from Broker's json_client.cc as
-pinned by Zeek 7.0): the ack names libbroker's version, every event Zeek publishes carries the
-network-time metadata, a refused handshake closes the connection, errors say ``input #N ...``,
+endpoint of Zeek 6.0-7.1 (``Broker::listen_websocket``; checked on Zeek 7.0.11 built from
+source): the ack names libbroker's version, every event Zeek publishes carries the network-time
+metadata, a refused handshake gets no answer at all, errors say ``input #N ...`` (a message
+without a topic gets none),
 and events are not checked against the declarations on the way in: a mistyped event reaches
 Zeek's event engine, which drops it with a reporter error (``reporter_errors`` here) and tells
 the client nothing.
@@ -394,7 +395,8 @@ class ZeekDouble:
                 topics = None
             valid = isinstance(topics, list) and all(isinstance(t, str) for t in topics)
             if not valid and self.flavour is Flavour.BROKER:
-                await ws.close(1011, "first message must contain a filter")  # torn down, no ack
+                async for _ in ws:  # Zeek 7.0.11: no ack, no error, no close; all that follows is ignored
+                    pass
                 return
             if not isinstance(topics, list):
                 await self._error(ws, "deserialization_failed", "subscriptions not an array")
@@ -477,11 +479,11 @@ class ZeekDouble:
             )
             return
         if not isinstance(obj, dict):
-            await self._error(ws, "deserialization_failed", f"input #{n} expected a JSON object")
+            await self._error(ws, "deserialization_failed", f"input #{n} contained invalid data")
             return
+        if not isinstance(obj.get("topic"), str):
+            return  # Zeek 7.0.11: dropped without a reply
         try:
-            if not isinstance(obj.get("topic"), str):
-                raise bj.DecodeError("no topic")
             topic, value = bj.decode_client_message(obj)
         except bj.DecodeError:
             await self._error(ws, "deserialization_failed", f"input #{n} contained invalid data")
