@@ -159,6 +159,8 @@ class ZeekConfig:
     zeek_topic: str = "/osquery/zeek/"  # the package's osquery::zeek_topic: collectord publishes here
     collector_topic: str = "/osquery/collector/"  # osquery::collector_topic: collectord subscribes to it
     ca: str | None = None  # CA to pin for wss://
+    cert: str | None = None  # client certificate (PEM) for a listener that asks for one (wss://)
+    key: str | None = None  # its key (default: in ``cert``)
     max_inflight: int = 64  # batches sent and not yet acknowledged
     max_inflight_events: int = 5000  # events in those batches (Zeek closes a client whose backlog outlasts a ping)
     batch_rows: int = 100  # rows per batch at most (a connection cut mid-batch repeats at most these)
@@ -172,7 +174,12 @@ class ZeekConfig:
 
     def endpoint(self) -> ZeekEndpoint:
         return ZeekEndpoint.parse(
-            self.url, subscribe_topics=(self.collector_topic,), publish_topic=self.zeek_topic, ca_file=self.ca
+            self.url,
+            subscribe_topics=(self.collector_topic,),
+            publish_topic=self.zeek_topic,
+            ca_file=self.ca,
+            cert_file=self.cert,
+            key_file=self.key,
         )
 
 
@@ -486,6 +493,8 @@ def _parse_zeek(raw: Any, key: str, base: str | None) -> ZeekConfig:
         zeek_topic=_get(body, "zeek_topic", key, _nonempty, d.zeek_topic),
         collector_topic=_get(body, "collector_topic", key, _nonempty, d.collector_topic),
         ca=_get(body, "ca", key, _path(base), None),
+        cert=_get(body, "cert", key, _path(base), None),
+        key=_get(body, "key", key, _path(base), None),
         max_inflight=_get(body, "max_inflight", key, _positive_int, d.max_inflight),
         max_inflight_events=_get(body, "max_inflight_events", key, _positive_int, d.max_inflight_events),
         batch_rows=_get(body, "batch_rows", key, _positive_int, d.batch_rows),
@@ -497,6 +506,13 @@ def _parse_zeek(raw: Any, key: str, base: str | None) -> ZeekConfig:
         raise ConfigError(f"{key}.name: letters, digits and . _ : - [ ] only, at most 100, got {zeek.name!r}")
     if zeek.ca is not None and not zeek.url.startswith("wss://"):
         raise ConfigError(f"{key}.ca: a CA is pinned for wss:// only")
+    if zeek.cert is not None and not zeek.url.startswith("wss://"):
+        raise ConfigError(f"{key}.cert: a client certificate is for wss:// only")
+    if zeek.key is not None and zeek.cert is None:
+        raise ConfigError(f"{key}.key: set cert too (the client certificate this key belongs to)")
+    for name, path in (("cert", zeek.cert), ("key", zeek.key)):
+        if path is not None and not os.path.isfile(path):
+            raise ConfigError(f"{key}.{name}: no such file: {path}")
     if zeek.url.startswith("ws://") and not is_loopback_host(_url_host(zeek.url)):
         raise ConfigError(
             f"{key}.url: refusing plaintext ws:// to {_url_host(zeek.url)}: use wss:// (the package's "

@@ -277,3 +277,63 @@ def test_older_zeek_gets_one_clear_error(tmp_path, load):
     errors = [line for line in proc.stderr.splitlines() if "error" in line]
     assert len(errors) == 1, proc.stderr
     assert "needs Zeek 6.0 or newer" in errors[0]
+
+
+async def test_link_over_tls_needs_collectords_client_certificate(tmp_path, caplog):
+    """wss:// to the package's listener with client certificates required: Zeek 7.2+'s own TLS
+    options (osquery::websocket_tls_*), or before 7.2 Broker's (which, with a CA set, always asks
+    for one). collectord presents ``[[zeek]] cert``/``key``; without them it never gets through."""
+    trustme = pytest.importorskip("trustme", reason="trustme (test extra) is not installed")
+    zeek = zeek_binary()
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1")
+    client = ca.issue_cert("collectord")
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    server.cert_chain_pems[0].write_to_path(str(tmp_path / "zeek.pem"))
+    server.private_key_pem.write_to_path(str(tmp_path / "zeek.key"))
+    client.cert_chain_pems[0].write_to_path(str(tmp_path / "collectord.pem"))
+    client.private_key_pem.write_to_path(str(tmp_path / "collectord.key"))
+    if zeek_version(zeek) >= (7, 2):
+        tls = (
+            f'redef osquery::websocket_tls_cert = "{tmp_path}/zeek.pem";\n'
+            f'redef osquery::websocket_tls_key = "{tmp_path}/zeek.key";\n'
+            f'redef osquery::websocket_tls_ca = "{tmp_path}/ca.pem";\n'
+        )
+    else:
+        tls = (
+            "redef Broker::disable_ssl = F;\n"
+            f'redef Broker::ssl_certificate = "{tmp_path}/zeek.pem";\n'
+            f'redef Broker::ssl_keyfile = "{tmp_path}/zeek.key";\n'
+            f'redef Broker::ssl_cafile = "{tmp_path}/ca.pem";\n'
+        )
+    port = free_port()
+    zk = RunningZeek(zeek, tmp_path, port, tls)
+
+    async def reaches_ready(**certs: str) -> bool:
+        """True once the link is READY; False once an attempt failed (logged) with no connection made."""
+        endpoint = ZeekEndpoint.parse(f"wss://127.0.0.1:{port}", ca_file=str(tmp_path / "ca.pem"), **certs)
+        link = ZeekLink(endpoint, "test-collector", lambda _l, _n: None, backoff_initial=0.2, backoff_max=0.5)
+        caplog.clear()
+        await link.start()
+        try:
+            await _wait(
+                lambda: (
+                    link.core.state is LinkState.READY or "reconnecting" in caplog.text or zk.proc.poll() is not None
+                ),
+                "READY or a failed attempt",
+            )
+            return link.core.state is LinkState.READY and link.core.stats.connects > 0
+        finally:
+            await link.stop()
+
+    try:
+        await _wait(
+            lambda: "listening for collectord" in zk.text("osquery.log") or zk.proc.poll() is not None, "listen"
+        )
+        assert zk.proc.poll() is None, zk.text("stderr")
+        assert await reaches_ready(
+            cert_file=str(tmp_path / "collectord.pem"), key_file=str(tmp_path / "collectord.key")
+        )
+        assert not await reaches_ready()  # the TLS handshake (Zeek) or the HTTP upgrade (Broker) fails
+    finally:
+        zk.stop()

@@ -41,6 +41,8 @@ class ZeekEndpoint:
     subscribe_topics: tuple[str, ...] = DEFAULT_SUBSCRIBE_TOPICS
     publish_topic: str = DEFAULT_PUBLISH_TOPIC
     ca_file: str | None = None
+    cert_file: str | None = None  # collectord's client certificate (PEM), for a listener that asks for one
+    key_file: str | None = None  # its key (None: in cert_file)
     application_name: str = "collectord"
 
     @classmethod
@@ -195,6 +197,10 @@ class ZeekLink:
         if not self.endpoint.url.startswith("wss://"):
             return None
         ctx = ssl.create_default_context(cafile=self.endpoint.ca_file)
+        if self.endpoint.cert_file is not None:
+            # Zeek's listener with a CA set (osquery::websocket_tls_ca), and Broker's with
+            # Broker::ssl_cafile (Zeek 6.0-7.1), accept only clients with a certificate of that CA.
+            ctx.load_cert_chain(self.endpoint.cert_file, self.endpoint.key_file)
         return ctx
 
     async def _run(self) -> None:
