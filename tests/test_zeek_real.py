@@ -155,10 +155,11 @@ def zeek_idle(server: Collectord) -> bool:
 
 
 def log_rows(zeek: Zeek, name: str) -> list[dict[str, str]]:
-    """Zeek's own ASCII log ``name`` as dicts by #fields."""
+    """Zeek's own ASCII log ``name`` as dicts by #fields (complete lines only: Zeek may be writing it)."""
     fields: list[str] = []
     out = []
-    for line in zeek.text(name).splitlines():
+    text = zeek.text(name)
+    for line in text[: text.rfind("\n") + 1].splitlines():
         if line.startswith("#fields\t"):
             fields = line.split("\t")[1:]
         elif line and not line.startswith("#"):
