@@ -9,30 +9,15 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from agent.control import ControlError, remote_query
 from tests._jsonlines import read_json_lines
+from tests._wait import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def wait_for(predicate, what: str, timeout: float = 60.0):
-    """Poll ``predicate`` until it returns something truthy (bounded; not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}")
-
-
-def read_lines(path: Path) -> list[dict]:
-    return read_json_lines(path)
 
 
 @pytest.fixture
@@ -98,7 +83,7 @@ def test_process_and_port_added_then_removed(tmp_path, notify):
         listener.listen()
 
         def added():
-            lines = read_lines(results)
+            lines = read_json_lines(results)
             proc = [l for l in lines if l["name"] == "sleeper" and l["action"] == "added"]
             ports = [l for l in lines if l["name"] == "port" and l["action"] == "added"]
             return (proc, ports) if proc and ports else None
@@ -118,7 +103,7 @@ def test_process_and_port_added_then_removed(tmp_path, notify):
         listener.close()
 
         def removed():
-            lines = read_lines(results)
+            lines = read_json_lines(results)
             proc = [l for l in lines if l["name"] == "sleeper" and l["action"] == "removed"]
             ports = [l for l in lines if l["name"] == "port" and l["action"] == "removed"]
             return (proc, ports) if proc and ports else None
@@ -128,7 +113,7 @@ def test_process_and_port_added_then_removed(tmp_path, notify):
         assert port_removed[0]["columns"] == port_lines[0]["columns"]
         assert proc_removed[0]["counter"] == proc_lines[0]["counter"] + 1
         # Each change is reported once.
-        lines = read_lines(results)
+        lines = read_json_lines(results)
         assert len([l for l in lines if l["name"] == "sleeper"]) == 2
         assert len([l for l in lines if l["name"] == "port"]) == 2
 
@@ -196,7 +181,7 @@ def test_kill_9_between_runs_neither_duplicates_nor_misses(tmp_path):
             return False
 
     def lines_for(action: str, filename: str) -> list[dict]:
-        return [l for l in read_lines(results) if l["action"] == action and l["columns"] == {"filename": filename}]
+        return [l for l in read_json_lines(results) if l["action"] == action and l["columns"] == {"filename": filename}]
 
     first = _start(tmp_path, config, sock_path)
     try:
@@ -224,7 +209,7 @@ def test_kill_9_between_runs_neither_duplicates_nor_misses(tmp_path):
             second.kill()
             second.communicate()
     assert second.returncode == 0, err
-    lines = read_lines(results)
+    lines = read_json_lines(results)
     assert (lines[0]["action"], lines[0]["columns"]) == ("added", {"filename": "a"})
     assert sorted((l["action"], l["columns"]["filename"]) for l in lines[1:]) == [("added", "b"), ("removed", "a")]
     assert added_a[0]["counter"] == 1  # the first run (no rows) was counter 0

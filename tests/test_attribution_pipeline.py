@@ -22,6 +22,7 @@ from collector.zeek.ztypes import parse_type
 from collector.zeeklog.writer import LogField, ZeekLogWriter
 from tests import _attribution_lab as lab
 from tests._collector import Agentd, Collectord, _env
+from tests._wait import wait_for
 from tests.test_attribution_live import BASH, PYTHON, SERVER_UID, USERS, _require_tools
 from tests.test_attribution_offline import read_zeek_ascii
 
@@ -62,17 +63,6 @@ def write_conn_log(directory: Path, syns: list[lab.Syn]) -> Path:
         )
     writer.close()
     return writer.live_path
-
-
-def wait_for(predicate, what: str, timeout: float = 90.0):
-    """Poll until ``predicate`` is truthy (a bound on waiting, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def attribute(server: Collectord, conn_log: Path, out: Path) -> dict[str, dict[str, str]]:

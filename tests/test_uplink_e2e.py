@@ -20,17 +20,7 @@ import pytest
 from protocol import operator as op
 from protocol.messages import Mode
 from tests._collector import Agentd, Collectord, Operator, growing_query
-
-
-def wait_for(predicate, what: str, timeout: float = 90.0):
-    """Poll until ``predicate`` is truthy (bounded; a bound on waiting, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}")
+from tests._wait import wait_for
 
 
 def numbers(server: Collectord, name: str = "grow") -> Counter[int]:

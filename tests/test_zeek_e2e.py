@@ -24,6 +24,7 @@ import pytest
 
 from collector.zeek.values import Enum
 from tests._collector import Agentd, Collectord, growing_query
+from tests._wait import wait_for
 from tests.zeek_double import (
     README_EXAMPLE_SQL,
     README_EXAMPLE_TYPE,
@@ -36,17 +37,6 @@ from tests.zeek_double import (
 
 ROOT = Path(__file__).resolve().parent.parent
 GROW_TYPE = "event(resultInfo:osquery::ResultInfo, n:count, text:string)"
-
-
-def wait_for(predicate, what: str, timeout: float = 90.0):
-    """Poll until ``predicate`` is truthy (a bound on waiting, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 @pytest.fixture(params=list(Flavour), ids=lambda f: f.value)
